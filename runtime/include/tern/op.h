@@ -1,0 +1,85 @@
+/* tern/op.h - the op set: one enum, one node record, and for each op the
+ * exact meaning of its sources and parameters. Backends implement ops over
+ * these nodes; the scalar backend is the definition.
+ *
+ * Shapes use ggml order (ne[0] innermost). "rows" means all of ne[1..3].
+ * Every f32 tensor below is contiguous. n_tok is the number of tokens in the
+ * batch being evaluated. */
+#ifndef TERN_OP_H
+#define TERN_OP_H
+
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum tern_op {
+    /* dst[r] = dequant(src0 row src1[r]).  src0: table [ne0, n_rows] of F32,
+     * F16, BF16, Q8_0, TQ1_0, TQ2_0 or I2_S (file layout); src1: I32 ids
+     * [n]; dst: F32 [ne0, n]. */
+    TERN_OP_GET_ROWS = 0,
+    /* dst = src0 / sqrt(mean(src0^2) + eps) * src1, per row.  src1: F32 [ne0]
+     * or NULL (no weight); fparams[0] = eps. */
+    TERN_OP_RMS_NORM,
+    /* dst = src0 + src1, elementwise, same shapes. */
+    TERN_OP_ADD,
+    /* dst = src0 * src1, elementwise, same shapes. */
+    TERN_OP_MUL,
+    /* dst = max(src0, 0)^2 (BitNet b1.58 2B4T FFN gate). */
+    TERN_OP_RELU_SQ,
+    /* dst = src0 / (1 + exp(-src0)). */
+    TERN_OP_SILU,
+    /* Rotary embedding.  src0: F32 [head_dim, n_head, n_tok]; src1: I32
+     * positions [n_tok]; iparams[0] = mode (TERN_ROPE_NORMAL pairs (2i, 2i+1),
+     * TERN_ROPE_NEOX pairs (i, i + n_dims/2)); iparams[1] = n_dims (the first
+     * n_dims of each head rotate); fparams[0] = freq_base; fparams[1] =
+     * freq_scale.  angle = pos * freq_scale * freq_base^(-2i/n_dims). */
+    TERN_OP_ROPE,
+    /* Writes keys or values into a cache.  src0: F32 [head_dim, n_kv_head,
+     * n_tok]; src1: I32 positions [n_tok]; dst: the cache, F32 or F16
+     * [head_dim, n_kv_head, n_ctx], row src1[t] is overwritten. */
+    TERN_OP_KV_STORE,
+    /* Causal attention with GQA over a cache.  src0: q F32 [head_dim,
+     * n_head, n_tok]; src1: K cache, src2: V cache (F32 or F16, [head_dim,
+     * n_kv_head, n_ctx]); src3: I32 positions [n_tok].  Token t attends cache
+     * rows 0..pos[t]; head h uses kv head h / (n_head / n_kv_head).
+     * fparams[0] = score scale.  dst: F32 [head_dim, n_head, n_tok]. */
+    TERN_OP_ATTENTION,
+    /* dst = softmax(src0 * fparams[0]) per row (max subtracted first). */
+    TERN_OP_SOFTMAX,
+    /* Per-token absmax int8: src0 F32 [K, n_tok] -> dst Q8_TOK [K, n_tok]
+     * (see tern_q8tok_header). */
+    TERN_OP_QUANTIZE_ACT,
+    /* Ternary matmul.  src0: Q8_TOK [K, n_tok]; src1: ternary weight [K, N]
+     * repacked by this backend, scale in src1->scale; dst F32 [N, n_tok]:
+     * acc = sum_k q[k] * w[n][k] (exact int32), dst = (float)acc / inv * scale. */
+    TERN_OP_MATMUL_TERNARY,
+    /* Float matmul.  src0: F32 [K, n_tok]; src1: weight [K, N] of F32, F16,
+     * BF16 or Q8_0 (as repacked by this backend); dst F32 [N, n_tok]:
+     * dst[t][n] = sum_k src0[t][k] * w[n][k]. */
+    TERN_OP_MATMUL,
+    TERN_OP_COUNT
+} tern_op;
+
+enum { TERN_ROPE_NORMAL = 0, TERN_ROPE_NEOX = 2 };
+
+#define TERN_NODE_MAX_SRC 4
+#define TERN_NODE_MAX_PARAMS 4
+
+/* One op application. The executor owns nodes; backends only read them. */
+typedef struct tern_node {
+    int32_t op;                                /* enum tern_op */
+    tern_tensor *dst;
+    const tern_tensor *src[TERN_NODE_MAX_SRC]; /* unused slots NULL */
+    int32_t iparams[TERN_NODE_MAX_PARAMS];
+    float fparams[TERN_NODE_MAX_PARAMS];
+} tern_node;
+
+/* Name of an op ("matmul_ternary"); "?" when out of range. */
+const char *tern_op_name(int op);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,308 @@
+/* registry.c - finds backend plugins, loads and checks them, picks one.
+ *
+ * Search order: $TERN_PLUGIN_PATH, the folder libtern was loaded from (the
+ * build tree keeps plugins beside libtern.so), then <prefix>/lib/tern. A
+ * plugin is dlopen'ed RTLD_NOW | RTLD_LOCAL and its ABI checked before any
+ * other call into it. */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tern/backend.h"
+
+#define PLUGIN_PREFIX "tern-backend-"
+#define PLUGIN_SUFFIX ".so"
+
+struct tern_registry {
+    tern_plugin_info *items;
+    void **handles;
+    int n, cap;
+};
+
+static tern_status reg_grow(tern_registry *reg, tern_error *err)
+{
+    if (reg->n < reg->cap) return TERN_OK;
+    int cap = reg->cap ? reg->cap * 2 : 8;
+    tern_plugin_info *items = realloc(reg->items, (size_t)cap * sizeof *items);
+    if (!items) return tern_error_set(err, TERN_ENOMEM, "out of memory listing plugins");
+    reg->items = items;
+    void **handles = realloc(reg->handles, (size_t)cap * sizeof *handles);
+    if (!handles) return tern_error_set(err, TERN_ENOMEM, "out of memory listing plugins");
+    reg->handles = handles;
+    reg->cap = cap;
+    return TERN_OK;
+}
+
+/* "tern-backend-x86.so" -> "x86"; 0 when the name does not match. */
+static int plugin_name_from_file(const char *file, char *name, size_t n)
+{
+    size_t lp = strlen(PLUGIN_PREFIX), ls = strlen(PLUGIN_SUFFIX), lf = strlen(file);
+    if (lf <= lp + ls || strncmp(file, PLUGIN_PREFIX, lp) != 0 ||
+        strcmp(file + lf - ls, PLUGIN_SUFFIX) != 0)
+        return 0;
+    size_t len = lf - lp - ls;
+    if (len >= n) return 0;
+    memcpy(name, file + lp, len);
+    name[len] = 0;
+    return 1;
+}
+
+/* Checks the entry table; fills info->error and returns nonzero if bad. */
+static int check_api(tern_plugin_info *info, const tern_backend_api *api)
+{
+    const char *path = info->path;
+    if (!api) {
+        snprintf(info->error, sizeof info->error, "%s: %s() returned NULL", path,
+                 TERN_BACKEND_ENTRY_SYMBOL);
+        return 1;
+    }
+    if (api->abi_version != TERN_BACKEND_ABI_VERSION) {
+        snprintf(info->error, sizeof info->error,
+                 "%s: plugin ABI version %u, this tern needs version %u", path, api->abi_version,
+                 TERN_BACKEND_ABI_VERSION);
+        return 1;
+    }
+    if (api->struct_size < sizeof(tern_backend_api)) {
+        snprintf(info->error, sizeof info->error,
+                 "%s: plugin API struct is %u bytes, this tern needs at least %zu (ABI version %u)",
+                 path, api->struct_size, sizeof(tern_backend_api), TERN_BACKEND_ABI_VERSION);
+        return 1;
+    }
+    if (!api->name || !api->probe || !api->init || !api->free || (!api->ops && api->n_ops)) {
+        snprintf(info->error, sizeof info->error,
+                 "%s: plugin API table lacks a required member (name, probe, init, free, ops)", path);
+        return 1;
+    }
+    if (strcmp(api->name, info->name) != 0) {
+        snprintf(info->error, sizeof info->error, "%s: file is named for backend '%s' but the plugin says '%s'",
+                 path, info->name, api->name);
+        return 1;
+    }
+    return 0;
+}
+
+tern_status tern_plugin_load(tern_registry *reg, const char *path, const tern_plugin_info **out,
+                             tern_error *err)
+{
+    tern_status st = reg_grow(reg, err);
+    if (st) return st;
+    tern_plugin_info *info = &reg->items[reg->n];
+    memset(info, 0, sizeof *info);
+    snprintf(info->path, sizeof info->path, "%s", path);
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if (!plugin_name_from_file(base, info->name, sizeof info->name))
+        snprintf(info->name, sizeof info->name, "%s", base);
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    reg->handles[reg->n] = h;
+    reg->n++;
+    if (out) *out = info;
+    if (!h) {
+        snprintf(info->error, sizeof info->error, "%s: cannot load: %s", path, dlerror());
+        return tern_error_set(err, TERN_EIO, "%s", info->error);
+    }
+    tern_backend_entry_fn entry;
+    *(void **)&entry = dlsym(h, TERN_BACKEND_ENTRY_SYMBOL);
+    if (!entry) {
+        snprintf(info->error, sizeof info->error, "%s: not a tern backend: symbol %s not found",
+                 path, TERN_BACKEND_ENTRY_SYMBOL);
+        return tern_error_set(err, TERN_ENOTFOUND, "%s", info->error);
+    }
+    const tern_backend_api *api = entry();
+    if (check_api(info, api)) return tern_error_set(err, TERN_EABI, "%s", info->error);
+    info->api = api;
+    info->loaded = 1;
+    api->probe(tern_host(), &info->probe);
+    info->probe.desc[sizeof info->probe.desc - 1] = 0;
+    return TERN_OK;
+}
+
+static int already_have(const tern_registry *reg, const char *name)
+{
+    for (int i = 0; i < reg->n; i++)
+        if (strcmp(reg->items[i].name, name) == 0) return 1;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static tern_status scan_dir(tern_registry *reg, const char *dir, tern_error *err)
+{
+    DIR *d = opendir(dir);
+    if (!d) return TERN_OK; /* a missing search folder is normal */
+    char *names[256];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 256) {
+        char name[64];
+        if (plugin_name_from_file(e->d_name, name, sizeof name)) names[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof names[0], cmp_str);
+    tern_status st = TERN_OK;
+    for (int i = 0; i < n; i++) {
+        char name[64], path[PATH_MAX];
+        if (!st && names[i] && plugin_name_from_file(names[i], name, sizeof name) &&
+            !already_have(reg, name)) {
+            snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+            tern_error ignored;
+            tern_status ls = tern_plugin_load(reg, path, NULL, &ignored);
+            if (ls == TERN_ENOMEM) st = tern_error_set(err, ls, "%s", ignored.msg);
+        }
+        free(names[i]);
+    }
+    return st;
+}
+
+tern_status tern_registry_scan_path(const char *dirs, tern_registry **out, tern_error *err)
+{
+    tern_registry *reg = calloc(1, sizeof *reg);
+    if (!reg) return tern_error_set(err, TERN_ENOMEM, "out of memory creating plugin registry");
+    char *copy = strdup(dirs ? dirs : "");
+    if (!copy) {
+        free(reg);
+        return tern_error_set(err, TERN_ENOMEM, "out of memory creating plugin registry");
+    }
+    tern_status st = TERN_OK;
+    for (char *save = NULL, *dir = strtok_r(copy, ":", &save); dir && !st;
+         dir = strtok_r(NULL, ":", &save))
+        st = scan_dir(reg, dir, err);
+    free(copy);
+    if (st) {
+        tern_registry_free(reg);
+        return st;
+    }
+    *out = reg;
+    return TERN_OK;
+}
+
+/* The folder holding libtern.so itself: in the build tree, the plugins. */
+static void self_dir(char *buf, size_t n)
+{
+    Dl_info info;
+    buf[0] = 0;
+    if (dladdr((void *)tern_registry_scan, &info) && info.dli_fname) {
+        snprintf(buf, n, "%s", info.dli_fname);
+        char *slash = strrchr(buf, '/');
+        if (slash) *slash = 0;
+        else buf[0] = 0;
+    }
+}
+
+tern_status tern_registry_scan(tern_registry **out, tern_error *err)
+{
+    char self[PATH_MAX], path[3 * PATH_MAX];
+    self_dir(self, sizeof self);
+    const char *env = getenv("TERN_PLUGIN_PATH");
+    snprintf(path, sizeof path, "%s%s%s:%s/lib/tern", env ? env : "", env ? ":" : "", self,
+             TERN_PREFIX);
+    return tern_registry_scan_path(path, out, err);
+}
+
+void tern_registry_free(tern_registry *reg)
+{
+    if (!reg) return;
+    /* Plugins are not dlclose'd: backend instances may outlive the registry
+     * in tests, and unloading buys nothing in a short-lived process. */
+    free(reg->items);
+    free(reg->handles);
+    free(reg);
+}
+
+int tern_registry_count(const tern_registry *reg) { return reg ? reg->n : 0; }
+
+const tern_plugin_info *tern_registry_get(const tern_registry *reg, int i)
+{
+    return reg && i >= 0 && i < reg->n ? &reg->items[i] : NULL;
+}
+
+tern_status tern_registry_select(const tern_registry *reg, const char *name,
+                                 const tern_plugin_info **out, tern_error *err)
+{
+    if (!name || !*name || strcmp(name, "auto") == 0) {
+        const tern_plugin_info *best = NULL;
+        for (int i = 0; i < reg->n; i++) {
+            const tern_plugin_info *p = &reg->items[i];
+            if (p->loaded && p->probe.runnable && (!best || p->probe.score > best->probe.score))
+                best = p;
+        }
+        if (!best)
+            return tern_error_set(err, TERN_ENOTFOUND,
+                                  "no runnable backend plugin found (searched $TERN_PLUGIN_PATH, "
+                                  "the libtern folder and %s/lib/tern)", TERN_PREFIX);
+        *out = best;
+        return TERN_OK;
+    }
+    for (int i = 0; i < reg->n; i++) {
+        const tern_plugin_info *p = &reg->items[i];
+        if (strcmp(p->name, name) != 0) continue;
+        if (!p->loaded) return tern_error_set(err, TERN_EABI, "backend '%s': %s", name, p->error);
+        if (!p->probe.runnable)
+            return tern_error_set(err, TERN_ECANNOTRUN, "backend '%s' cannot run here: %s", name,
+                                  p->probe.desc);
+        *out = p;
+        return TERN_OK;
+    }
+    return tern_error_set(err, TERN_ENOTFOUND,
+                          "backend '%s' not found: no tern-backend-%s.so in $TERN_PLUGIN_PATH, "
+                          "the libtern folder or %s/lib/tern", name, name, TERN_PREFIX);
+}
+
+tern_backend_options tern_backend_default_options(void)
+{
+    tern_backend_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.n_threads = 1;
+    o.kernel = "auto";
+    o.head = "f16";
+    o.device = -1;
+    return o;
+}
+
+tern_status tern_backend_create(const tern_plugin_info *plugin, const tern_backend_options *opt,
+                                tern_backend **out, tern_error *err)
+{
+    if (!plugin || !plugin->loaded)
+        return tern_error_set(err, TERN_EINVAL, "backend plugin not loaded");
+    tern_backend_options defaults = tern_backend_default_options();
+    if (!opt) opt = &defaults;
+    tern_backend *be = calloc(1, sizeof *be);
+    if (!be) return tern_error_set(err, TERN_ENOMEM, "out of memory creating backend");
+    char msg[TERN_ERROR_MSG_MAX] = "";
+    tern_status st = plugin->api->init(tern_host(), opt, &be->ctx, msg, sizeof msg);
+    if (st) {
+        free(be);
+        return tern_error_set(err, st, "backend '%s': %s", plugin->name, msg);
+    }
+    be->api = plugin->api;
+    be->plugin = plugin;
+    be->n_threads = opt->n_threads > 0 ? opt->n_threads : 1;
+    *out = be;
+    return TERN_OK;
+}
+
+void tern_backend_free(tern_backend *be)
+{
+    if (!be) return;
+    be->api->free(be->ctx);
+    free(be);
+}
+
+tern_op_fn tern_backend_op(const tern_backend *be, int op)
+{
+    if (!be || op < 0 || (uint32_t)op >= be->api->n_ops) return NULL;
+    return be->api->ops[op];
+}
+
+int tern_backend_supports(const tern_backend *be, const tern_node *node)
+{
+    if (!tern_backend_op(be, node->op)) return 0;
+    return be->api->supports_op ? be->api->supports_op(be->ctx, node) : 1;
+}

@@ -1,0 +1,66 @@
+/* testutil.c - shared test helpers (see testutil.h). */
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "common/testutil.h"
+
+const char *tu_shared_dir(void)
+{
+    static char path[4096];
+    static int done;
+    if (!done) {
+        done = 1;
+        const char *env = getenv("TERN_SHARED");
+        snprintf(path, sizeof path, "%s", env && *env ? env : TERN_SOURCE_DIR "/../shared");
+        struct stat st;
+        char probe[4200];
+        snprintf(probe, sizeof probe, "%s/ref/README.md", path);
+        if (stat(probe, &st) != 0) path[0] = 0;
+    }
+    return path[0] ? path : NULL;
+}
+
+const char *tu_shared_path(char *buf, size_t n, const char *rel)
+{
+    const char *s = tu_shared_dir();
+    if (!s) return NULL;
+    snprintf(buf, n, "%s/%s", s, rel);
+    return buf;
+}
+
+const char *tu_build_dir(void)
+{
+    const char *env = getenv("TERN_BUILD");
+    return env && *env ? env : TERN_SOURCE_DIR "/build";
+}
+
+void *tu_read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *buf = malloc(n > 0 ? (size_t)n : 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf && size) *size = (size_t)n;
+    return buf;
+}
+
+unsigned long long tu_rand(unsigned long long *s)
+{
+    /* splitmix64: small, good enough for test data, identical everywhere */
+    unsigned long long z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+float tu_randf(unsigned long long *s)
+{
+    return (float)((tu_rand(s) >> 40) * (1.0 / (1ull << 24)) * 2.0 - 1.0);
+}

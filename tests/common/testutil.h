@@ -1,0 +1,33 @@
+/* testutil.h - helpers every suite shares: where ../shared is, where the
+ * build is, and a visible skip when the shared references are absent. */
+#ifndef TERN_TESTUTIL_H
+#define TERN_TESTUTIL_H
+
+#include <check.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Path of the shared reference folder ($TERN_SHARED, else ../shared beside
+ * the checkout), or NULL when it is not there. */
+const char *tu_shared_dir(void);
+/* Builds "<shared>/<rel>" into buf; returns buf, or NULL if no shared dir. */
+const char *tu_shared_path(char *buf, size_t n, const char *rel);
+/* The build folder ($TERN_BUILD, else build/ in the checkout). */
+const char *tu_build_dir(void);
+/* Reads a whole file; caller frees. NULL on failure. */
+void *tu_read_file(const char *path, size_t *size);
+/* Deterministic pseudo-random numbers for test inputs. */
+unsigned long long tu_rand(unsigned long long *state);
+float tu_randf(unsigned long long *state); /* uniform in [-1, 1) */
+
+/* Prints the visible skip line and returns from the test when ../shared is
+ * absent, so a fresh clone without it still passes. */
+#define TU_REQUIRE_SHARED()                                                   \
+    do {                                                                      \
+        if (!tu_shared_dir()) {                                               \
+            printf("skipped: ../shared not found (%s)\n", __func__);          \
+            return;                                                           \
+        }                                                                     \
+    } while (0)
+
+#endif

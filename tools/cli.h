@@ -1,0 +1,28 @@
+/* cli.h - what the tern command's subcommands share: their table entry
+ * signature and small argument helpers. */
+#ifndef TERN_CLI_H
+#define TERN_CLI_H
+
+#include <stdio.h>
+
+#include "tern/tern.h"
+
+/* A subcommand: argv[0] is the subcommand name. Returns the exit code. */
+typedef int (*tern_cmd_fn)(int argc, char **argv);
+
+typedef struct tern_cmd {
+    const char *name;
+    tern_cmd_fn fn;
+    const char *summary;
+} tern_cmd;
+
+int cmd_info(int argc, char **argv);
+
+/* Prints "tern <cmd>: <message>" on stderr and returns 1. */
+int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Parses an integer/float option value or fails with a message naming opt. */
+int cli_int(const char *cmd, const char *opt, const char *val, long long lo, long long hi,
+            long long *out);
+int cli_float(const char *cmd, const char *opt, const char *val, double *out);
+
+#endif
