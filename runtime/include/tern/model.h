@@ -57,6 +57,32 @@ tern_status tern_hparams_read(const tern_gguf *g, tern_hparams *hp, tern_error *
 tern_status tern_hparams_check_tensors(const tern_gguf *g, const tern_hparams *hp,
                                        tern_error *err);
 
+/* ---- a loaded model ---- */
+typedef struct tern_model tern_model;
+
+typedef struct tern_model_options {
+    uint32_t struct_size;
+    const char *backend; /* "auto" (best probe score), or a backend name */
+    int n_threads;       /* threads of the sessions on this model */
+    const char *kernel;  /* backend kernel family: "auto" or a name */
+    const char *head;    /* output head storage: "f16" (as stored) or "q8" */
+} tern_model_options;
+
+tern_model_options tern_model_default_options(void);
+/* Opens the file, checks it, loads the backend, repacks the weights for
+ * it and releases the file pages the repacked copies replace. */
+tern_status tern_model_load(const char *path, const tern_model_options *opt, tern_model **out,
+                            tern_error *err);
+void tern_model_free(tern_model *m); /* accepts NULL */
+const tern_hparams *tern_model_hparams(const tern_model *m);
+const tern_tokenizer *tern_model_tokenizer(const tern_model *m);
+const tern_gguf *tern_model_gguf(const tern_model *m);
+/* The backend the model runs on (never the scalar fallback slot). */
+const tern_backend *tern_model_backend(const tern_model *m);
+double tern_model_load_seconds(const tern_model *m);
+/* One line: backend, its instance description, the output head in use. */
+void tern_model_describe(const tern_model *m, char *buf, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,36 @@
+/* tern/lua.h - tern's Lua API for pipelines (graphs/generate.lua, chat.lua,
+ * speculative.lua): models, sessions, samplers, tokenizers as userdata
+ * (tern.Model, tern.Session, tern.Sampler, tern.Detok), with __gc and
+ * __close sharing one idempotent close. */
+#ifndef TERN_LUA_H
+#define TERN_LUA_H
+
+#include <lua.h>
+
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Registers the `tern` module as a global in L and returns 1 (it also
+ * leaves the module table on the stack). */
+int tern_lua_open(lua_State *L);
+
+/* A state for pipelines: tern's allocator (cap bytes, 0 = none), the
+ * standard libraries and the tern module. */
+lua_State *tern_lua_pipeline_state(size_t cap);
+void tern_lua_pipeline_close(lua_State *L);
+
+/* Loads the pipeline script `name` (embedded or from $TERN_GRAPH_PATH),
+ * which returns function(opts), and calls it with the table at stack index
+ * opts_index. Errors come back as one line in err. */
+tern_status tern_lua_run_pipeline(lua_State *L, const char *name, int opts_index, tern_error *err);
+
+/* Set by SIGINT handlers; pipelines poll it through tern.interrupted(). */
+void tern_lua_set_interrupted(int on);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,57 @@
+/* tern/session.h - a session: one conversation over a shared model. It owns
+ * the KV cache, the graphs built for its shape classes, the thread pool and
+ * the last logits; one thread uses it at a time. */
+#ifndef TERN_SESSION_H
+#define TERN_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "graph.h"
+#include "model.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tern_session tern_session;
+
+typedef struct tern_session_options {
+    uint32_t struct_size;
+    int n_ctx;    /* context size in tokens; 0 = the model's training context, at most 4096 */
+    int n_batch;  /* most tokens per graph evaluation (prefill chunk) */
+    int kv_type;  /* TERN_TYPE_F16 (default) or TERN_TYPE_F32 */
+} tern_session_options;
+
+tern_session_options tern_session_default_options(void);
+tern_status tern_session_create(tern_model *m, const tern_session_options *opt, tern_session **out,
+                                tern_error *err);
+void tern_session_free(tern_session *s); /* accepts NULL */
+
+/* Appends n tokens at the next positions and runs the model over them in
+ * chunks of at most n_batch. With all_logits, the logits of every token are
+ * kept ([n][n_vocab]); otherwise only the last token's. Fails with
+ * TERN_ECONTEXT, leaving the session unchanged, when the tokens do not fit. */
+tern_status tern_session_eval(tern_session *s, const int32_t *tokens, size_t n, int all_logits,
+                              tern_error *err);
+/* Logits of the last evaluation: n_rows rows of n_vocab floats. */
+const float *tern_session_logits(const tern_session *s, int64_t *n_rows);
+int64_t tern_session_n_vocab(const tern_session *s);
+int tern_session_n_past(const tern_session *s);
+int tern_session_n_ctx(const tern_session *s);
+/* Forgets the last n tokens (speculative decoding rejects drafts). */
+tern_status tern_session_rollback(tern_session *s, int n, tern_error *err);
+/* Forgets everything. */
+void tern_session_reset(tern_session *s);
+tern_model *tern_session_model(const tern_session *s);
+/* Per-op time and fallback counts since creation. */
+const tern_graph_stats *tern_session_stats(const tern_session *s);
+void tern_session_reset_stats(tern_session *s);
+/* Nodes per graph that run on scalar though the backend is another. */
+int tern_session_fallback_nodes(const tern_session *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
