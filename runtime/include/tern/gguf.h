@@ -100,6 +100,19 @@ int64_t tern_gguf_arr_int(const tern_gguf *g, int64_t kv, uint64_t j);    /* int
 double tern_gguf_arr_float(const tern_gguf *g, int64_t kv, uint64_t j);   /* f32/f64 elements */
 tern_gguf_str tern_gguf_arr_str(const tern_gguf *g, int64_t kv, uint64_t j); /* string elements */
 
+/* The same by key index (0 .. n_kv-1), for walking every key. */
+tern_status tern_gguf_kv_int(const tern_gguf *g, int64_t i, int64_t *out, tern_error *err);
+tern_status tern_gguf_kv_float(const tern_gguf *g, int64_t i, double *out, tern_error *err);
+tern_status tern_gguf_kv_bool(const tern_gguf *g, int64_t i, int *out, tern_error *err);
+tern_status tern_gguf_kv_str(const tern_gguf *g, int64_t i, tern_gguf_str *out, tern_error *err);
+tern_status tern_gguf_kv_array(const tern_gguf *g, int64_t i, tern_gguf_vtype *elem_type,
+                               uint64_t *n, tern_error *err);
+/* The value's bytes exactly as serialized after its type field (arrays:
+ * element type, count, elements), for copying a key verbatim. */
+tern_status tern_gguf_kv_raw(const tern_gguf *g, int64_t i, const void **value, uint64_t *size);
+/* "u32", "string", ...; "?" for ids outside the enum. */
+const char *tern_gguf_vtype_name(tern_gguf_vtype t);
+
 /* ---- tensors ---- */
 int64_t tern_gguf_n_tensors(const tern_gguf *g);
 const tern_gguf_tensor *tern_gguf_tensor_at(const tern_gguf *g, int64_t i);
