@@ -1,0 +1,188 @@
+/* test_conformance.c - the conformance suite: every op of every runnable
+ * backend against scalar over the case table (cases.c), scalar against the
+ * ops' definitions, and hand-picked values where the answer is known.
+ *
+ * Prints a table op x backend: "pass" with the largest error seen, "FAIL"
+ * with the count of bad cases, "fallback" when the backend runs none of the
+ * op's cases (the executor would run them on scalar). "definition" is
+ * scalar checked against the oracles. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/testutil.h"
+#include "conformance/conformance.h"
+
+#define MAX_BACKENDS 16
+#define NTH_MAX 3
+
+typedef struct cell {
+    int cases, pass, fail, fallback;
+    double max_err;
+    char first_fail[300];
+} cell;
+
+typedef struct conf_backends {
+    tern_registry *reg;
+    tern_backend *be[MAX_BACKENDS];
+    int n, ref; /* ref: index of scalar */
+} conf_backends;
+
+static void open_backends(conf_backends *b)
+{
+    tern_error err;
+    memset(b, 0, sizeof *b);
+    b->ref = -1;
+    ck_assert_msg(tern_registry_scan(&b->reg, &err) == TERN_OK, "%s", err.msg);
+    for (int i = 0; i < tern_registry_count(b->reg) && b->n < MAX_BACKENDS; i++) {
+        const tern_plugin_info *p = tern_registry_get(b->reg, i);
+        if (!p->loaded || !p->probe.runnable) continue;
+        tern_backend_options opt = tern_backend_default_options();
+        opt.n_threads = NTH_MAX;
+        tern_status st = tern_backend_create(p, &opt, &b->be[b->n], &err);
+        ck_assert_msg(st == TERN_OK, "backend %s: %s", p->name, err.msg);
+        if (strcmp(p->name, "scalar") == 0) b->ref = b->n;
+        b->n++;
+    }
+    ck_assert_msg(b->ref >= 0, "the scalar backend was not found (TERN_BUILD=%s)", tu_build_dir());
+}
+
+static void close_backends(conf_backends *b)
+{
+    for (int i = 0; i < b->n; i++) tern_backend_free(b->be[i]);
+    tern_registry_free(b->reg);
+}
+
+static void *zalloc(size_t n)
+{
+    void *p = calloc(1, n + 64);
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+static void note(cell *cl, const conf_case *c, int nth, const char *what)
+{
+    cl->fail++;
+    if (!cl->first_fail[0])
+        snprintf(cl->first_fail, sizeof cl->first_fail, "[%s] nth=%d: %s", c->label, nth, what);
+}
+
+/* Compares and records; 1 when within tolerance. */
+static int score(cell *cl, const conf_case *c, int nth, conf_cmp cmp, double tol,
+                 const uint8_t *got, const uint8_t *want)
+{
+    conf_score sc = conf_compare(c, cmp, tol, got, want);
+    if (sc.max_err > cl->max_err || isnan(sc.max_err)) cl->max_err = sc.max_err;
+    if (!sc.bad) return 1;
+    char msg[160];
+    snprintf(msg, sizeof msg, "%ld %s differ, first at %ld, max error %.3g (tol %.3g)", sc.bad,
+             cmp == CONF_EXACT ? "bytes" : "outputs", sc.first_bad, sc.max_err, tol);
+    note(cl, c, nth, msg);
+    return 0;
+}
+
+/* One case: scalar at nth=1 is the reference; it is checked against the
+ * oracle, then every backend at nth = 1..3 is checked against it. */
+static void run_case(conf_backends *b, const conf_op *op, conf_case *c, cell *row)
+{
+    uint8_t *ref = zalloc(c->dst_bytes), *out = zalloc(c->dst_bytes);
+    char why[300];
+    op->oracle(c);
+    row[0].cases++;
+    conf_run_status rs = conf_run(b->be[b->ref], c, 1, ref, why, sizeof why);
+    if (rs != CONF_RUN_OK) {
+        note(&row[0], c, 1, rs == CONF_RUN_FALLBACK ? "scalar refused the node" : why);
+        goto done;
+    }
+    if (score(&row[0], c, 1, op->cmp, op->oracle_tol, ref, c->expect)) row[0].pass++;
+    for (int i = 0; i < b->n; i++) {
+        cell *cl = &row[1 + i];
+        cl->cases++;
+        for (int nth = 1; nth <= NTH_MAX; nth++) {
+            rs = conf_run(b->be[i], c, nth, out, why, sizeof why);
+            if (rs == CONF_RUN_FALLBACK) {
+                cl->fallback++;
+                break;
+            }
+            if (rs == CONF_RUN_ERROR) {
+                note(cl, c, nth, why);
+                break;
+            }
+            if (!score(cl, c, nth, op->cmp, op->tol, out, ref)) break;
+            if (nth == NTH_MAX) cl->pass++;
+        }
+    }
+done:
+    free(ref);
+    free(out);
+}
+
+static void cell_text(const cell *cl, char *buf, size_t n)
+{
+    if (cl->fail)
+        snprintf(buf, n, "FAIL %d/%d", cl->fail, cl->cases);
+    else if (cl->fallback == cl->cases)
+        snprintf(buf, n, "fallback");
+    else if (cl->fallback)
+        snprintf(buf, n, "pass %.1e (%d fb)", cl->max_err, cl->fallback);
+    else if (cl->max_err == 0.0)
+        snprintf(buf, n, "pass exact");
+    else
+        snprintf(buf, n, "pass %.1e", cl->max_err);
+}
+
+START_TEST(test_conformance_all)
+{
+    conf_backends b;
+    open_backends(&b);
+    cell(*cells)[1 + MAX_BACKENDS] = zalloc(sizeof(*cells) * (size_t)conf_n_ops);
+    unsigned long long rng = 0x7e57c0de;
+    int n_cases = 0, n_fail = 0;
+    for (int o = 0; o < conf_n_ops; o++) {
+        conf_list l = {0};
+        conf_ops[o].gen(&l, &rng);
+        for (int i = 0; i < l.n; i++) run_case(&b, &conf_ops[o], &l.v[i], cells[o]);
+        n_cases += l.n;
+        conf_list_free(&l);
+    }
+    printf("\nconformance: %d cases, nth 1..%d, every runnable backend against scalar\n", n_cases, NTH_MAX);
+    printf("%-15s %6s  %-20s", "op", "cases", "definition");
+    for (int i = 0; i < b.n; i++) printf(" %-20s", b.be[i]->plugin->name);
+    printf("\n");
+    for (int o = 0; o < conf_n_ops; o++) {
+        char txt[64];
+        cell_text(&cells[o][0], txt, sizeof txt);
+        printf("%-15s %6d  %-20s", tern_op_name(conf_ops[o].op), cells[o][0].cases, txt);
+        for (int i = 0; i < b.n; i++) {
+            cell_text(&cells[o][1 + i], txt, sizeof txt);
+            printf(" %-20s", txt);
+        }
+        printf("\n");
+    }
+    for (int o = 0; o < conf_n_ops; o++)
+        for (int i = 0; i <= b.n; i++)
+            if (cells[o][i].fail) {
+                n_fail++;
+                printf("FAIL %s on %s: %s\n", tern_op_name(conf_ops[o].op),
+                       i ? b.be[i - 1]->plugin->name : "definition", cells[o][i].first_fail);
+            }
+    fflush(stdout);
+    free(cells);
+    close_backends(&b);
+    ck_assert_msg(n_fail == 0, "%d op/backend pairs failed conformance (table above)", n_fail);
+}
+END_TEST
+
+TCase *conformance_values_tcase(void); /* values.c */
+
+Suite *conformance_suite(void)
+{
+    Suite *s = suite_create("conformance");
+    TCase *tc = tcase_create("backends");
+    tcase_set_timeout(tc, 900);
+    tcase_add_test(tc, test_conformance_all);
+    suite_add_tcase(s, tc);
+    suite_add_tcase(s, conformance_values_tcase());
+    return s;
+}
