@@ -136,6 +136,13 @@ tern_status tern_gguf_set_i32(tern_gguf_writer *w, const char *key, int32_t v);
 tern_status tern_gguf_set_f32(tern_gguf_writer *w, const char *key, float v);
 tern_status tern_gguf_set_bool(tern_gguf_writer *w, const char *key, int v);
 tern_status tern_gguf_set_str(tern_gguf_writer *w, const char *key, const char *v);
+/* Any fixed-size scalar type (u8 .. f64, bool): v points to one value. */
+tern_status tern_gguf_set_scalar(tern_gguf_writer *w, const char *key, tern_gguf_vtype type,
+                                 const void *v);
+/* A value already serialized as GGUF stores it after the type field (what
+ * tern_gguf_kv_raw returns): arrays of arrays, verbatim copies. */
+tern_status tern_gguf_set_raw(tern_gguf_writer *w, const char *key, tern_gguf_vtype type,
+                              const void *value, uint64_t size);
 /* Arrays: numeric data copied (n elements of elem_type); strings copied. */
 tern_status tern_gguf_set_arr(tern_gguf_writer *w, const char *key, tern_gguf_vtype elem_type,
                               const void *data, uint64_t n);
