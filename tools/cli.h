@@ -17,6 +17,7 @@ typedef struct tern_cmd {
 } tern_cmd;
 
 int cmd_info(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 /* Prints "tern <cmd>: <message>" on stderr and returns 1. */
 int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -8,6 +8,7 @@
 
 static const tern_cmd commands[] = {
     {"info", cmd_info, "version, CPU features, backends and their ops; -m FILE describes a model"},
+    {"tokenize", cmd_tokenize, "text to token ids and pieces with a model's tokenizer (--bench: speed)"},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

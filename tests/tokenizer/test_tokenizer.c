@@ -368,8 +368,6 @@ Suite *tokenizer_suite(void)
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_all_pre_tokenizers);
     suite_add_tcase(s, tc);
-#ifdef TERN_TOKENIZER_SHARED
     suite_add_tcase(s, tokenizer_shared_tcase());
-#endif
     return s;
 }
