@@ -29,15 +29,21 @@ typedef struct conf_backends {
     int n, ref; /* ref: index of scalar */
 } conf_backends;
 
-static void open_backends(conf_backends *b)
+/* Every runnable plugin the registry finds (extra == NULL), or scalar and
+ * the plugin file extra only. The extra file is loaded before any backend
+ * is created: loading grows the registry and moves its entries. */
+static void open_backends(conf_backends *b, const char *extra)
 {
     tern_error err;
     memset(b, 0, sizeof *b);
     b->ref = -1;
     ck_assert_msg(tern_registry_scan(&b->reg, &err) == TERN_OK, "%s", err.msg);
+    const tern_plugin_info *xp = NULL;
+    if (extra) ck_assert_msg(tern_plugin_load(b->reg, extra, &xp, &err) == TERN_OK, "%s", err.msg);
     for (int i = 0; i < tern_registry_count(b->reg) && b->n < MAX_BACKENDS; i++) {
         const tern_plugin_info *p = tern_registry_get(b->reg, i);
         if (!p->loaded || !p->probe.runnable) continue;
+        if (extra && strcmp(p->name, "scalar") != 0 && strcmp(p->name, xp->name) != 0) continue;
         tern_backend_options opt = tern_backend_default_options();
         opt.n_threads = NTH_MAX;
         tern_status st = tern_backend_create(p, &opt, &b->be[b->n], &err);
@@ -124,50 +130,92 @@ static void cell_text(const cell *cl, char *buf, size_t n)
         snprintf(buf, n, "FAIL %d/%d", cl->fail, cl->cases);
     else if (cl->fallback == cl->cases)
         snprintf(buf, n, "fallback");
-    else if (cl->fallback)
-        snprintf(buf, n, "pass %.1e (%d fb)", cl->max_err, cl->fallback);
-    else if (cl->max_err == 0.0)
-        snprintf(buf, n, "pass exact");
-    else
-        snprintf(buf, n, "pass %.1e", cl->max_err);
+    else {
+        char err[24], fb[24] = "";
+        snprintf(err, sizeof err, cl->max_err == 0.0 ? "exact" : "%.1e", cl->max_err);
+        if (cl->fallback) snprintf(fb, sizeof fb, " (%d fb)", cl->fallback);
+        snprintf(buf, n, "pass %s%s", err, fb);
+    }
 }
 
-START_TEST(test_conformance_all)
+typedef cell row_cells[1 + MAX_BACKENDS];
+
+/* Runs the whole table over b, prints it, returns the failing pairs. */
+static int conformance_table(conf_backends *b, row_cells *cells)
 {
-    conf_backends b;
-    open_backends(&b);
-    cell(*cells)[1 + MAX_BACKENDS] = zalloc(sizeof(*cells) * (size_t)conf_n_ops);
     unsigned long long rng = 0x7e57c0de;
     int n_cases = 0, n_fail = 0;
     for (int o = 0; o < conf_n_ops; o++) {
         conf_list l = {0};
         conf_ops[o].gen(&l, &rng);
-        for (int i = 0; i < l.n; i++) run_case(&b, &conf_ops[o], &l.v[i], cells[o]);
+        for (int i = 0; i < l.n; i++) run_case(b, &conf_ops[o], &l.v[i], cells[o]);
         n_cases += l.n;
         conf_list_free(&l);
     }
-    printf("\nconformance: %d cases, nth 1..%d, every runnable backend against scalar\n", n_cases, NTH_MAX);
+    printf("\nconformance: %d cases, nth 1..%d, every backend against scalar\n", n_cases, NTH_MAX);
     printf("%-15s %6s  %-20s", "op", "cases", "definition");
-    for (int i = 0; i < b.n; i++) printf(" %-20s", b.be[i]->plugin->name);
+    for (int i = 0; i < b->n; i++) printf(" %-20s", b->be[i]->plugin->name);
     printf("\n");
     for (int o = 0; o < conf_n_ops; o++) {
         char txt[64];
         cell_text(&cells[o][0], txt, sizeof txt);
         printf("%-15s %6d  %-20s", tern_op_name(conf_ops[o].op), cells[o][0].cases, txt);
-        for (int i = 0; i < b.n; i++) {
+        for (int i = 0; i < b->n; i++) {
             cell_text(&cells[o][1 + i], txt, sizeof txt);
             printf(" %-20s", txt);
         }
         printf("\n");
     }
     for (int o = 0; o < conf_n_ops; o++)
-        for (int i = 0; i <= b.n; i++)
+        for (int i = 0; i <= b->n; i++)
             if (cells[o][i].fail) {
                 n_fail++;
                 printf("FAIL %s on %s: %s\n", tern_op_name(conf_ops[o].op),
-                       i ? b.be[i - 1]->plugin->name : "definition", cells[o][i].first_fail);
+                       i ? b->be[i - 1]->plugin->name : "definition", cells[o][i].first_fail);
             }
     fflush(stdout);
+    return n_fail;
+}
+
+START_TEST(test_conformance_all)
+{
+    conf_backends b;
+    open_backends(&b, NULL);
+    row_cells *cells = zalloc(sizeof(*cells) * (size_t)conf_n_ops);
+    int n_fail = conformance_table(&b, cells);
+    free(cells);
+    close_backends(&b);
+    ck_assert_msg(n_fail == 0, "%d op/backend pairs failed conformance (table above)", n_fail);
+}
+END_TEST
+
+/* The device path (buffer_alloc/upload/download/sync, repack onto the
+ * device, nth = 1) against devsim, a simulated device plugin built with the
+ * tests: its four ops must pass and everything else must fall back. */
+START_TEST(test_conformance_device_path)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/plugins/devsim/tern-backend-devsim.so", tu_build_dir());
+    conf_backends b;
+    open_backends(&b, path);
+    ck_assert_int_eq(b.n, 2);
+    int dev = b.ref == 0 ? 1 : 0;
+    ck_assert(!(b.be[dev]->api->caps & TERN_BACKEND_CAP_HOST_MEMORY));
+    row_cells *cells = zalloc(sizeof(*cells) * (size_t)conf_n_ops);
+    int n_fail = conformance_table(&b, cells);
+    for (int o = 0; o < conf_n_ops; o++) {
+        const cell *cl = &cells[o][1 + dev];
+        int op = conf_ops[o].op, native = op == TERN_OP_ADD || op == TERN_OP_RELU_SQ ||
+                                          op == TERN_OP_QUANTIZE_ACT || op == TERN_OP_MATMUL_TERNARY;
+        if (native)
+            ck_assert_msg(cl->pass > 0, "devsim ran no %s case", tern_op_name(op));
+        else
+            ck_assert_msg(cl->fallback == cl->cases, "devsim claims %s", tern_op_name(op));
+    }
+    /* only tq2_0 weights are repacked onto the device: the rest fall back */
+    for (int o = 0; o < conf_n_ops; o++)
+        if (conf_ops[o].op == TERN_OP_MATMUL_TERNARY)
+            ck_assert_int_eq(cells[o][1 + dev].fallback, 16);
     free(cells);
     close_backends(&b);
     ck_assert_msg(n_fail == 0, "%d op/backend pairs failed conformance (table above)", n_fail);
@@ -182,6 +230,7 @@ Suite *conformance_suite(void)
     TCase *tc = tcase_create("backends");
     tcase_set_timeout(tc, 900);
     tcase_add_test(tc, test_conformance_all);
+    tcase_add_test(tc, test_conformance_device_path);
     suite_add_tcase(s, tc);
     suite_add_tcase(s, conformance_values_tcase());
     return s;
