@@ -875,6 +875,8 @@ typedef struct tok_ctx {
     frag *frags[2];
     size_t frag_cap[2];
     pcre2_match_data *md;
+    int re_error; /* PCRE2's code when a match failed, and where */
+    size_t re_error_at;
 } tok_ctx;
 
 static int grow(void *pp, size_t *cap, size_t need, size_t elem)
@@ -1145,10 +1147,18 @@ static int split(tok_ctx *c, int r, const char *rx, size_t start, size_t len, in
     const PCRE2_SPTR subj = (PCRE2_SPTR)rx + start;
     size_t pos = 0, done = 0;
     while (pos < len) {
-        int rc = t->re_jit[r] ? pcre2_jit_match(t->re[r], subj, len, pos, PCRE2_NO_UTF_CHECK, c->md, NULL)
-                              : pcre2_match(t->re[r], subj, len, pos, PCRE2_NO_UTF_CHECK, c->md, NULL);
+        int rc = PCRE2_ERROR_JIT_STACKLIMIT;
+        if (t->re_jit[r]) rc = pcre2_jit_match(t->re[r], subj, len, pos, PCRE2_NO_UTF_CHECK, c->md, NULL);
+        /* the interpreter keeps its backtracking on the heap: the fallback
+         * when JIT code runs out of its stack */
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
+            rc = pcre2_match(t->re[r], subj, len, pos, PCRE2_NO_UTF_CHECK, c->md, NULL);
         if (rc == PCRE2_ERROR_NOMATCH) break;
-        if (rc < 0) return rc == PCRE2_ERROR_NOMEMORY ? -1 : -2;
+        if (rc < 0) {
+            c->re_error = rc;
+            c->re_error_at = start + pos;
+            return rc == PCRE2_ERROR_NOMEMORY ? -1 : -2;
+        }
         const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);
         size_t ms = ov[0], me = ov[1];
         if (me == ms) { /* an empty match splits nothing; step one character */
@@ -1197,7 +1207,12 @@ static tern_status bpe_fragment(tok_ctx *c, const char *s, size_t n, tern_error 
             level = nxt;
         }
     }
-    if (rc == -2) return tern_error_set(err, TERN_EINVAL, "tokenize: pre-tokenizer '%s': regex match failed", t->pre);
+    if (rc == -2) {
+        PCRE2_UCHAR msg[120];
+        pcre2_get_error_message(c->re_error, msg, sizeof msg);
+        return tern_error_set(err, TERN_EINVAL, "tokenize: pre-tokenizer '%s': regex match failed at byte %zu of a fragment: %s",
+                              t->pre, c->re_error_at, (const char *)msg);
+    }
     if (rc || c->oom) return tern_error_set(err, TERN_ENOMEM, "tokenize: out of memory");
     return TERN_OK;
 }

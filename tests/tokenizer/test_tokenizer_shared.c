@@ -415,6 +415,14 @@ START_TEST(test_edges_llama_bpe)
     ck_assert_int_eq(ids[0], 128000);
     ck_assert_int_eq(ids[1], 128000);
 
+    /* Llama 3's contractions ignore ASCII case, as llama.cpp matches them */
+    n = encode(tok, "HE'S", 4, 0, 0, &ids, &cap);
+    m = encode(tok, "HE", 2, 0, 0, &ids2, &cap2);
+    ck_assert_uint_eq(n, m + 1);
+    ck_assert(memcmp(ids, ids2, m * sizeof *ids) == 0);
+    ck_assert_uint_eq(encode(tok, "'S", 2, 0, 0, &ids2, &cap2), 1);
+    ck_assert_int_eq(ids[m], ids2[0]);
+
     /* a 1 MB line: no crash, reasonable time, lossless */
     size_t big = 1 << 20;
     char *line = malloc(big + 1);
