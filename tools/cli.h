@@ -17,6 +17,9 @@ typedef struct tern_cmd {
 } tern_cmd;
 
 int cmd_info(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+/* `tern info -m FILE`: describes a model from its header (info_model.c). */
+int info_model(const char *path);
 int cmd_tokenize(int argc, char **argv);
 
 /* Prints "tern <cmd>: <message>" on stderr and returns 1. */

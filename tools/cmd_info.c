@@ -44,6 +44,11 @@ int cmd_info(int argc, char **argv)
             printf("usage: tern info [-m MODEL.gguf]\n");
             return 0;
         }
+        if (strcmp(argv[i], "-m") == 0 || strcmp(argv[i], "--model") == 0) {
+            if (i + 1 >= argc) return cli_fail("info", "%s needs a file", argv[i]);
+            if (i + 2 < argc) return cli_fail("info", "unknown option '%s'", argv[i + 2]);
+            return info_model(argv[i + 1]);
+        }
         return cli_fail("info", "unknown option '%s'", argv[i]);
     }
     char feats[512];
