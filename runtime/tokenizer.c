@@ -172,6 +172,7 @@ struct tern_tokenizer {
     int32_t bos, eos, eot, eom, unk, pad;
     uint8_t *eog; /* (n_vocab) end-of-generation flags */
     int add_bos, add_eos, add_space_prefix, ignore_merges;
+    int spm_word_split; /* SPM: no token holds "X\xe2\x96\x81" (X not U+2581), see spm_fragment */
 
     pcre2_code *re[MAX_REGEX];
     int n_re;
@@ -740,6 +741,17 @@ static tern_status build_caches(tern_tokenizer *t, const tern_tokenizer_vocab *v
     t->pieces = pieces.p ? pieces.p : malloc(1);
     if (!t->pieces) return tern_error_set(err, TERN_ENOMEM, "%s: out of memory", vname(v));
 
+    /* SentencePiece merges can only cross a word start (U+2581 after
+     * another character) through a token that contains one */
+    t->spm_word_split = t->kind == KIND_SPM;
+    for (int32_t i = 0; i < n && t->spm_word_split; i++) {
+        size_t len;
+        const char *s = text_at(t, i, &len);
+        for (const char *p = len > 3 ? memmem(s + 1, len - 1, "\xe2\x96\x81", 3) : NULL; p;
+             p = (size_t)(p - s) + 1 < len ? memmem(p + 1, len - (size_t)(p - s) - 1, "\xe2\x96\x81", 3) : NULL)
+            if (p - s < 3 || memcmp(p - 3, "\xe2\x96\x81", 3) != 0) t->spm_word_split = 0;
+    }
+
     for (int b = 0; b < 256; b++) {
         char c = (char)b, hex[8];
         t->byte_sym[b] = lookup_any(t, t->byte_enc[b], t->byte_enc_len[b]);
@@ -1261,8 +1273,50 @@ static spm_pair spm_pop(tok_ctx *c)
     return top;
 }
 
-/* One raw fragment: optional leading space, spaces as U+2581, then merges
- * by score as llama.cpp's llm_tokenizer_spm_session does. */
+/* Merges symbols [a, b) by score as llama.cpp's llm_tokenizer_spm_session
+ * does (best score first, leftmost on ties) and emits the result, with
+ * byte fallback for symbols that are no token. */
+static void spm_segment(tok_ctx *c, int32_t a, int32_t b)
+{
+    const tern_tokenizer *t = c->t;
+    spm_sym *y = c->ssyms;
+    y[a].prev = -1;
+    y[b - 1].next = -1;
+    c->sheap_n = 0;
+    for (int32_t i = a + 1; i < b; i++) spm_push(c, i - 1, i);
+    while (c->sheap_n > 0) {
+        spm_pair p = spm_pop(c);
+        spm_sym *L = &y[p.left], *R = &y[p.right];
+        if (L->len == 0 || R->len == 0 || L->len + R->len != p.size) continue;
+        L->len += R->len;
+        R->len = 0;
+        L->next = R->next;
+        if (R->next >= 0) y[R->next].prev = p.left;
+        spm_push(c, L->prev, p.left);
+        spm_push(c, p.left, L->next);
+    }
+    for (int32_t i = a; i >= 0; i = y[i].next) {
+        int32_t id = lookup(t, c->text + y[i].start, y[i].len);
+        if (id >= 0) {
+            emit(c, id);
+            continue;
+        }
+        /* llama.cpp throws where the vocabulary has no token for a byte;
+         * tern uses <unk> (or drops the byte when there is none) */
+        for (uint32_t j = 0; j < y[i].len; j++) {
+            int32_t bt = t->spm_byte[(uint8_t)c->text[y[i].start + j]];
+            if (bt < 0) bt = t->unk;
+            if (bt >= 0) emit(c, bt);
+        }
+    }
+}
+
+static int is_space_mark(const char *s) { return memcmp(s, "\xe2\x96\x81", 3) == 0; }
+
+/* One raw fragment: optional leading space, spaces as U+2581, symbols one
+ * UTF-8 character each. Where the vocabulary allows (spm_word_split), each
+ * word is merged on its own: no token spans a word start there, so the
+ * result is the same as merging the whole fragment, with small heaps. */
 static tern_status spm_fragment(tok_ctx *c, const char *s, size_t n, int prefix_space, tern_error *err)
 {
     const tern_tokenizer *t = c->t;
@@ -1294,31 +1348,14 @@ static tern_status spm_fragment(tok_ctx *c, const char *s, size_t n, int prefix_
         off += l;
         m++;
     }
-    c->sheap_n = 0;
-    for (int32_t i = 1; i < m; i++) spm_push(c, i - 1, i);
-    while (c->sheap_n > 0) {
-        spm_pair p = spm_pop(c);
-        spm_sym *L = &y[p.left], *R = &y[p.right];
-        if (L->len == 0 || R->len == 0 || L->len + R->len != p.size) continue;
-        L->len += R->len;
-        R->len = 0;
-        L->next = R->next;
-        if (R->next >= 0) y[R->next].prev = p.left;
-        spm_push(c, L->prev, p.left);
-        spm_push(c, p.left, L->next);
-    }
-    for (int32_t i = 0; i >= 0; i = y[i].next) {
-        int32_t id = lookup(t, c->text + y[i].start, y[i].len);
-        if (id >= 0) {
-            emit(c, id);
-            continue;
-        }
-        /* byte fallback; llama.cpp throws where the vocabulary has no
-         * token for a byte, tern uses <unk> (or drops the byte) */
-        for (uint32_t j = 0; j < y[i].len; j++) {
-            int32_t b = t->spm_byte[(uint8_t)c->text[y[i].start + j]];
-            if (b < 0) b = t->unk;
-            if (b >= 0) emit(c, b);
+    int32_t seg = 0;
+    for (int32_t i = 1; i <= m; i++) {
+        int cut = i == m;
+        if (!cut && t->spm_word_split && y[i].len == 3 && is_space_mark(c->text + y[i].start))
+            cut = y[i].start < 3 || !is_space_mark(c->text + y[i].start - 3);
+        if (cut) {
+            spm_segment(c, seg, i);
+            seg = i;
         }
     }
     return c->oom ? tern_error_set(err, TERN_ENOMEM, "tokenize: out of memory") : TERN_OK;

@@ -289,6 +289,29 @@ START_TEST(test_spm)
 }
 END_TEST
 
+/* A token spanning a word start ("a\xe2\x96\x81b") turns off the per-word
+ * merging shortcut: the merge must still happen. */
+START_TEST(test_spm_cross_word)
+{
+    static const char *tokens[] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "a", "b",
+                                   "a\xe2\x96\x81", "a\xe2\x96\x81" "b", "\xe2\x96\x81" "b"};
+    static const float scores[] = {0, 0, 0, -9, -9, -9, -1, -0.5f, -2};
+    tern_tokenizer_vocab v;
+    tern_tokenizer_vocab_init(&v);
+    v.model = "llama";
+    v.n_tokens = 9;
+    v.tokens = tokens;
+    v.scores = scores;
+    v.add_space_prefix = 0;
+    tern_tokenizer *tok = NULL;
+    tern_error err;
+    ck_assert_msg(tern_tokenizer_from_vocab(&v, &tok, &err) == TERN_OK, "%s", err.msg);
+    EXPECT(tok, "a b", 0, 0, 7);
+    EXPECT(tok, "b a b", 0, 0, 5, 3, 7);
+    tern_tokenizer_free(tok);
+}
+END_TEST
+
 static tern_status try_vocab(tern_tokenizer_vocab *v, tern_error *err)
 {
     tern_tokenizer *tok = NULL;
@@ -365,6 +388,7 @@ Suite *tokenizer_suite(void)
     tcase_add_test(tc, test_bpe_decode);
     tcase_add_test(tc, test_detok_stream);
     tcase_add_test(tc, test_spm);
+    tcase_add_test(tc, test_spm_cross_word);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_all_pre_tokenizers);
     suite_add_tcase(s, tc);
