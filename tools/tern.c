@@ -8,6 +8,7 @@
 
 static const tern_cmd commands[] = {
     {"info", cmd_info, "version, CPU features, backends and their ops; -m FILE describes a model"},
+    {"synth", cmd_synth, "write a random-weight model (bitnet-2b4t, llama-8b, tiny ... shapes)"},
     {"tokenize", cmd_tokenize, "text to token ids and pieces with a model's tokenizer (--bench: speed)"},
 };
 
