@@ -42,7 +42,10 @@ static void open_backends(conf_backends *b, const char *extra)
     if (extra) ck_assert_msg(tern_plugin_load(b->reg, extra, &xp, &err) == TERN_OK, "%s", err.msg);
     for (int i = 0; i < tern_registry_count(b->reg) && b->n < MAX_BACKENDS; i++) {
         const tern_plugin_info *p = tern_registry_get(b->reg, i);
-        if (!p->loaded || !p->probe.runnable) continue;
+        if (!p->loaded || !p->probe.runnable) { /* visible, not silent */
+            printf("conformance: skipping %s: %s\n", p->name, p->loaded ? p->probe.desc : p->error);
+            continue;
+        }
         if (extra && strcmp(p->name, "scalar") != 0 && strcmp(p->name, xp->name) != 0) continue;
         tern_backend_options opt = tern_backend_default_options();
         opt.n_threads = NTH_MAX;
