@@ -393,6 +393,8 @@ static tern_status parse_kv(cur *c, tern_gguf *g, uint64_t n_kv)
         kv->key_off = c->pos;
         if ((st = rd_str(c, "name", &kv->key))) return st;
         g->n_kv = (int64_t)i + 1; /* the entry is now safe to free */
+        if (memchr(kv->key.ptr, 0, kv->key.len))
+            return failf(c, TERN_EFORMAT, kv->key_off, "name", "key contains a NUL byte");
         set_ctx(c, "key", (int64_t)i, kv->key);
         kv->type_off = c->pos;
         if ((st = rd_u32(c, "value type", &kv->type))) return st;
@@ -456,6 +458,8 @@ static tern_status parse_tensor_info(cur *c, tern_gguf *g, tern_gguf_tensor *t, 
     if (t->name.len > GGUF_MAX_NAME)
         return failf(c, TERN_EFORMAT, at, "name", "tensor name of %llu bytes is longer than %d",
                      (unsigned long long)t->name.len, GGUF_MAX_NAME);
+    if (memchr(t->name.ptr, 0, t->name.len))
+        return failf(c, TERN_EFORMAT, at, "name", "tensor name contains a NUL byte");
     memcpy(t->name_z, t->name.ptr, t->name.len);
     t->name_z[t->name.len] = 0;
     set_ctx(c, "tensor", (int64_t)(t - g->tensors), t->name);

@@ -5,6 +5,7 @@
  * temporary file beside the target and renaming it into place, so a reader
  * never sees a half-written model. Tensor bytes come from each tensor's fill
  * callback, one tensor at a time, so memory is one tensor, not one file.
+ * Alignment is 32, or general.alignment when the caller sets it (u32).
  * Setters that cannot report an error themselves (they take no tern_error)
  * record the first failure; tern_gguf_write returns it. */
 #include <errno.h>
@@ -286,6 +287,7 @@ typedef struct out {
     FILE *f;
     const char *path;
     uint64_t pos;
+    uint64_t align; /* of the data section and of every tensor */
     tern_error *err;
 } out;
 
@@ -310,20 +312,39 @@ static tern_status put_str(out *o, const char *s)
 
 static tern_status pad(out *o)
 {
-    static const uint8_t zeros[WRITER_ALIGNMENT];
+    static const uint8_t zeros[256];
     uint64_t to = o->pos;
-    if (tern_align_overflows(o->pos, WRITER_ALIGNMENT, &to))
+    tern_status st = TERN_OK;
+    if (tern_align_overflows(o->pos, o->align, &to))
         return tern_error_set(o->err, TERN_EINVAL, "%s: file too large", o->path);
-    return put(o, zeros, to - o->pos);
+    while (!st && o->pos < to) st = put(o, zeros, to - o->pos < 256 ? to - o->pos : 256);
+    return st;
+}
+
+/* general.alignment when the caller set one (a u32 power of two), else 32. */
+static tern_status alignment_of(const tern_gguf_writer *w, out *o)
+{
+    o->align = WRITER_ALIGNMENT;
+    for (int64_t i = 0; i < w->n_kv; i++) {
+        if (strcmp(w->kv[i].key, "general.alignment") != 0) continue;
+        uint32_t a = 0;
+        if (w->kv[i].type == TERN_GGUF_U32) memcpy(&a, w->kv[i].val, 4);
+        if (a == 0 || (a & (a - 1)) != 0)
+            return tern_error_set(o->err, TERN_EINVAL,
+                                  "%s: general.alignment must be a u32 power of two", o->path);
+        o->align = a;
+    }
+    return TERN_OK;
 }
 
 static tern_status write_all(tern_gguf_writer *w, out *o)
 {
-    tern_status st;
+    tern_status st = alignment_of(w, o);
     uint64_t off = 0, max = 0;
+    if (st) return st;
     for (int64_t i = 0; i < w->n_t; i++) {
         w->t[i].offset = off;
-        if (tern_align_overflows(off + w->t[i].size, WRITER_ALIGNMENT, &off))
+        if (tern_align_overflows(off + w->t[i].size, o->align, &off))
             return tern_error_set(o->err, TERN_EINVAL, "%s: tensor data too large", o->path);
         if (w->t[i].size > max) max = w->t[i].size;
     }
@@ -386,7 +407,7 @@ tern_status tern_gguf_write(tern_gguf_writer *w, const char *path, tern_error *e
         return tern_error_set(err, TERN_EIO, "%s: fdopen failed", path);
     }
     setvbuf(f, NULL, _IOFBF, 1 << 20);
-    out o = {f, path, 0, err};
+    out o = {f, path, 0, WRITER_ALIGNMENT, err};
     tern_status st = write_all(w, &o);
     if (fclose(f) != 0 && !st)
         st = tern_error_set(err, TERN_EIO, "%s: write failed: %s", path, strerror(errno));

@@ -53,6 +53,7 @@ typedef struct opts {
     int dup_key;           /* repeats key 1 at the end */
     int nest_depth;        /* extra key: arrays nested this deep (0 = none) */
     size_t long_name;      /* nonzero: tensor 0's name has this many bytes */
+    size_t name_len1;      /* nonzero: tensor 1's name length (may hold a NUL) */
 } opts;
 
 typedef struct offs {
@@ -155,6 +156,8 @@ static void build(bb *b, const opts *o, offs *f)
             memset(ln, 'x', o->long_name);
             strn(b, ln, o->long_name);
             free(ln);
+        } else if (i == 1 && o->name_len1) {
+            strn(b, nm, o->name_len1);
         } else {
             str(b, nm);
         }
@@ -268,6 +271,8 @@ MUT(m_i2_s_ne0) /* [66, 64]: 33 blocks of 128 values, but rows are not whole byt
 }
 MUT(m_dup_tensor) { REBUILD(.names = {"a.weight", "a.weight", "c.weight"}); }
 MUT(m_name_256) { REBUILD(.long_name = 256); }
+MUT(m_tensor_name_nul) { REBUILD(.names = {"a.weight", "b.w\0ght", "c.weight"}, .name_len1 = 8); }
+MUT(m_key_nul) { b->p[f->key0_len + 8 + 7] = 0; } /* "general\0architecture" */
 MUT(m_infos_truncated) { b->n = f->t_type[2] + 2; }
 
 typedef struct hcase {
@@ -323,6 +328,8 @@ static const hcase cases[] = {
     {"i2_s ne0 66", m_i2_s_ne0, TERN_EFORMAT, "ne[0] = 66"},
     {"duplicate tensor", m_dup_tensor, TERN_EFORMAT, "duplicate tensor name (first is tensor #0)"},
     {"name 256 bytes", m_name_256, TERN_EFORMAT, "tensor name of 256 bytes is longer than 255"},
+    {"tensor name with NUL", m_tensor_name_nul, TERN_EFORMAT, "tensor #1 name at byte"},
+    {"key with NUL", m_key_nul, TERN_EFORMAT, "key contains a NUL byte"},
     {"infos truncated", m_infos_truncated, TERN_EFORMAT, "'c.weight' type"},
 };
 
