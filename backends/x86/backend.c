@@ -1,0 +1,288 @@
+/* backend.c - the x86 backend's entry table: probe, instance, describe,
+ * the op table with its ISA dispatch, supports_op and scratch sizes.
+ * Baseline x86-64 code: nothing here executes AVX instructions, so the
+ * plugin loads and probes on any x86-64. */
+#include <stdio.h>
+#include <string.h>
+
+#include "x86.h"
+
+#define AVX2_NEED (TERN_CPU_AVX2 | TERN_CPU_FMA | TERN_CPU_F16C)
+#define AVX512_NEED                                                                         \
+    (AVX2_NEED | TERN_CPU_AVX512F | TERN_CPU_AVX512BW | TERN_CPU_AVX512VL |                 \
+     TERN_CPU_AVX512VNNI | TERN_CPU_AVX512VBMI | TERN_CPU_AVX512VPOPCNTDQ)
+
+static int isa_of(uint64_t f)
+{
+    if ((f & AVX512_NEED) == AVX512_NEED) return X86_ISA_AVX512;
+    if ((f & AVX2_NEED) == AVX2_NEED) return X86_ISA_AVX2;
+    return 0;
+}
+
+static void x86_probe(const tern_host_api *host, tern_backend_probe *out)
+{
+    int isa = isa_of(host->cpu_features);
+    out->runnable = isa != 0;
+    out->score = isa == X86_ISA_AVX512 ? 20 : isa == X86_ISA_AVX2 ? 10 : 0;
+    if (isa == X86_ISA_AVX512)
+        snprintf(out->desc, sizeof out->desc,
+                 "AVX-512 F/BW/VL/VNNI/VBMI/VPOPCNTDQ + AVX2/FMA/F16C: ternary mad (vpdpbusd), "
+                 "bitserial (vpopcntq), lut (vpermb); f16/bf16/q8_0/f32 matmul, q8 head");
+    else if (isa == X86_ISA_AVX2)
+        snprintf(out->desc, sizeof out->desc,
+                 "AVX2/FMA/F16C: ternary mad (vpmaddubsw); f16/bf16/q8_0/f32 matmul, q8 head "
+                 "(no AVX-512 VNNI/VBMI/VPOPCNTDQ: bitserial and lut unavailable)");
+    else
+        snprintf(out->desc, sizeof out->desc, "cannot run: needs AVX2, FMA and F16C");
+}
+
+static int family_from_name(const char *s)
+{
+    if (!s || !*s) return X86_FAM_AUTO;
+    for (int f = 0; f < X86_FAM_COUNT; f++)
+        if (!strcmp(s, x86_family_names[f])) return f;
+    return -1;
+}
+
+static tern_status x86_init(const tern_host_api *host, const tern_backend_options *opt, void **ctx,
+                            char *err, size_t errlen)
+{
+    int isa = isa_of(host->cpu_features);
+    if (!isa) {
+        snprintf(err, errlen, "x86 backend cannot run here: needs AVX2, FMA and F16C");
+        return TERN_ECANNOTRUN;
+    }
+    const char *kernel = opt ? opt->kernel : NULL, *head = opt ? opt->head : NULL;
+    int fam = family_from_name(kernel);
+    if (fam < 0) {
+        snprintf(err, errlen, "x86: unknown kernel '%s' (auto, mad, bitserial, lut)", kernel);
+        return TERN_EINVAL;
+    }
+    if (head && *head && strcmp(head, "f16") && strcmp(head, "q8")) {
+        snprintf(err, errlen, "x86: unknown head '%s' (f16, q8)", head);
+        return TERN_EINVAL;
+    }
+    x86_ctx *c = host->alloc(sizeof *c, 64);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return TERN_ENOMEM;
+    }
+    memset(c, 0, sizeof *c);
+    c->host = host;
+    c->n_threads = opt && opt->n_threads > 0 ? opt->n_threads : 1;
+    c->isa = isa;
+    c->kernel = fam;
+    c->head_q8 = head && !strcmp(head, "q8");
+    if (isa != X86_ISA_AVX512 && fam != X86_FAM_AUTO && fam != X86_FAM_MAD)
+        host->log(TERN_LOG_WARN, "x86: kernel '%s' needs AVX-512; using mad", kernel);
+    *ctx = c;
+    return TERN_OK;
+}
+
+static void x86_free(void *ctx)
+{
+    if (!ctx) return;
+    x86_ctx *c = ctx;
+    c->host->free(c);
+}
+
+static void x86_describe(void *ctx, char *buf, size_t n)
+{
+    x86_ctx *c = ctx;
+    char fams[128] = "";
+    size_t used = 0;
+    for (int f = 1; f < X86_FAM_COUNT; f++)
+        if (c->n_family[f] && used < sizeof fams)
+            used += (size_t)snprintf(fams + used, sizeof fams - used, "%s%s x%d", used ? ", " : "",
+                                     x86_family_names[f], c->n_family[f]);
+    snprintf(buf, n, "x86 %s, kernel %s%s (%s%s), head %s", c->isa == X86_ISA_AVX512 ? "avx512" : "avx2",
+             x86_family_names[c->kernel],
+             c->kernel == X86_FAM_AUTO ? ": built-in table, mad on VNNI" : "",
+             used ? "ternary: " : "no ternary weights yet", fams,
+             c->n_head_q8 ? "q8 (int8 rows, f32 row scale)" : c->head_q8 ? "q8 requested" : "f16 as stored");
+}
+
+/* ---- the ternary matmul: split 16-row tiles, then the family's kernel ---- */
+
+static void x86_matmul_ternary(void *ctx, const tern_node *node, int ith, int nth, void *scratch)
+{
+    x86_ctx *c = ctx;
+    const x86_tmat *m = node->src[1]->extra;
+    int64_t lo, hi;
+    x86_split(m->Np / 16, ith, nth, &lo, &hi);
+    if (lo >= hi) return;
+    if (c->isa != X86_ISA_AVX512) {
+        x86_tmm_mad_avx2(node, 16 * lo, 16 * hi, scratch);
+        return;
+    }
+    switch (m->family) {
+    case X86_FAM_BITSERIAL: x86_tmm_bitserial_avx512(node, 16 * lo, 16 * hi, scratch); break;
+    case X86_FAM_LUT: x86_tmm_lut_avx512(node, 16 * lo, 16 * hi, scratch); break;
+    default: x86_tmm_mad_avx512(node, 16 * lo, 16 * hi, scratch); break;
+    }
+}
+
+static const tern_op_fn x86_ops[TERN_OP_COUNT] = {
+    [TERN_OP_GET_ROWS] = x86_get_rows,
+    [TERN_OP_RMS_NORM] = x86_rms_norm,
+    [TERN_OP_ADD] = x86_add,
+    [TERN_OP_MUL] = x86_mul,
+    [TERN_OP_RELU_SQ] = x86_relu_sq,
+    [TERN_OP_SILU] = x86_silu,
+    [TERN_OP_ROPE] = x86_rope,
+    [TERN_OP_KV_STORE] = x86_kv_store,
+    [TERN_OP_ATTENTION] = x86_attention,
+    [TERN_OP_SOFTMAX] = x86_softmax,
+    [TERN_OP_QUANTIZE_ACT] = x86_quantize_act,
+    [TERN_OP_MATMUL_TERNARY] = x86_matmul_ternary,
+    [TERN_OP_MATMUL] = x86_matmul,
+};
+
+/* ---- which nodes the kernels accept (the same gate as scalar's, plus
+ * this backend's own weight layouts) ---- */
+
+static int is_type(const tern_tensor *t, int type)
+{
+    return t && t->type == type && t->data && !t->buffer;
+}
+
+static int same_shape(const tern_tensor *a, const tern_tensor *b)
+{
+    for (int i = 0; i < TERN_MAX_DIMS; i++)
+        if (a->ne[i] != b->ne[i]) return 0;
+    return 1;
+}
+
+static int is_f32_like(const tern_tensor *a, const tern_tensor *b)
+{
+    return is_type(a, TERN_TYPE_F32) && is_type(b, TERN_TYPE_F32) && same_shape(a, b);
+}
+
+static int is_cache(const tern_tensor *t)
+{
+    return is_type(t, TERN_TYPE_F32) || is_type(t, TERN_TYPE_F16);
+}
+
+static int has_i32(const tern_tensor *t, int64_t n)
+{
+    return is_type(t, TERN_TYPE_I32) && tern_tensor_nelements(t) >= n;
+}
+
+static int is_float_weight(int type)
+{
+    return type == TERN_TYPE_F32 || type == TERN_TYPE_F16 || type == TERN_TYPE_BF16 ||
+           type == TERN_TYPE_Q8_0;
+}
+
+static int supports_get_rows(const tern_node *nd)
+{
+    const tern_tensor *t = nd->src[0], *d = nd->dst;
+    if (!t || !t->data || t->buffer || t->layout != TERN_LAYOUT_FILE) return 0;
+    if (!is_float_weight(t->type) && t->type != TERN_TYPE_TQ1_0 && t->type != TERN_TYPE_TQ2_0 &&
+        t->type != TERN_TYPE_I2_S)
+        return 0;
+    return is_type(d, TERN_TYPE_F32) && d->ne[0] == t->ne[0] &&
+           has_i32(nd->src[1], tern_tensor_nrows(d));
+}
+
+static int supports_rope(const tern_node *nd)
+{
+    const tern_tensor *x = nd->src[0];
+    int mode = nd->iparams[0], n_dims = nd->iparams[1];
+    if (!is_f32_like(x, nd->dst) || (mode != TERN_ROPE_NORMAL && mode != TERN_ROPE_NEOX)) return 0;
+    if (n_dims <= 0 || n_dims % 2 || n_dims > x->ne[0]) return 0;
+    return has_i32(nd->src[1], tern_tensor_nrows(x) / x->ne[1]);
+}
+
+static int supports_attention(const tern_node *nd)
+{
+    const tern_tensor *q = nd->src[0], *k = nd->src[1], *v = nd->src[2];
+    if (!is_f32_like(q, nd->dst) || !is_cache(k) || !is_cache(v) || !same_shape(k, v)) return 0;
+    if (k->ne[0] != q->ne[0] || k->ne[1] <= 0 || q->ne[1] % k->ne[1] || k->ne[3] != 1) return 0;
+    return has_i32(nd->src[3], tern_tensor_nrows(q) / q->ne[1]);
+}
+
+static int supports_quantize(const tern_node *nd)
+{
+    const tern_tensor *x = nd->src[0], *d = nd->dst;
+    return is_type(x, TERN_TYPE_F32) && is_type(d, TERN_TYPE_Q8_TOK) && same_shape(x, d) &&
+           x->ne[0] < (1 << 24) && d->nb[1] >= tern_row_size(TERN_TYPE_Q8_TOK, x->ne[0]);
+}
+
+static int tag_is(const tern_tensor *w, const void *tag)
+{
+    return w->layout == TERN_LAYOUT_BACKEND && w->extra && *(const void *const *)w->extra == tag;
+}
+
+static int supports_matmul(const tern_node *nd, int ternary)
+{
+    const tern_tensor *x = nd->src[0], *w = nd->src[1], *d = nd->dst;
+    if (!is_type(x, ternary ? TERN_TYPE_Q8_TOK : TERN_TYPE_F32) || !is_type(d, TERN_TYPE_F32))
+        return 0;
+    if (!w || !w->data || w->buffer || w->ne[0] != x->ne[0]) return 0;
+    if (d->ne[0] != tern_tensor_nrows(w) || tern_tensor_nrows(d) != tern_tensor_nrows(x)) return 0;
+    if (d->nb[0] != 4 || (d->ne[1] > 1 && d->nb[1] < (size_t)d->ne[0] * 4)) return 0;
+    if (ternary) {
+        const x86_tmat *m = w->extra;
+        return tag_is(w, &x86_tmat_tag) && m->K == x->ne[0] && m->N == d->ne[0] &&
+               x->ne[0] < (1 << 24) && x->nb[1] >= tern_row_size(TERN_TYPE_Q8_TOK, x->ne[0]);
+    }
+    if (x->nb[0] != 4) return 0;
+    if (w->layout == TERN_LAYOUT_BACKEND) return tag_is(w, &x86_q8head_tag);
+    return w->layout == TERN_LAYOUT_FILE && is_float_weight(w->type);
+}
+
+static int x86_supports_op(void *ctx, const tern_node *nd)
+{
+    (void)ctx;
+    if (!nd || !nd->dst) return 0;
+    switch (nd->op) {
+    case TERN_OP_GET_ROWS: return supports_get_rows(nd);
+    case TERN_OP_RMS_NORM:
+        return is_f32_like(nd->src[0], nd->dst) &&
+               (!nd->src[1] || (is_type(nd->src[1], TERN_TYPE_F32) &&
+                                tern_tensor_nelements(nd->src[1]) >= nd->dst->ne[0]));
+    case TERN_OP_ADD:
+    case TERN_OP_MUL: return is_f32_like(nd->src[0], nd->dst) && is_f32_like(nd->src[1], nd->dst);
+    case TERN_OP_RELU_SQ:
+    case TERN_OP_SILU:
+    case TERN_OP_SOFTMAX: return is_f32_like(nd->src[0], nd->dst);
+    case TERN_OP_ROPE: return supports_rope(nd);
+    case TERN_OP_KV_STORE: {
+        const tern_tensor *x = nd->src[0], *c = nd->dst;
+        return is_type(x, TERN_TYPE_F32) && is_cache(c) && c->ne[0] == x->ne[0] &&
+               c->ne[1] == x->ne[1] && has_i32(nd->src[1], tern_tensor_nrows(x) / x->ne[1]);
+    }
+    case TERN_OP_ATTENTION: return supports_attention(nd);
+    case TERN_OP_QUANTIZE_ACT: return supports_quantize(nd);
+    case TERN_OP_MATMUL_TERNARY: return supports_matmul(nd, 1);
+    case TERN_OP_MATMUL: return supports_matmul(nd, 0);
+    default: return 0;
+    }
+}
+
+static size_t x86_scratch_size(void *ctx, const tern_node *nd, int nth)
+{
+    (void)ctx, (void)nth;
+    size_t n = nd->op == TERN_OP_MATMUL_TERNARY ? x86_tmm_scratch(nd) : x86_ops_scratch(nd);
+    return (n + 63) / 64 * 64;
+}
+
+static const tern_backend_api x86_api = {
+    .abi_version = TERN_BACKEND_ABI_VERSION,
+    .struct_size = sizeof(tern_backend_api),
+    .name = "x86",
+    .caps = TERN_BACKEND_CAP_HOST_MEMORY | TERN_BACKEND_CAP_THREADED,
+    .probe = x86_probe,
+    .init = x86_init,
+    .free = x86_free,
+    .repack = x86_repack,
+    .release = x86_release,
+    .supports_op = x86_supports_op,
+    .scratch_size = x86_scratch_size,
+    .ops = x86_ops,
+    .n_ops = TERN_OP_COUNT,
+    .describe = x86_describe,
+};
+
+TERN_EXPORT const tern_backend_api *tern_backend_entry(void) { return &x86_api; }

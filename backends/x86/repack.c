@@ -1,0 +1,274 @@
+/* repack.c - the x86 backend's weight layouts (see x86.h): ternary weights
+ * into the layout of the kernel family chosen for the matrix, and the
+ * optional int8 output head. Baseline x86-64: runs once at load. */
+#include <math.h>
+#include <stdio.h>
+
+#include "tern/checked.h"
+#include "x86.h"
+
+const char x86_tmat_tag = 't';
+const char x86_q8head_tag = 'h';
+const char *const x86_family_names[X86_FAM_COUNT] = {"auto", "mad", "bitserial", "lut"};
+
+/* The built-in table behind kernel = "auto" (a table rather than a timing
+ * at load, so that a model loads the same way every time and the choice is
+ * reproducible). Measured with tests/x86/bench_kernels on the 2B4T shapes
+ * (Zen 4, 2 threads; numbers in the commit log and bench output): MAD with
+ * vpdpbusd needs 8 vector ops per 256 weights and reaches the memory bound
+ * in GEMV and the best GOPS in GEMM on every shape; bit-serial spends ~48
+ * ops and LUT ~11 ops (two vpermb + two vpdpbusd per 128 weights, to stay
+ * exact) on the same work, so neither wins anywhere on a VNNI CPU. Both stay
+ * selectable for CPUs and shapes where that changes. */
+int x86_auto_family(int isa, int64_t K, int64_t N)
+{
+    (void)isa, (void)K, (void)N;
+    return X86_FAM_MAD;
+}
+
+static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+/* Codes of rows [row0, row0 + n) into codes ([n][K]); rows >= N are not
+ * touched. */
+static tern_status row_codes(const tern_tensor *src, int64_t row0, int64_t n, int8_t *codes,
+                             char *err, size_t errlen)
+{
+    tern_error e;
+    int64_t K = src->ne[0], N = tern_tensor_nrows(src);
+    for (int64_t r = 0; r < n && row0 + r < N; r++)
+        if (tern_ternary_row_codes(src, row0 + r, codes + r * K, NULL, &e) != TERN_OK) {
+            snprintf(err, errlen, "%s", e.msg);
+            return e.status;
+        }
+    return TERN_OK;
+}
+
+/* Weight (row r of the tile, k) in {-1,0,1}; 0 outside the matrix; *in
+ * says whether it is inside. */
+static int code_at(const int8_t *codes, int64_t K, int64_t rows, int64_t r, int64_t k, int *in)
+{
+    *in = r < rows && k < K;
+    return *in ? codes[r * K + k] : 0;
+}
+
+static void pack_mad_tile(const int8_t *codes, int64_t K, int64_t rows, int64_t Kp, uint8_t *out)
+{
+    for (int64_t kb = 0; kb < Kp / 16; kb++)
+        for (int j = 0; j < 64; j++) {
+            int r = j / 4, i = j % 4, in;
+            uint8_t b = 0;
+            for (int p = 0; p < 4; p++) {
+                int w = code_at(codes, K, rows, r, 16 * kb + 4 * p + i, &in);
+                b |= (uint8_t)((in ? w + 1 : 0) << (2 * p));
+            }
+            out[kb * 64 + j] = b;
+        }
+}
+
+static void pack_lut_tile(const int8_t *codes, int64_t K, int64_t rows, int64_t Kp, uint8_t *out)
+{
+    for (int64_t kb = 0; kb < Kp / 16; kb++)
+        for (int j = 0; j < 64; j++) {
+            int r = j / 4, i = j % 4, in;
+            uint8_t b = 0;
+            for (int h = 0; h < 2; h++) {
+                int64_t k = 16 * kb + 8 * h + 2 * i;
+                int w0 = code_at(codes, K, rows, r, k, &in), w1 = code_at(codes, K, rows, r, k + 1, &in);
+                b |= (uint8_t)((3 * (w0 + 1) + (w1 + 1)) << (4 * h));
+            }
+            out[kb * 64 + j] = b;
+        }
+}
+
+static void pack_bitserial_tile(const int8_t *codes, int64_t K, int64_t rows, int64_t Kp, uint8_t *out)
+{
+    size_t row_bytes = (size_t)Kp / 4;
+    memset(out, 0, 16 * row_bytes);
+    for (int64_t r = 0; r < 16 && r < rows; r++)
+        for (int64_t k = 0; k < K; k++) {
+            int w = codes[r * K + k];
+            if (!w) continue;
+            uint8_t *chunk = out + (size_t)r * row_bytes + (size_t)(k / 512) * 128;
+            int64_t bit = k % 512;
+            chunk[(w > 0 ? 0 : 64) + bit / 8] |= (uint8_t)(1u << (bit % 8));
+        }
+}
+
+static tern_status repack_ternary(x86_ctx *c, const tern_tensor *src, tern_tensor *dst, char *err,
+                                  size_t errlen)
+{
+    const char *name = src->name ? src->name : "?";
+    int64_t K = src->ne[0], N = tern_tensor_nrows(src);
+    if (K <= 0 || N <= 0 || K >= (1 << 24) || N > ((int64_t)1 << 40)) {
+        snprintf(err, errlen, "tensor '%s': bad shape %lld x %lld", name, (long long)K, (long long)N);
+        return TERN_EINVAL;
+    }
+    tern_error e;
+    float scale;
+    if (tern_ternary_tensor_scale(src, &scale, &e) != TERN_OK) {
+        snprintf(err, errlen, "%s", e.msg);
+        return e.status;
+    }
+    int fam = c->kernel == X86_FAM_AUTO ? x86_auto_family(c->isa, K, N) : c->kernel;
+    if (c->isa != X86_ISA_AVX512) fam = X86_FAM_MAD; /* the only AVX2 family */
+    int64_t Kp = round_up(K, fam == X86_FAM_BITSERIAL ? 512 : 16), Np = round_up(N, 16);
+    size_t bytes, tile_bytes = (size_t)Kp * 4;
+    if (tern_mul_overflows((size_t)Np / 16, tile_bytes, &bytes)) {
+        snprintf(err, errlen, "tensor '%s': too large", name);
+        return TERN_EINVAL;
+    }
+    x86_tmat *m = c->host->alloc(sizeof *m, 64);
+    uint8_t *data = c->host->alloc(bytes, 64);
+    int8_t *codes = c->host->alloc((size_t)K * 16, 64);
+    tern_status st = TERN_OK;
+    if (!m || !data || !codes) {
+        snprintf(err, errlen, "tensor '%s': out of memory repacking %zu bytes", name, bytes);
+        st = TERN_ENOMEM;
+    }
+    for (int64_t t = 0; st == TERN_OK && t < Np / 16; t++) {
+        st = row_codes(src, 16 * t, 16, codes, err, errlen);
+        uint8_t *out = data + (size_t)t * tile_bytes;
+        int64_t rows = N - 16 * t < 16 ? N - 16 * t : 16;
+        if (st != TERN_OK) break;
+        if (fam == X86_FAM_MAD) pack_mad_tile(codes, K, rows, Kp, out);
+        if (fam == X86_FAM_LUT) pack_lut_tile(codes, K, rows, Kp, out);
+        if (fam == X86_FAM_BITSERIAL) pack_bitserial_tile(codes, K, rows, Kp, out);
+    }
+    c->host->free(codes);
+    if (st != TERN_OK) {
+        c->host->free(m);
+        c->host->free(data);
+        return st;
+    }
+    *m = (x86_tmat){&x86_tmat_tag, fam, K, N, Kp, Np};
+    *dst = *src;
+    dst->layout = TERN_LAYOUT_BACKEND;
+    dst->data = data;
+    dst->nb[1] = (size_t)Kp / 4; /* packed bytes per row */
+    dst->nb[2] = dst->nb[1] * (size_t)N;
+    dst->nb[3] = dst->nb[2];
+    dst->scale = scale;
+    dst->extra = m;
+    c->n_family[fam]++;
+    return TERN_OK;
+}
+
+/* The int8 head. Numerics: each row n gets s_n = max_k |w_nk| / 127 and
+ * q_nk = round_half_even(w_nk / s_n) (computed as w * (127 / amax)), so
+ * |w - s q| <= s/2 + one f32 rounding: about 0.4% of the row's largest
+ * weight. The matmul then computes s_n * sum_k x_k q_k with the exact f32
+ * activations (no activation quantization), accumulating in f32 exactly as
+ * the F16 path does; only the weight rounding differs from F16. Reading 1
+ * byte instead of 2 per weight halves the head's share of decode traffic. */
+static tern_status repack_head_q8(x86_ctx *c, const tern_tensor *src, tern_tensor *dst, char *err,
+                                  size_t errlen)
+{
+    const char *name = src->name ? src->name : "?";
+    int64_t K = src->ne[0], N = tern_tensor_nrows(src);
+    size_t bytes;
+    if (K <= 0 || N <= 0 || tern_mul_overflows((size_t)K, (size_t)N, &bytes)) {
+        snprintf(err, errlen, "tensor '%s': bad shape", name);
+        return TERN_EINVAL;
+    }
+    x86_q8head *h = c->host->alloc(sizeof *h, 64);
+    int8_t *q = c->host->alloc(bytes + 64, 64);
+    float *scales = c->host->alloc((size_t)N * sizeof(float), 64);
+    float *row = c->host->alloc((size_t)K * sizeof(float), 64);
+    if (!h || !q || !scales || !row) {
+        c->host->free(h), c->host->free(q), c->host->free(scales), c->host->free(row);
+        snprintf(err, errlen, "tensor '%s': out of memory repacking %zu bytes", name, bytes);
+        return TERN_ENOMEM;
+    }
+    for (int64_t n = 0; n < N; n++) {
+        tern_error e;
+        if (tern_dequantize_rows(src, n, 1, row, &e) != TERN_OK) {
+            c->host->free(h), c->host->free(q), c->host->free(scales), c->host->free(row);
+            snprintf(err, errlen, "%s", e.msg);
+            return e.status;
+        }
+        float amax = 0.0f;
+        for (int64_t k = 0; k < K; k++) amax = fabsf(row[k]) > amax ? fabsf(row[k]) : amax;
+        float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        scales[n] = amax / 127.0f;
+        for (int64_t k = 0; k < K; k++) {
+            float v = nearbyintf(row[k] * inv);
+            q[n * K + k] = (int8_t)(v > 127.0f ? 127 : v < -127.0f ? -127 : v == v ? v : 0);
+        }
+    }
+    c->host->free(row);
+    h->tag = &x86_q8head_tag;
+    h->scales = scales;
+    *dst = *src;
+    tern_tensor_init(dst, TERN_TYPE_I8, 2, (int64_t[]){K, N});
+    dst->layout = TERN_LAYOUT_BACKEND;
+    dst->data = q;
+    dst->extra = h;
+    dst->name = src->name;
+    c->n_head_q8++;
+    return TERN_OK;
+}
+
+static int is_head_name(const char *n)
+{
+    return n && (!strcmp(n, "output.weight") || !strcmp(n, "token_embd.weight"));
+}
+
+tern_status x86_repack(void *ctx, const tern_tensor *src, int purpose, tern_tensor *dst,
+                       char *err, size_t errlen)
+{
+    x86_ctx *c = ctx;
+    int t = src->type;
+    if (src->layout != TERN_LAYOUT_FILE || src->buffer || !src->data) {
+        snprintf(err, errlen, "tensor '%s': repack needs a host tensor in file layout",
+                 src->name ? src->name : "?");
+        return TERN_EINVAL;
+    }
+    if (purpose == TERN_REPACK_TERNARY &&
+        (t == TERN_TYPE_TQ1_0 || t == TERN_TYPE_TQ2_0 || t == TERN_TYPE_I2_S))
+        return repack_ternary(c, src, dst, err, errlen);
+    if (purpose == TERN_REPACK_MATMUL &&
+        (t == TERN_TYPE_F32 || t == TERN_TYPE_F16 || t == TERN_TYPE_BF16 || t == TERN_TYPE_Q8_0)) {
+        if (c->head_q8 && is_head_name(src->name)) return repack_head_q8(c, src, dst, err, errlen);
+        if (is_head_name(src->name)) c->n_head_f16++;
+        *dst = *src;
+        dst->extra = NULL;
+        return TERN_OK;
+    }
+    snprintf(err, errlen, "tensor '%s': x86 cannot repack type %s for %s",
+             src->name ? src->name : "?", tern_type_name(t),
+             purpose == TERN_REPACK_TERNARY ? "a ternary matmul" : "a matmul");
+    return TERN_EUNSUPPORTED;
+}
+
+void x86_release(void *ctx, tern_tensor *t)
+{
+    x86_ctx *c = ctx;
+    if (!t || !t->extra) return; /* file layout: not ours */
+    if (*(const void *const *)t->extra == &x86_tmat_tag) {
+        c->host->free(t->data);
+        c->host->free(t->extra);
+    } else if (*(const void *const *)t->extra == &x86_q8head_tag) {
+        x86_q8head *h = t->extra;
+        c->host->free(h->scales);
+        c->host->free(t->data);
+        c->host->free(h);
+    } else {
+        return;
+    }
+    t->data = NULL;
+    t->extra = NULL;
+}
+
+size_t x86_tmm_scratch(const tern_node *node)
+{
+    const tern_tensor *x = node->src[0], *w = node->src[1];
+    if (!x || !w || !w->extra) return 0;
+    const x86_tmat *m = w->extra;
+    size_t n_tok = (size_t)tern_tensor_nrows(x);
+    if (m->family == X86_FAM_BITSERIAL) return n_tok * (size_t)m->Kp; /* 8 bit planes */
+    if (m->family == X86_FAM_LUT) {
+        size_t tb = n_tok < X86_LUT_TOKENS ? n_tok : X86_LUT_TOKENS;
+        return tb * (size_t)(m->Kp / 16) * 256 + 64; /* 4 tables of 64 B per block */
+    }
+    return 0;
+}
