@@ -17,6 +17,13 @@
 
 void gguf_add_hostile_cases(Suite *s); /* test_hostile.c */
 
+static char *tmp_path(char *buf, size_t n, const char *name)
+{
+    snprintf(buf, n, "%s/tern-gguf-test-%d-%s", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (int)getpid(), name);
+    return buf;
+}
+
 static tern_gguf *open_shared(const char *rel)
 {
     char path[4096];
@@ -246,6 +253,78 @@ START_TEST(test_hparams_of_refs)
 }
 END_TEST
 
+/* A metadata-only file with the given arch and keys, opened. */
+static tern_gguf *hp_file(const char *arch, const char *drop, const char *act_key, const char *act,
+                          uint32_t embd)
+{
+    tern_gguf_writer *w;
+    tern_error err;
+    ck_assert_int_eq(tern_gguf_writer_create(&w, &err), TERN_OK);
+    tern_gguf_set_str(w, "general.architecture", arch);
+    static const char *const keys[] = {"context_length", "embedding_length", "block_count",
+                                       "feed_forward_length", "attention.head_count"};
+    const uint32_t vals[] = {512, embd, 2, 1024, 8};
+    char key[128];
+    for (int i = 0; i < 5; i++) {
+        if (drop && strcmp(drop, keys[i]) == 0) continue;
+        snprintf(key, sizeof key, "%s.%s", arch, keys[i]);
+        tern_gguf_set_u32(w, key, vals[i]);
+    }
+    if (act_key) {
+        snprintf(key, sizeof key, "%s.%s", arch, act_key);
+        tern_gguf_set_str(w, key, act);
+    }
+    char path[512];
+    tmp_path(path, sizeof path, "hp.gguf");
+    ck_assert_int_eq(tern_gguf_write(w, path, &err), TERN_OK);
+    tern_gguf_writer_free(w);
+    tern_gguf *g;
+    ck_assert_int_eq(tern_gguf_open(path, &g, &err), TERN_OK);
+    unlink(path); /* the mapping stays valid */
+    return g;
+}
+
+START_TEST(test_hparams_errors)
+{
+    tern_hparams hp;
+    tern_error err;
+    tern_gguf *g = hp_file("gpt2", NULL, NULL, NULL, 512);
+    ck_assert_int_eq(tern_hparams_read(g, &hp, &err), TERN_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(err.msg, "'gpt2' is not supported"));
+    tern_gguf_close(g);
+    g = hp_file("llama", "block_count", NULL, NULL, 512);
+    ck_assert_int_eq(tern_hparams_read(g, &hp, &err), TERN_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "'llama.block_count' is missing"));
+    tern_gguf_close(g);
+    g = hp_file("bitnet", NULL, NULL, NULL, 500);
+    ck_assert_int_eq(tern_hparams_read(g, &hp, &err), TERN_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "embedding_length 500 is not a multiple"));
+    tern_gguf_close(g);
+    /* defaults, and the activation a file may name */
+    g = hp_file("bitnet", NULL, NULL, NULL, 512);
+    ck_assert_int_eq(tern_hparams_read(g, &hp, &err), TERN_OK);
+    ck_assert(hp.ffn_act == TERN_ACT_SILU && hp.n_head_kv == 8 && hp.n_rot == 64 &&
+              hp.rope_freq_base == 10000.0f && hp.rope_mode == TERN_ROPE_NEOX && hp.n_vocab == 0);
+    ck_assert_int_eq(tern_hparams_check_tensors(g, &hp, &err), TERN_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "'token_embd.weight' is missing"));
+    tern_gguf_close(g);
+    g = hp_file("bitnet", NULL, "hidden_act", "relu2", 512);
+    ck_assert(tern_hparams_read(g, &hp, &err) == TERN_OK && hp.ffn_act == TERN_ACT_RELU_SQ);
+    tern_gguf_close(g);
+    g = hp_file("bitnet", NULL, "hidden_activation", "relu_squared", 512);
+    ck_assert(tern_hparams_read(g, &hp, &err) == TERN_OK && hp.ffn_act == TERN_ACT_RELU_SQ);
+    tern_gguf_close(g);
+    g = hp_file("bitnet", NULL, "hidden_act", "gelu", 512);
+    ck_assert_int_eq(tern_hparams_read(g, &hp, &err), TERN_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(err.msg, "'gelu'"));
+    tern_gguf_close(g);
+    g = hp_file("bitnet-25", NULL, NULL, NULL, 512);
+    ck_assert(tern_hparams_read(g, &hp, &err) == TERN_OK && hp.arch == TERN_ARCH_BITNET_B158 &&
+              hp.ffn_act == TERN_ACT_RELU_SQ && hp.has_sub_norms);
+    tern_gguf_close(g);
+}
+END_TEST
+
 START_TEST(test_accessors_and_errors)
 {
     TU_REQUIRE_SHARED();
@@ -320,13 +399,6 @@ static tern_status fill_random(void *user, void *buf, uint64_t size, tern_error 
 static tern_status fill_fail(void *user, void *buf, uint64_t size, tern_error *err)
 {
     return tern_error_set(err, TERN_EIO, "source went away");
-}
-
-static char *tmp_path(char *buf, size_t n, const char *name)
-{
-    snprintf(buf, n, "%s/tern-gguf-test-%d-%s", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
-             (int)getpid(), name);
-    return buf;
 }
 
 START_TEST(test_writer_roundtrip)
@@ -684,6 +756,7 @@ Suite *gguf_suite(void)
     tcase_add_test(tc, test_models_tq2_0_equals_i2_s);
     tcase_add_test(tc, test_ref_q8_0_embd_is_exact_f16);
     tcase_add_test(tc, test_hparams_of_refs);
+    tcase_add_test(tc, test_hparams_errors);
     tcase_add_test(tc, test_accessors_and_errors);
     tcase_add_test(tc, test_open_big_vocab_fast);
     tcase_add_test(tc, test_writer_roundtrip);
