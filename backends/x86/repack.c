@@ -245,10 +245,12 @@ void x86_release(void *ctx, tern_tensor *t)
     x86_ctx *c = ctx;
     if (!t || !t->extra) return; /* file layout: not ours */
     if (*(const void *const *)t->extra == &x86_tmat_tag) {
+        c->n_family[((const x86_tmat *)t->extra)->family]--;
         c->host->free(t->data);
         c->host->free(t->extra);
     } else if (*(const void *const *)t->extra == &x86_q8head_tag) {
         x86_q8head *h = t->extra;
+        c->n_head_q8--;
         c->host->free(h->scales);
         c->host->free(t->data);
         c->host->free(h);

@@ -1,0 +1,295 @@
+/* test_x86.c - what the shared conformance suite does not reach in the x86
+ * backend: every ternary kernel family forced through options.kernel (and
+ * the AVX2 kernels via "mad-avx2"), every ternary file type, odd shapes,
+ * 1/2/3 threads, bit-exact against scalar; batch-size invariance of the
+ * float matmul; the int8 output head against scalar's F16 head within its
+ * stated bound. Skips visibly when the x86 plugin cannot run here. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/testutil.h"
+#include "conformance/conformance.h"
+
+typedef struct be_pair {
+    tern_registry *reg;
+    const tern_plugin_info *x86, *scalar;
+} be_pair;
+
+/* 0 when x86 is missing or cannot run (the test then skips). */
+static int open_pair(be_pair *p)
+{
+    tern_error err;
+    memset(p, 0, sizeof *p);
+    ck_assert_msg(tern_registry_scan(&p->reg, &err) == TERN_OK, "%s", err.msg);
+    for (int i = 0; i < tern_registry_count(p->reg); i++) {
+        const tern_plugin_info *pi = tern_registry_get(p->reg, i);
+        if (!pi->loaded) continue;
+        if (!strcmp(pi->name, "x86")) p->x86 = pi;
+        if (!strcmp(pi->name, "scalar")) p->scalar = pi;
+    }
+    ck_assert_ptr_nonnull(p->scalar);
+    if (!p->x86 || !p->x86->probe.runnable) {
+        printf("skipped: x86 backend %s\n", p->x86 ? p->x86->probe.desc : "not built");
+        tern_registry_free(p->reg);
+        return 0;
+    }
+    return 1;
+}
+
+static tern_backend *create(const tern_plugin_info *pi, const char *kernel, const char *head)
+{
+    tern_backend_options opt = tern_backend_default_options();
+    opt.n_threads = 3;
+    if (kernel) opt.kernel = kernel;
+    if (head) opt.head = head;
+    tern_backend *be;
+    tern_error err;
+    ck_assert_msg(tern_backend_create(pi, &opt, &be, &err) == TERN_OK, "%s: %s", pi->name, err.msg);
+    return be;
+}
+
+static void *xalloc(size_t n)
+{
+    void *p = calloc(1, n + 64);
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+/* A ternary matmul case: random codes packed as type, activation rows of
+ * several kinds quantized by the test-side quantizer. */
+static conf_case *ternary_case(conf_list *l, int type, int64_t K, int64_t N, int64_t T,
+                               unsigned long long *rng)
+{
+    conf_case *c = conf_new(l, TERN_OP_MATMUL_TERNARY, "%s K=%lld N=%lld tok=%lld",
+                            tern_type_name(type), (long long)K, (long long)N, (long long)T);
+    int64_t xne[2] = {K, T}, wne[2] = {K, N}, dne[2] = {N, T};
+    uint8_t *q = conf_src(c, 0, TERN_TYPE_Q8_TOK, 2, xne);
+    float *x = xalloc((size_t)(K * T) * 4);
+    for (int64_t i = 0; i < K * T; i++) x[i] = tu_randf(rng) * (i % 97 == 0 ? 30.0f : 1.0f);
+    for (int64_t t = 0; t < T; t++) conf_quantize_row(x + t * K, K, q + t * c->src[0].nb[1]);
+    free(x);
+    uint8_t *w = conf_src(c, 1, type, 2, wne);
+    int8_t *codes = xalloc((size_t)(K * N));
+    int density = (int)(tu_rand(rng) % 3); /* all three codes, mostly zero, or no zeros */
+    for (int64_t i = 0; i < K * N; i++) {
+        unsigned long long v = tu_rand(rng) % 8;
+        codes[i] = (int8_t)(density == 0 ? (int)(v % 3) - 1 : density == 1 ? (v == 0) - (v == 1)
+                                                                            : (v & 1 ? 1 : -1));
+    }
+    float scale = tern_f16_to_f32(tern_f32_to_f16(0.0371f));
+    if (type == TERN_TYPE_TQ1_0) tern_pack_tq1_0(codes, K * N, scale, w);
+    if (type == TERN_TYPE_TQ2_0) tern_pack_tq2_0(codes, K * N, scale, w);
+    if (type == TERN_TYPE_I2_S) tern_pack_i2_s(codes, K * N, scale, w);
+    c->src[1].scale = scale;
+    free(codes);
+    c->weight = 1;
+    c->purpose = TERN_REPACK_TERNARY;
+    conf_dst(c, TERN_TYPE_F32, 2, dne);
+    return c;
+}
+
+/* Runs c on scalar (nth 1) and on be with nth 1..3; bytes must match. */
+static void expect_exact(const tern_backend *sc, const tern_backend *be, const conf_case *c,
+                         const char *kernel)
+{
+    uint8_t *ref = xalloc(c->dst_bytes), *out = xalloc(c->dst_bytes);
+    char why[300];
+    ck_assert_msg(conf_run(sc, c, 1, ref, why, sizeof why) == CONF_RUN_OK, "scalar: %s", why);
+    for (int nth = 1; nth <= 3; nth++) {
+        conf_run_status rs = conf_run(be, c, nth, out, why, sizeof why);
+        ck_assert_msg(rs == CONF_RUN_OK, "x86 %s [%s] nth=%d: %s", kernel, c->label, nth,
+                      rs == CONF_RUN_FALLBACK ? "fell back" : why);
+        for (size_t i = 0; i < c->dst_bytes; i += 4)
+            ck_assert_msg(!memcmp(ref + i, out + i, 4), "x86 %s [%s] nth=%d: output %zu: %a vs %a",
+                          kernel, c->label, nth, i / 4, (double)((float *)out)[i / 4],
+                          (double)((float *)ref)[i / 4]);
+    }
+    free(ref);
+    free(out);
+}
+
+static const char *const kernels[] = {"mad", "bitserial", "lut", "mad-avx2", "auto"};
+
+START_TEST(test_ternary_families)
+{
+    be_pair p;
+    if (!open_pair(&p)) return;
+    tern_backend *sc = create(p.scalar, NULL, NULL), *be = create(p.x86, kernels[_i], NULL);
+    static const int types[] = {TERN_TYPE_TQ1_0, TERN_TYPE_TQ2_0, TERN_TYPE_I2_S};
+    static const int64_t Ks[] = {256, 768, 2560, 6912}, Ns[] = {1, 7, 257}, Ts[] = {1, 17};
+    unsigned long long rng = 0x7e4a + (unsigned long long)_i;
+    conf_list l = {0};
+    for (int ti = 0; ti < 3; ti++)
+        for (int ki = 0; ki < 4; ki++)
+            for (int ni = 0; ni < 3; ni++)
+                for (int si = 0; si < 2; si++)
+                    if (Ks[ki] < 6912 || ni > 0) ternary_case(&l, types[ti], Ks[ki], Ns[ni], Ts[si], &rng);
+    /* I2_S rows need not be whole 16- or 64-value blocks */
+    ternary_case(&l, TERN_TYPE_I2_S, 100, 32, 17, &rng);
+    ternary_case(&l, TERN_TYPE_I2_S, 132, 32, 1, &rng);
+    ternary_case(&l, TERN_TYPE_I2_S, 4, 96, 3, &rng);
+    for (int i = 0; i < l.n; i++) expect_exact(sc, be, &l.v[i], kernels[_i]);
+    char desc[512];
+    be->api->describe(be->ctx, desc, sizeof desc);
+    printf("x86 kernel=%s: %d ternary cases exact (nth 1..3); %s\n", kernels[_i], l.n, desc);
+    conf_list_free(&l);
+    tern_backend_free(sc);
+    tern_backend_free(be);
+    tern_registry_free(p.reg);
+}
+END_TEST
+
+static conf_case *float_case(conf_list *l, int type, int64_t K, int64_t N, int64_t T, const char *name,
+                             unsigned long long *rng)
+{
+    conf_case *c = conf_new(l, TERN_OP_MATMUL, "%s K=%lld N=%lld tok=%lld", tern_type_name(type),
+                            (long long)K, (long long)N, (long long)T);
+    int64_t xne[2] = {K, T}, wne[2] = {K, N}, dne[2] = {N, T};
+    float *x = conf_src(c, 0, TERN_TYPE_F32, 2, xne);
+    for (int64_t i = 0; i < K * T; i++) x[i] = tu_randf(rng);
+    uint8_t *w = conf_src(c, 1, type, 2, wne);
+    float *v = xalloc((size_t)(K * N) * 4);
+    for (int64_t i = 0; i < K * N; i++) v[i] = 0.05f * tu_randf(rng) * (i % 31 == 0 ? 8.0f : 1.0f);
+    if (type == TERN_TYPE_F16) tern_quantize_f16(v, K * N, w);
+    if (type == TERN_TYPE_BF16) tern_quantize_bf16(v, K * N, w);
+    if (type == TERN_TYPE_Q8_0) tern_quantize_q8_0(v, K * N, w);
+    if (type == TERN_TYPE_F32) memcpy(w, v, (size_t)(K * N) * 4);
+    free(v);
+    c->src[1].name = name;
+    c->weight = 1;
+    c->purpose = TERN_REPACK_MATMUL;
+    conf_dst(c, TERN_TYPE_F32, 2, dne);
+    return c;
+}
+
+/* Token t of a batch gets the same bits as token t alone: the float
+ * matmul's GEMM tiles run the GEMV's chains. */
+START_TEST(test_matmul_batch_invariant)
+{
+    be_pair p;
+    if (!open_pair(&p)) return;
+    tern_backend *be = create(p.x86, NULL, NULL);
+    static const int types[] = {TERN_TYPE_F32, TERN_TYPE_F16, TERN_TYPE_BF16, TERN_TYPE_Q8_0};
+    unsigned long long rng = 0xba7c4;
+    for (int ti = 0; ti < 4; ti++) {
+        conf_list l = {0};
+        int64_t K = 2560 + 32 * (ti == 0), N = 37, T = 7;
+        conf_case *all = float_case(&l, types[ti], K, N, T, "blk.0.w", &rng);
+        uint8_t *out = xalloc(all->dst_bytes), *one = xalloc((size_t)N * 4);
+        char why[300];
+        ck_assert_msg(conf_run(be, all, 2, out, why, sizeof why) == CONF_RUN_OK, "%s", why);
+        for (int64_t t = 0; t < T; t++) {
+            conf_case single = *all; /* the same weight, one token */
+            single.src[0].ne[1] = 1;
+            single.src[0].data = (uint8_t *)all->src[0].data + t * all->src[0].nb[1];
+            single.dst.ne[1] = 1;
+            single.dst_bytes = (size_t)N * 4;
+            for (int nth = 1; nth <= 3; nth += 2) {
+                ck_assert_msg(conf_run(be, &single, nth, one, why, sizeof why) == CONF_RUN_OK, "%s", why);
+                ck_assert_msg(!memcmp(one, out + t * N * 4, (size_t)N * 4),
+                              "%s: token %lld alone differs from the batch (nth %d)",
+                              tern_type_name(types[ti]), (long long)t, nth);
+            }
+        }
+        free(out);
+        free(one);
+        conf_list_free(&l);
+    }
+    tern_backend_free(be);
+    tern_registry_free(p.reg);
+}
+END_TEST
+
+/* The q8 head against scalar's F16 head. Bound: each weight moves by at
+ * most s_n / 2 (s_n = amax_n / 127) plus f32 rounding, so |dy| <=
+ * sum_k |x_k| * amax_n / 254 (+ the f32 sum's own 1e-5 sum|x||w|). */
+START_TEST(test_q8_head)
+{
+    be_pair p;
+    if (!open_pair(&p)) return;
+    tern_backend *sc = create(p.scalar, NULL, NULL), *be = create(p.x86, NULL, "q8");
+    unsigned long long rng = 0x0e8d;
+    const int64_t K = 2560, N = 257;
+    for (int64_t T = 1; T <= 3; T += 2) {
+        conf_list l = {0};
+        conf_case *c = float_case(&l, TERN_TYPE_F16, K, N, T, "output.weight", &rng);
+        uint8_t *ref = xalloc(c->dst_bytes), *out = xalloc(c->dst_bytes);
+        char why[300];
+        ck_assert(conf_run(sc, c, 1, ref, why, sizeof why) == CONF_RUN_OK);
+        ck_assert_msg(conf_run(be, c, 2, out, why, sizeof why) == CONF_RUN_OK, "%s", why);
+        double worst = 0.0, maxd = 0.0;
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t n = 0; n < N; n++) {
+                const float *x = (const float *)c->src[0].data + t * K;
+                const uint16_t *w = (const uint16_t *)c->src[1].data + n * K;
+                double sx = 0.0, amax = 0.0, mag = 0.0;
+                for (int64_t k = 0; k < K; k++) {
+                    double wf = tern_f16_to_f32(w[k]);
+                    sx += fabs(x[k]);
+                    amax = fmax(amax, fabs(wf));
+                    mag += fabs(x[k] * wf);
+                }
+                double d = fabs((double)((float *)out)[t * N + n] - ((float *)ref)[t * N + n]);
+                double bound = sx * amax / 254.0 * 1.001 + 1e-5 * mag;
+                ck_assert_msg(d <= bound, "q8 head token %lld row %lld: |dy| %g > bound %g",
+                              (long long)t, (long long)n, d, bound);
+                worst = fmax(worst, d / bound);
+                maxd = fmax(maxd, d);
+            }
+        printf("x86 q8 head vs scalar f16 (K=%lld N=%lld tok=%lld): max |dy| %.3g, worst %.2f of the bound\n",
+               (long long)K, (long long)N, (long long)T, maxd, worst);
+        free(ref);
+        free(out);
+        conf_list_free(&l);
+    }
+    char desc[512];
+    be->api->describe(be->ctx, desc, sizeof desc);
+    ck_assert_msg(strstr(desc, "head q8") != NULL, "describe: %s", desc);
+    /* a tensor that is not the head stays f16 as stored */
+    conf_list l = {0};
+    conf_case *c = float_case(&l, TERN_TYPE_F16, 256, 7, 1, "blk.0.ffn_up.weight", &rng);
+    tern_tensor dst;
+    char msg[256];
+    ck_assert(be->api->repack(be->ctx, &c->src[1], TERN_REPACK_MATMUL, &dst, msg, sizeof msg) == TERN_OK);
+    ck_assert_int_eq(dst.layout, TERN_LAYOUT_FILE);
+    ck_assert_ptr_eq(dst.data, c->src[1].data);
+    conf_list_free(&l);
+    tern_backend_free(sc);
+    tern_backend_free(be);
+    tern_registry_free(p.reg);
+}
+END_TEST
+
+START_TEST(test_probe_and_options)
+{
+    be_pair p;
+    if (!open_pair(&p)) return;
+    ck_assert_int_gt(p.x86->probe.score, 1);
+    ck_assert_msg(strstr(p.x86->probe.desc, "mad") != NULL, "%s", p.x86->probe.desc);
+    tern_backend_options opt = tern_backend_default_options();
+    opt.kernel = "fastest";
+    tern_backend *be;
+    tern_error err;
+    ck_assert_int_eq(tern_backend_create(p.x86, &opt, &be, &err), TERN_EINVAL);
+    ck_assert_msg(strstr(err.msg, "fastest") != NULL, "%s", err.msg);
+    opt.kernel = "auto";
+    opt.head = "q4";
+    ck_assert_int_eq(tern_backend_create(p.x86, &opt, &be, &err), TERN_EINVAL);
+    tern_registry_free(p.reg);
+}
+END_TEST
+
+Suite *x86_suite(void)
+{
+    Suite *s = suite_create("x86");
+    TCase *tc = tcase_create("kernels");
+    tcase_set_timeout(tc, 600);
+    tcase_add_loop_test(tc, test_ternary_families, 0, (int)(sizeof kernels / sizeof kernels[0]));
+    tcase_add_test(tc, test_matmul_batch_invariant);
+    tcase_add_test(tc, test_q8_head);
+    tcase_add_test(tc, test_probe_and_options);
+    suite_add_tcase(s, tc);
+    return s;
+}
