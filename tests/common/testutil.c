@@ -64,3 +64,24 @@ float tu_randf(unsigned long long *s)
 {
     return (float)((tu_rand(s) >> 40) * (1.0 / (1ull << 24)) * 2.0 - 1.0);
 }
+
+int tu_json_int_array(const char *json, const char *key, long long *out, int max)
+{
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\"", key);
+    const char *p = strstr(json, pat);
+    if (!p) return -1;
+    p = strchr(p + strlen(pat), '[');
+    if (!p) return -1;
+    p++;
+    int n = 0;
+    for (;;) {
+        while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t' || *p == ',') p++;
+        if (*p == ']') return n;
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || n >= max) return -1;
+        out[n++] = v;
+        p = end;
+    }
+}

@@ -20,6 +20,10 @@ void *tu_read_file(const char *path, size_t *size);
 unsigned long long tu_rand(unsigned long long *state);
 float tu_randf(unsigned long long *state); /* uniform in [-1, 1) */
 
+/* Reads the integer array after "key": [ in a JSON text (a small scanner
+ * for the shared reference files). Returns the count, or -1. */
+int tu_json_int_array(const char *json, const char *key, long long *out, int max);
+
 /* Prints the visible skip line and returns from the test when ../shared is
  * absent, so a fresh clone without it still passes. */
 #define TU_REQUIRE_SHARED()                                                   \

@@ -80,6 +80,9 @@ const tern_gguf *tern_model_gguf(const tern_model *m);
 /* The backend the model runs on (never the scalar fallback slot). */
 const tern_backend *tern_model_backend(const tern_model *m);
 double tern_model_load_seconds(const tern_model *m);
+/* Bytes of repacked weights the matmuls read for one decoded token (the
+ * numerator of the bandwidth bound on decode speed). */
+uint64_t tern_model_weight_bytes_per_token(const tern_model *m);
 /* One line: backend, its instance description, the output head in use. */
 void tern_model_describe(const tern_model *m, char *buf, size_t n);
 

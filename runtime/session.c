@@ -1,0 +1,226 @@
+/* session.c - KV cache, graphs per shape class, evaluation in chunks. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph_impl.h"
+#include "tern/checked.h"
+#include "lua_graph.h"
+#include "model_impl.h"
+#include "tern/session.h"
+
+#define MAX_GRAPHS 8
+
+typedef struct cached_graph {
+    int n_tok, n_out;
+    tern_graph *g;
+    unsigned long last_used;
+} cached_graph;
+
+struct tern_session {
+    tern_model *m;
+    tern_session_options opt;
+    int n_past;
+    tern_tensor *k_cache, *v_cache; /* per layer: [head_dim, n_head_kv, n_ctx] */
+    void *kv_mem;
+    tern_threadpool *pool;
+    tern_graph_builder *builder;    /* Lua state running the graph script */
+    cached_graph graphs[MAX_GRAPHS];
+    unsigned long clock;
+    float *logits;                  /* [n_logit_rows][n_vocab] */
+    size_t logits_cap;              /* floats */
+    int64_t n_logit_rows;
+    tern_graph_stats stats;
+    int fallback_nodes;
+};
+
+tern_session_options tern_session_default_options(void)
+{
+    tern_session_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.n_ctx = 0;
+    o.n_batch = 512;
+    o.kv_type = TERN_TYPE_F16;
+    return o;
+}
+
+static tern_status alloc_kv(tern_session *s, tern_error *err)
+{
+    const tern_hparams *hp = &s->m->hp;
+    int64_t ne[3] = {hp->head_dim, hp->n_head_kv, s->opt.n_ctx};
+    tern_tensor proto;
+    tern_tensor_init(&proto, s->opt.kv_type, 3, ne);
+    size_t per = tern_tensor_nbytes(&proto), total;
+    if (tern_mul_overflows(per, (size_t)hp->n_layer * 2, &total))
+        return tern_error_set(err, TERN_ENOMEM, "KV cache size overflows");
+    s->k_cache = calloc((size_t)hp->n_layer, sizeof *s->k_cache);
+    s->v_cache = calloc((size_t)hp->n_layer, sizeof *s->v_cache);
+    if (!s->k_cache || !s->v_cache || posix_memalign(&s->kv_mem, 64, total ? total : 64))
+        return tern_error_set(err, TERN_ENOMEM, "out of memory: KV cache of %zu bytes (n_ctx %d)",
+                              total, s->opt.n_ctx);
+    memset(s->kv_mem, 0, total);
+    for (int64_t l = 0; l < hp->n_layer; l++) {
+        s->k_cache[l] = proto;
+        s->v_cache[l] = proto;
+        s->k_cache[l].data = (char *)s->kv_mem + (size_t)(2 * l) * per;
+        s->v_cache[l].data = (char *)s->kv_mem + (size_t)(2 * l + 1) * per;
+    }
+    return TERN_OK;
+}
+
+tern_status tern_session_create(tern_model *m, const tern_session_options *opt, tern_session **out,
+                                tern_error *err)
+{
+    *out = NULL;
+    tern_session *s = calloc(1, sizeof *s);
+    if (!s) return tern_error_set(err, TERN_ENOMEM, "out of memory creating session");
+    s->m = m;
+    s->opt = opt ? *opt : tern_session_default_options();
+    if (s->opt.n_ctx <= 0) s->opt.n_ctx = (int)(m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train : 4096);
+    if (s->opt.n_ctx <= 0) s->opt.n_ctx = 4096;
+    if (s->opt.n_batch <= 0) s->opt.n_batch = 512;
+    tern_status st = TERN_OK;
+    if (s->opt.kv_type != TERN_TYPE_F16 && s->opt.kv_type != TERN_TYPE_F32)
+        st = tern_error_set(err, TERN_EINVAL, "KV cache type must be f16 or f32, not %s",
+                            tern_type_name(s->opt.kv_type));
+    if (!st && s->opt.n_ctx > (1 << 24))
+        st = tern_error_set(err, TERN_EINVAL, "context size %d too large", s->opt.n_ctx);
+    if (!st) st = alloc_kv(s, err);
+    if (!st) st = tern_threadpool_create(m->opt.n_threads, &s->pool, err);
+    if (!st) st = tern_graph_builder_create(m, m->hp.graph, &s->builder, err);
+    if (st) {
+        tern_session_free(s);
+        return st;
+    }
+    *out = s;
+    return TERN_OK;
+}
+
+void tern_session_free(tern_session *s)
+{
+    if (!s) return;
+    for (int i = 0; i < MAX_GRAPHS; i++) tern_graph_free(s->graphs[i].g);
+    tern_graph_builder_free(s->builder);
+    tern_threadpool_free(s->pool);
+    free(s->k_cache);
+    free(s->v_cache);
+    free(s->kv_mem);
+    free(s->logits);
+    free(s);
+}
+
+/* The graph for (n_tok, n_out), built by the Lua script on first use. */
+static tern_status get_graph(tern_session *s, int n_tok, int n_out, tern_graph **out,
+                             tern_error *err)
+{
+    cached_graph *victim = &s->graphs[0];
+    for (int i = 0; i < MAX_GRAPHS; i++) {
+        cached_graph *c = &s->graphs[i];
+        if (c->g && c->n_tok == n_tok && c->n_out == n_out) {
+            c->last_used = ++s->clock;
+            *out = c->g;
+            return TERN_OK;
+        }
+        if (!c->g || c->last_used < victim->last_used) victim = c;
+        if (!c->g) break;
+    }
+    tern_graph *g;
+    tern_status st = tern_graph_create(n_tok, n_out, &g, err);
+    if (st) return st;
+    st = tern_graph_builder_run(s->builder, g, s->k_cache, s->v_cache, err);
+    if (!st) st = tern_graph_plan(g, s->m->be, s->pool, err);
+    if (st) {
+        tern_graph_free(g);
+        return st;
+    }
+    s->fallback_nodes = tern_graph_n_fallback(g);
+    tern_graph_free(victim->g);
+    victim->g = g;
+    victim->n_tok = n_tok;
+    victim->n_out = n_out;
+    victim->last_used = ++s->clock;
+    *out = g;
+    return TERN_OK;
+}
+
+static tern_status reserve_logits(tern_session *s, size_t rows, tern_error *err)
+{
+    size_t need;
+    if (tern_mul_overflows(rows, (size_t)s->m->hp.n_vocab, &need))
+        return tern_error_set(err, TERN_ENOMEM, "logits buffer size overflows");
+    if (need <= s->logits_cap) return TERN_OK;
+    float *p = realloc(s->logits, need * sizeof *p);
+    if (!p) return tern_error_set(err, TERN_ENOMEM, "out of memory: logits for %zu tokens", rows);
+    s->logits = p;
+    s->logits_cap = need;
+    return TERN_OK;
+}
+
+tern_status tern_session_eval(tern_session *s, const int32_t *tokens, size_t n, int all_logits,
+                              tern_error *err)
+{
+    if (n == 0) return tern_error_set(err, TERN_EINVAL, "nothing to evaluate: empty token list");
+    if ((size_t)s->n_past + n > (size_t)s->opt.n_ctx)
+        return tern_error_set(err, TERN_ECONTEXT,
+                              "context overflow: %zu new tokens after %d in the cache exceed the "
+                              "context size %d (raise it with -c)", n, s->n_past, s->opt.n_ctx);
+    int64_t n_vocab = s->m->hp.n_vocab;
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            return tern_error_set(err, TERN_EINVAL, "token %zu: id %d outside the vocabulary (0..%lld)",
+                                  i, tokens[i], (long long)n_vocab - 1);
+    tern_status st = reserve_logits(s, all_logits ? n : 1, err);
+    if (st) return st;
+    for (size_t start = 0; start < n; start += (size_t)s->opt.n_batch) {
+        int len = (int)(n - start < (size_t)s->opt.n_batch ? n - start : (size_t)s->opt.n_batch);
+        int n_out = all_logits ? len : 1;
+        tern_graph *g;
+        st = get_graph(s, len, n_out, &g, err);
+        if (st) return st;
+        int32_t *tok = tern_graph_tokens(g), *pos = tern_graph_positions(g), *ids = tern_graph_out_ids(g);
+        for (int i = 0; i < len; i++) {
+            tok[i] = tokens[start + (size_t)i];
+            pos[i] = s->n_past + i;
+        }
+        for (int i = 0; i < n_out; i++) ids[i] = all_logits ? i : len - 1;
+        st = tern_graph_compute(g, &s->stats, err);
+        if (st) return st;
+        s->n_past += len;
+        const float *out = tern_graph_output(g, NULL, NULL);
+        if (all_logits)
+            memcpy(s->logits + start * (size_t)n_vocab, out, (size_t)len * (size_t)n_vocab * sizeof(float));
+        else if (start + (size_t)len == n)
+            memcpy(s->logits, out, (size_t)n_vocab * sizeof(float));
+    }
+    s->n_logit_rows = all_logits ? (int64_t)n : 1;
+    return TERN_OK;
+}
+
+const float *tern_session_logits(const tern_session *s, int64_t *n_rows)
+{
+    if (n_rows) *n_rows = s->n_logit_rows;
+    return s->logits;
+}
+
+int64_t tern_session_n_vocab(const tern_session *s) { return s->m->hp.n_vocab; }
+int tern_session_n_past(const tern_session *s) { return s->n_past; }
+int tern_session_n_ctx(const tern_session *s) { return s->opt.n_ctx; }
+tern_model *tern_session_model(const tern_session *s) { return s->m; }
+const tern_graph_stats *tern_session_stats(const tern_session *s) { return &s->stats; }
+void tern_session_reset_stats(tern_session *s) { memset(&s->stats, 0, sizeof s->stats); }
+int tern_session_fallback_nodes(const tern_session *s) { return s->fallback_nodes; }
+
+tern_status tern_session_rollback(tern_session *s, int n, tern_error *err)
+{
+    if (n < 0 || n > s->n_past)
+        return tern_error_set(err, TERN_EINVAL, "cannot roll back %d tokens: %d in the cache", n, s->n_past);
+    s->n_past -= n;
+    s->n_logit_rows = 0;
+    return TERN_OK;
+}
+
+void tern_session_reset(tern_session *s)
+{
+    s->n_past = 0;
+    s->n_logit_rows = 0;
+}
