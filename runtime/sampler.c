@@ -49,7 +49,7 @@ struct tern_sampler {
     int32_t ring_len;  /* ids held, <= repeat_last_n */
     int32_t ring_head; /* oldest id once the ring is full */
     int32_t *counts;   /* (n_vocab) occurrences of each id in the ring */
-    float *work;       /* (n_vocab) penalized logits, then the dense draw vector */
+    float *work;       /* (n_vocab) penalized logits, later the dense draw vector */
     cand *cand;        /* (n_vocab) candidates; [0, n) kept after the chain */
 };
 
@@ -307,26 +307,45 @@ static void apply_penalties(tern_sampler *s, float *l)
     }
 }
 
-/* work = penalized logits, NaN as -inf and +inf as FLT_MAX (so that l - max
- * stays a number); returns the argmax, lowest id on ties. */
-static int32_t load_work(tern_sampler *s, const float *logits)
+/* The logits the chain reads: the caller's own when no penalty is on, else
+ * a penalized copy in work. */
+static const float *penalized(tern_sampler *s, const float *logits)
 {
-    float *w = s->work;
-    memcpy(w, logits, (size_t)s->n_vocab * sizeof *w);
-    if (s->ring) apply_penalties(s, w);
-    int32_t best = 0;
-    float bv = -INFINITY;
-    for (int32_t i = 0; i < s->n_vocab; i++) {
-        float v = w[i];
-        if (isnan(v)) v = -INFINITY;
-        else if (v > FLT_MAX) v = FLT_MAX;
-        w[i] = v;
-        if (v > bv) {
-            bv = v;
-            best = i;
-        }
-    }
-    return best;
+    if (!s->ring || s->ring_len == 0) return logits;
+    memcpy(s->work, logits, (size_t)s->n_vocab * sizeof *s->work);
+    apply_penalties(s, s->work);
+    return s->work;
+}
+
+/* NaN as -inf, +inf as FLT_MAX: l - max stays a number. */
+static float sane(float v)
+{
+    return isnan(v) ? -INFINITY : v > FLT_MAX ? FLT_MAX : v;
+}
+
+/* Largest of l[0..n) ignoring NaN (-inf when there is none); written so
+ * that the compiler can vectorise it. */
+static float max_of(const float *l, size_t n)
+{
+    float m[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) m[j] = l[i + j] > m[j] ? l[i + j] : m[j];
+    for (; i < n; i++) m[0] = l[i] > m[0] ? l[i] : m[0];
+    float r = m[0];
+    for (int j = 1; j < 8; j++) r = m[j] > r ? m[j] : r;
+    return r;
+}
+
+/* The greedy token: the first id holding the largest logit (NaN never
+ * wins; when every logit is NaN or -inf, id 0). */
+static int32_t argmax(const float *l, int32_t n)
+{
+    float m = max_of(l, (size_t)n);
+    if (m == -INFINITY) return 0;
+    for (int32_t i = 0; i < n; i++)
+        if (l[i] == m) return i;
+    return 0;
 }
 
 /* Restores the heap property below i; the root is the worst candidate. */
@@ -342,18 +361,25 @@ static void sift_down(cand *h, size_t n, size_t i)
     }
 }
 
-/* cand[0..k) = the k best of work, in heap order. */
-static void top_k_heap(tern_sampler *s, size_t k)
+/* cand[0..k) = the k best of l, in heap order. Blocks of 64 logits whose
+ * maximum does not beat the root are skipped whole: after the first few
+ * thousand logits almost every block is. */
+static void top_k_heap(tern_sampler *s, const float *l, size_t k)
 {
     cand *h = s->cand;
-    const float *w = s->work;
-    for (size_t i = 0; i < k; i++) h[i] = (cand){w[i], (int32_t)i};
+    size_t n = (size_t)s->n_vocab;
+    for (size_t i = 0; i < k; i++) h[i] = (cand){sane(l[i]), (int32_t)i};
     for (size_t i = k / 2; i-- > 0;) sift_down(h, k, i);
-    for (size_t i = k; i < (size_t)s->n_vocab; i++) {
-        /* a tie with the root loses: its id is higher */
-        if (!(w[i] > h[0].v)) continue;
-        h[0] = (cand){w[i], (int32_t)i};
-        sift_down(h, k, 0);
+    for (size_t i = k; i < n; i += 64) {
+        size_t end = n - i < 64 ? n : i + 64;
+        if (!(max_of(l + i, end - i) > h[0].v)) continue;
+        for (size_t j = i; j < end; j++) {
+            /* a tie with the root loses: its id is higher; NaN never enters */
+            float v = sane(l[j]);
+            if (!(v > h[0].v)) continue;
+            h[0] = (cand){v, (int32_t)j};
+            sift_down(h, k, 0);
+        }
     }
 }
 
@@ -381,18 +407,27 @@ static void select_best(cand *a, size_t n, size_t m)
     if (m > lo && m < hi) qsort(a + lo, hi - lo, sizeof *a, cmp_best_first);
 }
 
-/* cand[0..n) = the top_k set of work (all of it when top_k is off). */
-static size_t keep_top_k(tern_sampler *s)
+/* cand[0..n) = the top_k set of l (all of it when top_k is off). */
+static size_t keep_top_k(tern_sampler *s, const float *l)
 {
     size_t v = (size_t)s->n_vocab;
     size_t k = s->p.top_k <= 0 || (size_t)s->p.top_k >= v ? v : (size_t)s->p.top_k;
     if (k <= HEAP_MAX) {
-        top_k_heap(s, k);
+        top_k_heap(s, l, k);
         return k;
     }
-    for (size_t i = 0; i < v; i++) s->cand[i] = (cand){s->work[i], (int32_t)i};
+    for (size_t i = 0; i < v; i++) s->cand[i] = (cand){sane(l[i]), (int32_t)i};
     select_best(s->cand, v, k);
     return k;
+}
+
+/* Index of the best of a[0..n). */
+static size_t best_of(const cand *a, size_t n)
+{
+    size_t b = 0;
+    for (size_t i = 1; i < n; i++)
+        if (better(&a[i], &a[b])) b = i;
+    return b;
 }
 
 /* Moves the candidates with l >= max + log(min_p) to the front; returns
@@ -443,13 +478,18 @@ static double softmax_norm(const cand *a, size_t n, float max)
  * v their probability, and returns n >= 1. */
 static size_t run_chain(tern_sampler *s, const float *logits)
 {
-    int32_t best = load_work(s, logits);
-    float max = s->work[best];
-    if (s->p.temp <= 0 || max == -INFINITY) {
-        s->cand[0] = (cand){1.0f, best};
+    const float *l = penalized(s, logits);
+    if (s->p.temp <= 0) {
+        s->cand[0] = (cand){1.0f, argmax(l, s->n_vocab)};
         return 1;
     }
-    size_t n = keep_top_k(s);
+    size_t n = keep_top_k(s, l);
+    cand best = s->cand[best_of(s->cand, n)];
+    float max = best.v;
+    if (max == -INFINITY) { /* nothing but NaN and -inf: the greedy token */
+        s->cand[0] = (cand){1.0f, best.id};
+        return 1;
+    }
     double z = s->p.top_p < 1 ? softmax_norm(s->cand, n, max) : 1.0;
     n = keep_min_p(s->cand, n, max, s->p.min_p);
     if (s->p.top_p < 1) n = keep_top_p(s->cand, n, max, z, s->p.top_p);
