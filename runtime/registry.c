@@ -17,7 +17,7 @@
 #define PLUGIN_SUFFIX ".so"
 
 struct tern_registry {
-    tern_plugin_info *items;
+    tern_plugin_info **items; /* each allocated alone: pointers stay valid */
     void **handles;
     int n, cap;
 };
@@ -26,7 +26,7 @@ static tern_status reg_grow(tern_registry *reg, tern_error *err)
 {
     if (reg->n < reg->cap) return TERN_OK;
     int cap = reg->cap ? reg->cap * 2 : 8;
-    tern_plugin_info *items = realloc(reg->items, (size_t)cap * sizeof *items);
+    tern_plugin_info **items = realloc(reg->items, (size_t)cap * sizeof *items);
     if (!items) return tern_error_set(err, TERN_ENOMEM, "out of memory listing plugins");
     reg->items = items;
     void **handles = realloc(reg->handles, (size_t)cap * sizeof *handles);
@@ -89,8 +89,9 @@ tern_status tern_plugin_load(tern_registry *reg, const char *path, const tern_pl
 {
     tern_status st = reg_grow(reg, err);
     if (st) return st;
-    tern_plugin_info *info = &reg->items[reg->n];
-    memset(info, 0, sizeof *info);
+    tern_plugin_info *info = calloc(1, sizeof *info);
+    if (!info) return tern_error_set(err, TERN_ENOMEM, "out of memory loading %s", path);
+    reg->items[reg->n] = info;
     snprintf(info->path, sizeof info->path, "%s", path);
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
@@ -123,7 +124,7 @@ tern_status tern_plugin_load(tern_registry *reg, const char *path, const tern_pl
 static int already_have(const tern_registry *reg, const char *name)
 {
     for (int i = 0; i < reg->n; i++)
-        if (strcmp(reg->items[i].name, name) == 0) return 1;
+        if (strcmp(reg->items[i]->name, name) == 0) return 1;
     return 0;
 }
 
@@ -210,6 +211,7 @@ void tern_registry_free(tern_registry *reg)
     if (!reg) return;
     /* Plugins are not dlclose'd: backend instances may outlive the registry
      * in tests, and unloading buys nothing in a short-lived process. */
+    for (int i = 0; i < reg->n; i++) free(reg->items[i]);
     free(reg->items);
     free(reg->handles);
     free(reg);
@@ -219,7 +221,7 @@ int tern_registry_count(const tern_registry *reg) { return reg ? reg->n : 0; }
 
 const tern_plugin_info *tern_registry_get(const tern_registry *reg, int i)
 {
-    return reg && i >= 0 && i < reg->n ? &reg->items[i] : NULL;
+    return reg && i >= 0 && i < reg->n ? reg->items[i] : NULL;
 }
 
 tern_status tern_registry_select(const tern_registry *reg, const char *name,
@@ -228,7 +230,7 @@ tern_status tern_registry_select(const tern_registry *reg, const char *name,
     if (!name || !*name || strcmp(name, "auto") == 0) {
         const tern_plugin_info *best = NULL;
         for (int i = 0; i < reg->n; i++) {
-            const tern_plugin_info *p = &reg->items[i];
+            const tern_plugin_info *p = reg->items[i];
             if (p->loaded && p->probe.runnable && (!best || p->probe.score > best->probe.score))
                 best = p;
         }
@@ -240,7 +242,7 @@ tern_status tern_registry_select(const tern_registry *reg, const char *name,
         return TERN_OK;
     }
     for (int i = 0; i < reg->n; i++) {
-        const tern_plugin_info *p = &reg->items[i];
+        const tern_plugin_info *p = reg->items[i];
         if (strcmp(p->name, name) != 0) continue;
         if (!p->loaded) return tern_error_set(err, TERN_EABI, "backend '%s': %s", name, p->error);
         if (!p->probe.runnable)
