@@ -11,6 +11,9 @@ return function(opts)
   local prompt = common.prompt_text(opts)
   local ids = model:tokenize(prompt, not opts.no_bos, opts.special)
   if #ids == 0 then error("empty prompt: nothing to evaluate (give -p TEXT)", 0) end
+  if #ids > session:n_ctx() then
+    error(string.format("prompt of %d tokens does not fit the context of %d (raise -c)", #ids, session:n_ctx()), 0)
+  end
   local n_predict = opts.n_predict or -1
 
   tern.write(prompt)

@@ -16,6 +16,11 @@ typedef struct tern_cmd {
     const char *summary;
 } tern_cmd;
 
+int cmd_run(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 /* `tern info -m FILE`: describes a model from its header (info_model.c). */

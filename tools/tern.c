@@ -7,6 +7,11 @@
 #include "cli.h"
 
 static const tern_cmd commands[] = {
+    {"run", cmd_run, "generate text from a prompt (the main job)"},
+    {"chat", cmd_chat, "interactive multi-turn chat with the model's chat template"},
+    {"eval", cmd_eval, "logits of every position as raw float32 (--logits OUT.f32)"},
+    {"perplexity", cmd_perplexity, "perplexity of a text or token-id file"},
+    {"bench", cmd_bench, "prompt and generation speed, llama-bench style (md or json)"},
     {"info", cmd_info, "version, CPU features, backends and their ops; -m FILE describes a model"},
     {"synth", cmd_synth, "write a random-weight model (bitnet-2b4t, llama-8b, tiny ... shapes)"},
     {"tokenize", cmd_tokenize, "text to token ids and pieces with a model's tokenizer (--bench: speed)"},

@@ -1,0 +1,598 @@
+/* lua_tern.c - the `tern` Lua module for pipelines: one userdata type per
+ * runtime object, lauxlib style. Errors that come from user input (a
+ * prompt too long for the context, a missing file) are raised as plain
+ * messages without a script position, so the command prints them as is. */
+#include <lauxlib.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lua_graph.h"
+#include "model_impl.h"
+#include "tern/chat.h"
+#include "tern/lua.h"
+#include "tern/sampler.h"
+#include "tern/tern.h"
+#include "tern/session.h"
+
+#define MODEL_MT "tern.Model"
+#define SESSION_MT "tern.Session"
+#define SAMPLER_MT "tern.Sampler"
+#define DETOK_MT "tern.Detok"
+
+static volatile sig_atomic_t interrupted;
+
+void tern_lua_set_interrupted(int on) { interrupted = on; }
+
+/* Raises msg as a Lua error without position information. */
+static int raise_msg(lua_State *L, const char *msg)
+{
+    lua_pushstring(L, msg);
+    return lua_error(L);
+}
+
+typedef struct lmodel { tern_model *m; } lmodel;
+typedef struct lsession { tern_session *s; } lsession;
+typedef struct lsampler { tern_sampler *smp; } lsampler;
+typedef struct ldetok { const tern_tokenizer *tok; tern_detok_stream st; } ldetok;
+
+static tern_model *check_model(lua_State *L, int i)
+{
+    lmodel *u = luaL_checkudata(L, i, MODEL_MT);
+    if (!u->m) luaL_error(L, "model is closed");
+    return u->m;
+}
+
+static tern_session *check_session(lua_State *L, int i)
+{
+    lsession *u = luaL_checkudata(L, i, SESSION_MT);
+    if (!u->s) luaL_error(L, "session is closed");
+    return u->s;
+}
+
+static const char *opt_string(lua_State *L, int t, const char *k, const char *def)
+{
+    lua_getfield(L, t, k);
+    const char *v = lua_isnil(L, -1) ? def : luaL_checkstring(L, -1);
+    lua_pop(L, 1); /* strings from the opts table stay alive while it does */
+    return v;
+}
+
+static lua_Integer opt_int(lua_State *L, int t, const char *k, lua_Integer def)
+{
+    lua_getfield(L, t, k);
+    lua_Integer v = lua_isnil(L, -1) ? def : luaL_checkinteger(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static lua_Number opt_num(lua_State *L, int t, const char *k, lua_Number def)
+{
+    lua_getfield(L, t, k);
+    lua_Number v = lua_isnil(L, -1) ? def : luaL_checknumber(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* ---- tern.Model ---- */
+
+/* tern.load_model(path, {backend=, threads=, kernel=, head=}) */
+static int l_load_model(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    if (lua_isnoneornil(L, 2)) lua_newtable(L);
+    else luaL_checktype(L, 2, LUA_TTABLE);
+    tern_model_options o = tern_model_default_options();
+    o.backend = opt_string(L, 2, "backend", "auto");
+    o.n_threads = (int)opt_int(L, 2, "threads", 1);
+    o.kernel = opt_string(L, 2, "kernel", "auto");
+    o.head = opt_string(L, 2, "head", "f16");
+    lmodel *u = lua_newuserdatauv(L, sizeof *u, 0);
+    u->m = NULL;
+    luaL_setmetatable(L, MODEL_MT);
+    tern_error err;
+    if (tern_model_load(path, &o, &u->m, &err)) return raise_msg(L, err.msg);
+    return 1;
+}
+
+static int model_close(lua_State *L)
+{
+    lmodel *u = luaL_checkudata(L, 1, MODEL_MT);
+    tern_model_free(u->m);
+    u->m = NULL;
+    return 0;
+}
+
+/* m:tokenize(text, add_special=true, parse_special=false) -> {ids} */
+static int model_tokenize(lua_State *L)
+{
+    tern_model *m = check_model(L, 1);
+    size_t len;
+    const char *text = luaL_checklstring(L, 2, &len);
+    int add = lua_isnoneornil(L, 3) ? 1 : lua_toboolean(L, 3);
+    int special = lua_toboolean(L, 4);
+    int32_t *ids = NULL;
+    size_t cap = 0, n = 0;
+    tern_error err;
+    if (tern_tokenize(m->tok, text, len, add, special, &ids, &cap, &n, &err)) {
+        free(ids);
+        return raise_msg(L, err.msg);
+    }
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushinteger(L, ids[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    free(ids);
+    return 1;
+}
+
+/* m:piece(id, special=false) -> string */
+static int model_piece(lua_State *L)
+{
+    tern_model *m = check_model(L, 1);
+    int32_t id = (int32_t)luaL_checkinteger(L, 2);
+    char buf[256];
+    int n = tern_token_to_piece(m->tok, id, buf, sizeof buf, lua_toboolean(L, 3));
+    if (n < 0) return luaL_error(L, "token id %d outside the vocabulary", id);
+    if ((size_t)n > sizeof buf) {
+        char *big = malloc((size_t)n);
+        if (!big) return luaL_error(L, "out of memory");
+        tern_token_to_piece(m->tok, id, big, (size_t)n, lua_toboolean(L, 3));
+        lua_pushlstring(L, big, (size_t)n);
+        free(big);
+    } else {
+        lua_pushlstring(L, buf, (size_t)n);
+    }
+    return 1;
+}
+
+static int model_info(lua_State *L)
+{
+    tern_model *m = check_model(L, 1);
+    const tern_hparams *hp = &m->hp;
+    lua_newtable(L);
+    lua_pushinteger(L, hp->n_vocab);
+    lua_setfield(L, -2, "n_vocab");
+    lua_pushinteger(L, hp->n_ctx_train);
+    lua_setfield(L, -2, "n_ctx_train");
+    lua_pushinteger(L, hp->n_layer);
+    lua_setfield(L, -2, "n_layer");
+    lua_pushinteger(L, hp->n_embd);
+    lua_setfield(L, -2, "n_embd");
+    lua_pushstring(L, hp->arch_name);
+    lua_setfield(L, -2, "arch");
+    lua_pushinteger(L, tern_tokenizer_bos(m->tok));
+    lua_setfield(L, -2, "bos");
+    lua_pushinteger(L, tern_tokenizer_eos(m->tok));
+    lua_setfield(L, -2, "eos");
+    lua_pushinteger(L, tern_tokenizer_eot(m->tok));
+    lua_setfield(L, -2, "eot");
+    lua_pushboolean(L, tern_tokenizer_add_bos(m->tok));
+    lua_setfield(L, -2, "add_bos");
+    lua_pushnumber(L, m->load_seconds);
+    lua_setfield(L, -2, "load_seconds");
+    char desc[512];
+    tern_model_describe(m, desc, sizeof desc);
+    lua_pushstring(L, desc);
+    lua_setfield(L, -2, "describe");
+    lua_pushstring(L, m->path);
+    lua_setfield(L, -2, "path");
+    tern_gguf_str tmpl;
+    if (tern_gguf_get_str(m->gguf, "tokenizer.chat_template", &tmpl, NULL) == TERN_OK)
+        lua_pushlstring(L, tmpl.ptr, (size_t)tmpl.len);
+    else
+        lua_pushnil(L);
+    lua_setfield(L, -2, "chat_template");
+    return 1;
+}
+
+static int model_is_eog(lua_State *L)
+{
+    tern_model *m = check_model(L, 1);
+    lua_pushboolean(L, tern_tokenizer_is_eog(m->tok, (int32_t)luaL_checkinteger(L, 2)));
+    return 1;
+}
+
+static const luaL_Reg model_methods[] = {
+    {"tokenize", model_tokenize}, {"piece", model_piece}, {"info", model_info},
+    {"is_eog", model_is_eog},     {"close", model_close}, {NULL, NULL},
+};
+
+/* ---- tern.Session ---- */
+
+/* tern.session(model, {n_ctx=, n_batch=, kv_type="f16"|"f32"}) */
+static int l_session(lua_State *L)
+{
+    tern_model *m = check_model(L, 1);
+    if (lua_isnoneornil(L, 2)) lua_newtable(L);
+    else luaL_checktype(L, 2, LUA_TTABLE);
+    tern_session_options o = tern_session_default_options();
+    o.n_ctx = (int)opt_int(L, 2, "n_ctx", 0);
+    o.n_batch = (int)opt_int(L, 2, "n_batch", 512);
+    const char *kv = opt_string(L, 2, "kv_type", "f16");
+    o.kv_type = tern_type_from_name(kv);
+    if (o.kv_type != TERN_TYPE_F16 && o.kv_type != TERN_TYPE_F32)
+        return luaL_error(L, "KV cache type '%s': use f16 or f32", kv);
+    lsession *u = lua_newuserdatauv(L, sizeof *u, 1);
+    u->s = NULL;
+    luaL_setmetatable(L, SESSION_MT);
+    lua_pushvalue(L, 1); /* the model outlives its sessions */
+    lua_setiuservalue(L, -2, 1);
+    tern_error err;
+    if (tern_session_create(m, &o, &u->s, &err)) return raise_msg(L, err.msg);
+    return 1;
+}
+
+static int session_close(lua_State *L)
+{
+    lsession *u = luaL_checkudata(L, 1, SESSION_MT);
+    tern_session_free(u->s);
+    u->s = NULL;
+    return 0;
+}
+
+/* s:eval({ids}, all_logits=false) */
+static int session_eval(lua_State *L)
+{
+    tern_session *s = check_session(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 2);
+    int32_t stackbuf[64], *ids = n <= 64 ? stackbuf : malloc((size_t)n * sizeof *ids);
+    if (!ids) return luaL_error(L, "out of memory");
+    for (lua_Integer i = 0; i < n; i++) {
+        lua_rawgeti(L, 2, i + 1);
+        ids[i] = (int32_t)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
+    tern_error err;
+    tern_status st = tern_session_eval(s, ids, (size_t)n, lua_toboolean(L, 3), &err);
+    if (ids != stackbuf) free(ids);
+    if (st) return raise_msg(L, err.msg);
+    return 0;
+}
+
+static const float *row_of(lua_State *L, tern_session *s, int arg)
+{
+    int64_t rows;
+    const float *lg = tern_session_logits(s, &rows);
+    lua_Integer r = luaL_optinteger(L, arg, rows);
+    if (rows < 1 || r < 1 || r > rows) luaL_error(L, "no logits row %lld (have %lld)", (long long)r, (long long)rows);
+    return lg + (size_t)(r - 1) * (size_t)tern_session_n_vocab(s);
+}
+
+/* s:argmax(row=last) -> id (lowest id on ties) */
+static int session_argmax(lua_State *L)
+{
+    tern_session *s = check_session(L, 1);
+    const float *lg = row_of(L, s, 2);
+    int64_t best = 0, n = tern_session_n_vocab(s);
+    for (int64_t i = 1; i < n; i++)
+        if (lg[i] > lg[best]) best = i;
+    lua_pushinteger(L, best);
+    return 1;
+}
+
+static int session_n_past(lua_State *L)
+{
+    lua_pushinteger(L, tern_session_n_past(check_session(L, 1)));
+    return 1;
+}
+
+static int session_n_ctx(lua_State *L)
+{
+    lua_pushinteger(L, tern_session_n_ctx(check_session(L, 1)));
+    return 1;
+}
+
+static int session_rollback(lua_State *L)
+{
+    tern_error err;
+    if (tern_session_rollback(check_session(L, 1), (int)luaL_checkinteger(L, 2), &err))
+        return raise_msg(L, err.msg);
+    return 0;
+}
+
+static int session_reset(lua_State *L)
+{
+    tern_session_reset(check_session(L, 1));
+    return 0;
+}
+
+/* s:stats() -> {fallback_nodes=, ops = { {name=, seconds=, calls=, fallback=}, ... }} */
+static int session_stats(lua_State *L)
+{
+    tern_session *s = check_session(L, 1);
+    const tern_graph_stats *st = tern_session_stats(s);
+    lua_newtable(L);
+    lua_pushinteger(L, tern_session_fallback_nodes(s));
+    lua_setfield(L, -2, "fallback_nodes");
+    lua_newtable(L);
+    int k = 1;
+    for (int op = 0; op < TERN_OP_COUNT; op++) {
+        if (!st->op_calls[op]) continue;
+        lua_newtable(L);
+        lua_pushstring(L, tern_op_name(op));
+        lua_setfield(L, -2, "name");
+        lua_pushnumber(L, st->op_seconds[op]);
+        lua_setfield(L, -2, "seconds");
+        lua_pushinteger(L, (lua_Integer)st->op_calls[op]);
+        lua_setfield(L, -2, "calls");
+        lua_pushinteger(L, (lua_Integer)st->fallback_calls[op]);
+        lua_setfield(L, -2, "fallback");
+        lua_rawseti(L, -2, k++);
+    }
+    lua_setfield(L, -2, "ops");
+    return 1;
+}
+
+static const luaL_Reg session_methods[] = {
+    {"eval", session_eval},         {"argmax", session_argmax}, {"n_past", session_n_past},
+    {"n_ctx", session_n_ctx},       {"rollback", session_rollback}, {"reset", session_reset},
+    {"stats", session_stats},       {"close", session_close},   {NULL, NULL},
+};
+
+/* ---- tern.Sampler ---- */
+
+/* tern.sampler({temp=, top_k=, top_p=, min_p=, seed=, repeat_penalty=, ...}, n_vocab) */
+static int l_sampler(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer n_vocab = luaL_checkinteger(L, 2);
+    tern_sampler_params p = tern_sampler_default_params();
+    p.temp = (float)opt_num(L, 1, "temp", p.temp);
+    p.top_k = (int32_t)opt_int(L, 1, "top_k", p.top_k);
+    p.top_p = (float)opt_num(L, 1, "top_p", p.top_p);
+    p.min_p = (float)opt_num(L, 1, "min_p", p.min_p);
+    p.repeat_penalty = (float)opt_num(L, 1, "repeat_penalty", p.repeat_penalty);
+    p.repeat_last_n = (int32_t)opt_int(L, 1, "repeat_last_n", p.repeat_last_n);
+    p.freq_penalty = (float)opt_num(L, 1, "frequency_penalty", p.freq_penalty);
+    p.presence_penalty = (float)opt_num(L, 1, "presence_penalty", p.presence_penalty);
+    p.seed = (uint64_t)opt_int(L, 1, "seed", (lua_Integer)p.seed);
+    lsampler *u = lua_newuserdatauv(L, sizeof *u, 0);
+    u->smp = NULL;
+    luaL_setmetatable(L, SAMPLER_MT);
+    tern_error err;
+    if (tern_sampler_create(&p, (int32_t)n_vocab, &u->smp, &err)) return raise_msg(L, err.msg);
+    return 1;
+}
+
+static tern_sampler *check_sampler(lua_State *L, int i)
+{
+    lsampler *u = luaL_checkudata(L, i, SAMPLER_MT);
+    if (!u->smp) luaL_error(L, "sampler is closed");
+    return u->smp;
+}
+
+static int sampler_close(lua_State *L)
+{
+    lsampler *u = luaL_checkudata(L, 1, SAMPLER_MT);
+    tern_sampler_free(u->smp);
+    u->smp = NULL;
+    return 0;
+}
+
+/* smp:sample(session, row=last) -> id; the token is also accepted */
+static int sampler_sample(lua_State *L)
+{
+    tern_sampler *smp = check_sampler(L, 1);
+    tern_session *s = check_session(L, 2);
+    const float *lg = row_of(L, s, 3);
+    int32_t id = tern_sampler_sample(smp, lg);
+    tern_sampler_accept(smp, id);
+    lua_pushinteger(L, id);
+    return 1;
+}
+
+static int sampler_accept(lua_State *L)
+{
+    tern_sampler_accept(check_sampler(L, 1), (int32_t)luaL_checkinteger(L, 2));
+    return 0;
+}
+
+static int sampler_reset(lua_State *L)
+{
+    tern_sampler_reset(check_sampler(L, 1));
+    return 0;
+}
+
+static const luaL_Reg sampler_methods[] = {
+    {"sample", sampler_sample}, {"accept", sampler_accept}, {"reset", sampler_reset},
+    {"close", sampler_close},   {NULL, NULL},
+};
+
+/* ---- tern.Detok: streaming detokenizer ---- */
+
+static int l_detok(lua_State *L)
+{
+    tern_model *m = check_model(L, 1);
+    ldetok *u = lua_newuserdatauv(L, sizeof *u, 1);
+    memset(u, 0, sizeof *u);
+    u->tok = m->tok;
+    luaL_setmetatable(L, DETOK_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    return 1;
+}
+
+static int detok_push(lua_State *L)
+{
+    ldetok *u = luaL_checkudata(L, 1, DETOK_MT);
+    char buf[1024];
+    size_t n = tern_detok_stream_push(u->tok, &u->st, (int32_t)luaL_checkinteger(L, 2), buf, sizeof buf);
+    lua_pushlstring(L, buf, n);
+    return 1;
+}
+
+static int detok_flush(lua_State *L)
+{
+    ldetok *u = luaL_checkudata(L, 1, DETOK_MT);
+    char buf[16];
+    size_t n = tern_detok_stream_flush(&u->st, buf, sizeof buf);
+    lua_pushlstring(L, buf, n);
+    return 1;
+}
+
+static const luaL_Reg detok_methods[] = {{"push", detok_push}, {"flush", detok_flush}, {NULL, NULL}};
+
+/* ---- chat templates ---- */
+
+/* tern.chat_format(template_text|nil, {{role=, content=}, ...}, add_assistant) -> text, style */
+static int l_chat_format(lua_State *L)
+{
+    const char *tmpl = luaL_optstring(L, 1, NULL);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int add = lua_toboolean(L, 3);
+    lua_Integer n = luaL_len(L, 2);
+    tern_chat_msg *msgs = calloc((size_t)(n ? n : 1), sizeof *msgs);
+    if (!msgs) return luaL_error(L, "out of memory");
+    for (lua_Integer i = 0; i < n; i++) {
+        lua_rawgeti(L, 2, i + 1);
+        lua_getfield(L, -1, "role");
+        lua_getfield(L, -2, "content");
+        msgs[i].role = lua_tostring(L, -2);
+        msgs[i].content = lua_tostring(L, -1);
+        lua_pop(L, 3); /* the strings stay referenced by the message tables */
+        if (!msgs[i].role || !msgs[i].content) {
+            free(msgs);
+            return luaL_error(L, "chat message %lld needs role and content", (long long)i + 1);
+        }
+    }
+    tern_chat_style style = tern_chat_detect(tmpl);
+    char *out = NULL;
+    size_t out_len = 0;
+    tern_error err;
+    tern_status st = tern_chat_format(style, msgs, (size_t)n, add, &out, &out_len, &err);
+    free(msgs);
+    if (st) return raise_msg(L, err.msg);
+    lua_pushlstring(L, out, out_len);
+    free(out);
+    lua_pushstring(L, tern_chat_style_name(style));
+    return 2;
+}
+
+/* ---- misc ---- */
+
+static int l_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec);
+    return 1;
+}
+
+static int l_write(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    fwrite(s, 1, n, stdout);
+    fflush(stdout);
+    return 0;
+}
+
+static int l_log(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    fwrite(s, 1, n, stderr);
+    fflush(stderr);
+    return 0;
+}
+
+static int l_interrupted(lua_State *L)
+{
+    lua_pushboolean(L, interrupted);
+    return 1;
+}
+
+/* tern.script(name) -> what the script returns; loaded once per state
+ * (graphs/<name>, or $TERN_GRAPH_PATH/<name>), like require. */
+static int l_script(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, "tern.scripts");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "tern.scripts");
+    }
+    if (lua_getfield(L, -1, name) != LUA_TNIL) return 1;
+    lua_pop(L, 1);
+    tern_error err;
+    if (tern_lua_load_script(L, name, &err)) return raise_msg(L, err.msg);
+    lua_call(L, 0, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, name);
+    return 1;
+}
+
+static const luaL_Reg tern_funcs[] = {
+    {"script", l_script},
+    {"load_model", l_load_model}, {"session", l_session}, {"sampler", l_sampler},
+    {"detok", l_detok},           {"chat_format", l_chat_format}, {"now", l_now},
+    {"write", l_write},           {"log", l_log},          {"interrupted", l_interrupted},
+    {NULL, NULL},
+};
+
+static void new_type(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close)
+{
+    luaL_newmetatable(L, name);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    if (close) {
+        lua_pushcfunction(L, close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, close);
+        lua_setfield(L, -2, "__close");
+    }
+    lua_pop(L, 1);
+}
+
+int tern_lua_open(lua_State *L)
+{
+    new_type(L, MODEL_MT, model_methods, model_close);
+    new_type(L, SESSION_MT, session_methods, session_close);
+    new_type(L, SAMPLER_MT, sampler_methods, sampler_close);
+    new_type(L, DETOK_MT, detok_methods, NULL);
+    luaL_newlib(L, tern_funcs);
+    lua_pushstring(L, TERN_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_pushvalue(L, -1);
+    lua_setglobal(L, "tern");
+    return 1;
+}
+
+lua_State *tern_lua_pipeline_state(size_t cap)
+{
+    lua_State *L = tern_lua_newstate(cap);
+    if (!L) return NULL;
+    tern_lua_open(L);
+    lua_pop(L, 1);
+    return L;
+}
+
+void tern_lua_pipeline_close(lua_State *L) { tern_lua_close(L); }
+
+tern_status tern_lua_run_pipeline(lua_State *L, const char *name, int opts_index, tern_error *err)
+{
+    opts_index = lua_absindex(L, opts_index);
+    tern_status st = tern_lua_load_script(L, name, err);
+    if (st) return st;
+    if (lua_pcall(L, 0, 1, 0) != LUA_OK || !lua_isfunction(L, -1)) {
+        st = tern_error_set(err, TERN_ESCRIPT, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1)
+                                                    : "pipeline script must return a function(opts)");
+        lua_pop(L, 1);
+        return st;
+    }
+    lua_pushvalue(L, opts_index);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        st = tern_error_set(err, TERN_ESCRIPT, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "error");
+        lua_pop(L, 1);
+        return st;
+    }
+    return TERN_OK;
+}

@@ -1,0 +1,266 @@
+/* cmd_bench.c - `tern bench`, modelled on llama-bench: prompt processing
+ * (pp) and generation (tg) speed in tokens/s over repetitions after a
+ * warm-up, mean +- stddev and median, a markdown table or JSON with
+ * llama-bench's field names; per-op time shares and scalar-fallback counts;
+ * with --roofline, the machine's memory read bandwidth measured in the same
+ * run and decode speed as a share of the bandwidth bound. */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "model_cmd.h"
+#include "options.h"
+#include "tern/lua.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct bench_row {
+    char test[32];
+    int n_prompt, n_gen;
+    double samples[64];
+    int n;
+    double avg, stddev, median;
+} bench_row;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void summarize(bench_row *r)
+{
+    double s = 0, s2 = 0, sorted[64];
+    for (int i = 0; i < r->n; i++) {
+        s += r->samples[i];
+        sorted[i] = r->samples[i];
+    }
+    r->avg = s / r->n;
+    for (int i = 0; i < r->n; i++) s2 += (r->samples[i] - r->avg) * (r->samples[i] - r->avg);
+    r->stddev = r->n > 1 ? sqrt(s2 / (r->n - 1)) : 0;
+    qsort(sorted, (size_t)r->n, sizeof sorted[0], cmp_double);
+    r->median = r->n % 2 ? sorted[r->n / 2] : 0.5 * (sorted[r->n / 2 - 1] + sorted[r->n / 2]);
+}
+
+/* ---- memory read bandwidth (for --roofline) ---- */
+
+typedef struct bw_arg {
+    const uint64_t *buf;
+    size_t n;
+    uint64_t sink;
+} bw_arg;
+
+static void *bw_read(void *p)
+{
+    bw_arg *a = p;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = 0; i + 4 <= a->n; i += 4) {
+        s0 ^= a->buf[i];
+        s1 ^= a->buf[i + 1];
+        s2 ^= a->buf[i + 2];
+        s3 ^= a->buf[i + 3];
+    }
+    a->sink = s0 ^ s1 ^ s2 ^ s3;
+    return NULL;
+}
+
+/* Best of 5 passes over 1 GiB split between n threads, in bytes/s. */
+static double measure_bandwidth(int n_threads)
+{
+    size_t bytes = (size_t)1 << 30, words = bytes / 8;
+    uint64_t *buf = malloc(bytes);
+    if (!buf) return 0;
+    for (size_t i = 0; i < words; i++) buf[i] = i;
+    double best = 0;
+    for (int pass = 0; pass < 5; pass++) {
+        pthread_t th[64];
+        bw_arg args[64];
+        int nt = n_threads < 64 ? n_threads : 64;
+        double t0 = now_s();
+        for (int t = 0; t < nt; t++) {
+            args[t].buf = buf + words / (size_t)nt * (size_t)t;
+            args[t].n = words / (size_t)nt;
+            pthread_create(&th[t], NULL, bw_read, &args[t]);
+        }
+        for (int t = 0; t < nt; t++) pthread_join(th[t], NULL);
+        double bw = (double)bytes / (now_s() - t0);
+        if (bw > best) best = bw;
+    }
+    free(buf);
+    return best;
+}
+
+static const char *const bench_keys[] = {
+    "model", "threads", "backend", "kernel", "head", "ctx_size", "batch_size", "cache_type_k",
+    "cache_type_v", "n_prompt_bench", "n_gen_bench", "reps", "output", "roofline", NULL,
+};
+
+static int run_pp(tern_session *s, const int32_t *toks, int n, double *tps, tern_error *err)
+{
+    tern_session_reset(s);
+    double t0 = now_s();
+    if (tern_session_eval(s, toks, (size_t)n, 0, err)) return 1;
+    *tps = n / (now_s() - t0);
+    return 0;
+}
+
+static int run_tg(tern_session *s, const int32_t *toks, int n, double *tps, tern_error *err)
+{
+    tern_session_reset(s);
+    double t0 = now_s();
+    for (int i = 0; i < n; i++)
+        if (tern_session_eval(s, toks + i, 1, 0, err)) return 1;
+    *tps = n / (now_s() - t0);
+    return 0;
+}
+
+static void print_ops(tern_session *s)
+{
+    const tern_graph_stats *st = tern_session_stats(s);
+    double total = 0;
+    for (int op = 0; op < TERN_OP_COUNT; op++) total += st->op_seconds[op];
+    fprintf(stderr, "\n%-16s %10s %7s %10s\n", "op", "calls", "share", "fallback");
+    for (int op = 0; op < TERN_OP_COUNT; op++) {
+        if (!st->op_calls[op]) continue;
+        fprintf(stderr, "%-16s %10llu %6.1f%% %10llu\n", tern_op_name(op),
+                (unsigned long long)st->op_calls[op], total > 0 ? 100 * st->op_seconds[op] / total : 0,
+                (unsigned long long)st->fallback_calls[op]);
+    }
+    fprintf(stderr, "nodes per graph on the scalar fallback: %d\n", tern_session_fallback_nodes(s));
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    /* llama-bench spells -p/-n/-r/-o differently from run: map them here */
+    char *args[256];
+    int n = 0;
+    for (int i = 0; i < argc && n < 250; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0) {
+            options_help("bench", "[-m MODEL] [-t N] [-p 128] [-n 64] [-r 5] [-o md|json] [--roofline]", bench_keys);
+            return 0;
+        }
+        if (strcmp(a, "-p") == 0 || strcmp(a, "--n-prompt") == 0) a = "--n-prompt-bench";
+        else if (strcmp(a, "-n") == 0 || strcmp(a, "--n-gen") == 0) a = "--n-gen-bench";
+        else if (strcmp(a, "-r") == 0 || strcmp(a, "--repetitions") == 0) a = "--reps";
+        else if (strcmp(a, "-o") == 0) a = "--output";
+        args[n++] = (char *)a;
+    }
+    lua_State *L = tern_lua_pipeline_state(0);
+    if (!L) return cli_fail("bench", "out of memory");
+    int rc = 1;
+    tern_model *m = NULL;
+    tern_session *s = NULL;
+    int32_t *toks = NULL;
+    if (options_parse(L, "bench", n, args, bench_keys)) goto done;
+    int n_prompt = (int)opt_int(L, -1, "n_prompt_bench", 128), n_gen = (int)opt_int(L, -1, "n_gen_bench", 64);
+    int reps = (int)opt_int(L, -1, "reps", 5);
+    const char *output = opt_str(L, -1, "output", "md");
+    if (reps < 1 || reps > 64 || n_prompt < 0 || n_gen < 0 || (strcmp(output, "md") && strcmp(output, "json"))) {
+        cli_fail("bench", "need 1 <= -r <= 64, -p/-n >= 0, -o md|json");
+        goto done;
+    }
+    if (!opt_int(L, -1, "ctx_size", 0)) {
+        int need = (n_prompt > n_gen ? n_prompt : n_gen) + 16;
+        lua_pushinteger(L, need);
+        lua_setfield(L, -2, "ctx_size");
+    }
+    if (mc_open(L, -1, "bench", &m, &s)) goto done;
+    int64_t nv = tern_model_hparams(m)->n_vocab;
+    int maxn = (n_prompt > n_gen ? n_prompt : n_gen) + 1;
+    toks = malloc((size_t)maxn * sizeof *toks);
+    unsigned long long seed = 1234;
+    for (int i = 0; i < maxn; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        toks[i] = (int32_t)((seed >> 33) % (unsigned long long)nv);
+    }
+    bench_row rows[2];
+    int n_rows = 0;
+    tern_error err;
+    /* warm-up: build the graphs, fault the weights in */
+    double dummy;
+    if ((n_prompt && run_pp(s, toks, n_prompt, &dummy, &err)) || (n_gen && run_tg(s, toks, n_gen < 4 ? n_gen : 4, &dummy, &err))) {
+        cli_fail("bench", "%s", err.msg);
+        goto done;
+    }
+    tern_session_reset_stats(s);
+    if (n_prompt) {
+        bench_row *r = &rows[n_rows++];
+        memset(r, 0, sizeof *r);
+        snprintf(r->test, sizeof r->test, "pp%d", n_prompt);
+        r->n_prompt = n_prompt;
+        for (int i = 0; i < reps; i++)
+            if (run_pp(s, toks, n_prompt, &r->samples[r->n++], &err)) {
+                cli_fail("bench", "%s", err.msg);
+                goto done;
+            }
+        summarize(r);
+    }
+    if (n_gen) {
+        bench_row *r = &rows[n_rows++];
+        memset(r, 0, sizeof *r);
+        snprintf(r->test, sizeof r->test, "tg%d", n_gen);
+        r->n_gen = n_gen;
+        for (int i = 0; i < reps; i++)
+            if (run_tg(s, toks, n_gen, &r->samples[r->n++], &err)) {
+                cli_fail("bench", "%s", err.msg);
+                goto done;
+            }
+        summarize(r);
+    }
+    int threads = (int)opt_int(L, -1, "threads", 1);
+    double bw = opt_bool(L, -1, "roofline") ? measure_bandwidth(threads) : 0;
+    double bpt = (double)tern_model_weight_bytes_per_token(m);
+    char desc[512];
+    tern_model_describe(m, desc, sizeof desc);
+    const char *path = opt_model_path(L, -1), *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if (strcmp(output, "json") == 0) {
+        printf("[\n");
+        for (int i = 0; i < n_rows; i++) {
+            bench_row *r = &rows[i];
+            printf("  {\"model_filename\": \"%s\", \"backend\": \"%s\", \"n_threads\": %d, \"n_prompt\": %d, "
+                   "\"n_gen\": %d, \"test\": \"%s\", \"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"median_ts\": %.6f, "
+                   "\"bytes_per_token\": %.0f",
+                   base, tern_model_backend(m)->plugin->name, threads, r->n_prompt, r->n_gen, r->test,
+                   r->avg, r->stddev, r->median, bpt);
+            if (bw > 0) printf(", \"bandwidth_bytes_per_s\": %.0f, \"roofline_ts\": %.6f", bw, bw / bpt);
+            printf(", \"samples_ts\": [");
+            for (int k = 0; k < r->n; k++) printf("%s%.6f", k ? ", " : "", r->samples[k]);
+            printf("]}%s\n", i + 1 < n_rows ? "," : "");
+        }
+        printf("]\n");
+    } else {
+        printf("%s\n\n| model | backend | threads | test | t/s (mean ± sd) | median t/s |\n", desc);
+        printf("| --- | --- | ---: | --- | ---: | ---: |\n");
+        for (int i = 0; i < n_rows; i++)
+            printf("| %s | %s | %d | %s | %.2f ± %.2f | %.2f |\n", base,
+                   tern_model_backend(m)->plugin->name, threads, rows[i].test, rows[i].avg,
+                   rows[i].stddev, rows[i].median);
+        printf("\nweights read per decoded token: %.1f MB\n", bpt / 1e6);
+        if (bw > 0) {
+            printf("memory read bandwidth (%d threads): %.1f GB/s -> bandwidth-bound decode %.2f tok/s\n",
+                   threads, bw / 1e9, bw / bpt);
+            for (int i = 0; i < n_rows; i++)
+                if (rows[i].n_gen)
+                    printf("%s median is %.1f%% of the bandwidth bound\n", rows[i].test,
+                           100 * rows[i].median / (bw / bpt));
+        }
+    }
+    print_ops(s);
+    rc = 0;
+done:
+    free(toks);
+    tern_session_free(s);
+    tern_model_free(m);
+    tern_lua_pipeline_close(L);
+    return rc;
+}
