@@ -142,6 +142,31 @@ START_TEST(test_run_default_model)
 }
 END_TEST
 
+/* tern chat: two turns from standard input (the KV cache carries over),
+ * then an empty line ends it; Ctrl-C while it waits ends it cleanly. */
+START_TEST(test_chat)
+{
+    char out[1 << 14], cmd[8192];
+    snprintf(cmd, sizeof cmd, "sh -c \"printf 'Tell me a story.\\nAnd another?\\n\\n' | %s/bin/tern chat -n 8 --temp 0\" 2>&1",
+             tu_build_dir());
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    ck_assert_int_eq(WEXITSTATUS(pclose(p)), 0);
+    int prompts = 0;
+    for (const char *q = out; (q = strstr(q, "> ")); q += 2) prompts++;
+    ck_assert_msg(prompts == 3, "expected 3 prompts: %s", out);
+    ck_assert_ptr_nonnull(strstr(out, "template plain"));
+    snprintf(cmd, sizeof cmd, "sh -c 'sleep 30 | %s/bin/tern chat & pid=$!; sleep 1; kill -INT $pid; wait $pid' 2>&1",
+             tu_build_dir());
+    p = popen(cmd, "r");
+    n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    ck_assert_int_eq(WEXITSTATUS(pclose(p)), 0);
+    ck_assert_msg(strstr(out, "interrupted") != NULL, "%s", out);
+}
+END_TEST
+
 Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -151,6 +176,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, test_eval_writes_logits);
     tcase_add_test(tc, test_run_errors);
     tcase_add_test(tc, test_run_default_model);
+    tcase_add_test(tc, test_chat);
     suite_add_tcase(s, tc);
     return s;
 }
