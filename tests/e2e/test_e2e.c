@@ -223,6 +223,51 @@ START_TEST(test_peer_references)
 }
 END_TEST
 
+/* Free-running greedy decoding from the prompt: equal to the reference
+ * continuation up to its first near-tie (top-2 margin < 0.05 in the
+ * reference logits), where the README says engines may part. Runs on scalar
+ * and on the best backend here. */
+START_TEST(test_greedy_continuation)
+{
+    TU_REQUIRE_SHARED();
+    int mi = _i / 6, p = (_i / 2) % 3;
+    const char *backend = _i % 2 ? "auto" : "scalar";
+    char rel[256], lrel[256], mpath[4096], lpath[4096];
+    int32_t ids[128];
+    snprintf(rel, sizeof rel, "models/ref/%s.prompt%d.tokens.i32", trained[mi], p);
+    snprintf(lrel, sizeof lrel, "models/ref/%s.prompt%d.logits.f32", trained[mi], p);
+    int n = read_ids(rel, ids, 128);
+    const int n_gen = 32, n_prompt = n - n_gen;
+    snprintf(mpath, sizeof mpath, "%s/models/%s.gguf", tu_shared_dir(), trained[mi]);
+    tu_shared_path(lpath, sizeof lpath, lrel);
+    float *ref = tu_read_file(lpath, NULL);
+    ck_assert_ptr_nonnull(ref);
+    tern_model *m = load(mpath, backend);
+    int64_t nv = tern_model_hparams(m)->n_vocab;
+    tern_session *s;
+    tern_error err;
+    ck_assert_int_eq(tern_session_create(m, NULL, &s, &err), TERN_OK);
+    ck_assert_int_eq(tern_session_eval(s, ids, (size_t)n_prompt, 0, &err), TERN_OK);
+    int first_tie = n_gen, first_diff = n_gen, same = 0;
+    for (int j = 0; j < n_gen; j++) {
+        float gap;
+        argmax(ref + (size_t)(n_prompt - 1 + j) * nv, nv, &gap);
+        if (gap < 0.05f && first_tie == n_gen) first_tie = j;
+        int32_t tok = argmax(tern_session_logits(s, NULL), nv, NULL);
+        if (tok == ids[n_prompt + j]) same++;
+        else if (first_diff == n_gen) first_diff = j;
+        ck_assert_int_eq(tern_session_eval(s, &tok, 1, 0, &err), TERN_OK);
+    }
+    printf("greedy %s p%d %-6s: %d/%d tokens equal, first difference at %d, first near-tie at %d\n",
+           trained[mi], p, backend, same, n_gen, first_diff, first_tie);
+    ck_assert_msg(first_diff >= first_tie, "greedy parts from the reference at %d before any near-tie (%d)",
+                  first_diff, first_tie);
+    tern_session_free(s);
+    tern_model_free(m);
+    free(ref);
+}
+END_TEST
+
 Suite *e2e_suite(void)
 {
     Suite *s = suite_create("e2e");
@@ -230,6 +275,7 @@ Suite *e2e_suite(void)
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_trained_models, 0, 6);
     tcase_add_loop_test(tc, test_peer_references, 0, 6);
+    tcase_add_loop_test(tc, test_greedy_continuation, 0, 12);
     suite_add_tcase(s, tc);
     return s;
 }
