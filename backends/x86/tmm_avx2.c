@@ -59,13 +59,17 @@ AI void mad_tile(int T, const tern_node *node, const uint8_t *w, int64_t r, cons
     const x86_tmat *m = node->src[1]->extra;
     const __m256i m3 = _mm256_set1_epi8(0x03), ones = _mm256_set1_epi16(1);
     __m256i acc[2][TB];
+    _Pragma("GCC unroll 16")
     for (int h = 0; h < 2; h++)
+        _Pragma("GCC unroll 16")
         for (int t = 0; t < T; t++) acc[h][t] = _mm256_setzero_si256();
     for (int64_t kb = 0; kb < m->Kp / 16; kb++)
+        _Pragma("GCC unroll 16")
         for (int h = 0; h < 2; h++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(w + 64 * kb + 32 * h));
             __m256i u0 = _mm256_and_si256(v, m3), u1 = _mm256_and_si256(_mm256_srli_epi16(v, 2), m3);
             __m256i u2 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), u3 = _mm256_and_si256(_mm256_srli_epi16(v, 6), m3);
+            _Pragma("GCC unroll 16")
             for (int t = 0; t < T; t++) {
                 const int8_t *q = x[t].q + 16 * kb;
                 __m256i s = _mm256_maddubs_epi16(u0, _mm256_set1_epi32(load32(q)));
@@ -75,7 +79,9 @@ AI void mad_tile(int T, const tern_node *node, const uint8_t *w, int64_t r, cons
                 acc[h][t] = _mm256_add_epi32(acc[h][t], _mm256_madd_epi16(s, ones));
             }
         }
+    _Pragma("GCC unroll 16")
     for (int t = 0; t < T; t++)
+        _Pragma("GCC unroll 16")
         for (int h = 0; h < 2; h++) store8(node, t0 + t, r + 8 * h, acc[h][t], &x[t]);
 }
 
@@ -91,6 +97,7 @@ void x86_tmm_mad_avx2(const tern_node *node, int64_t r0, int64_t r1, void *scrat
         for (int64_t t0 = 0; t0 < n_tok; t0 += TB) {
             tok x[TB];
             int T = n_tok - t0 < TB ? (int)(n_tok - t0) : TB;
+            _Pragma("GCC unroll 16")
             for (int t = 0; t < T; t++) x[t] = token(xt, t0 + t);
             if (T == 4) mad_tile(4, node, w, r, x, t0);
             else if (T == 3) mad_tile(3, node, w, r, x, t0);

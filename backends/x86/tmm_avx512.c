@@ -66,12 +66,15 @@ AI void mad_gemv(int NT, const tern_node *node, const uint8_t *w, size_t tile_by
     const __m512i m0 = _mm512_set1_epi8(0x03), m1 = _mm512_set1_epi8(0x0c);
     const __m512i m2 = _mm512_set1_epi8(0x30), m3 = _mm512_set1_epi8((char)0xc0);
     __m512i a[2][4];
+    _Pragma("GCC unroll 16")
     for (int i = 0; i < NT; i++)
+        _Pragma("GCC unroll 16")
         for (int p = 0; p < 4; p++) a[i][p] = _mm512_setzero_si512();
     for (int64_t kb = 0; kb < m->Kp / 16; kb++) {
         const int8_t *q = x->q + 16 * kb;
         __m512i x0 = _mm512_set1_epi32(load32(q)), x1 = _mm512_set1_epi32(load32(q + 4));
         __m512i x2 = _mm512_set1_epi32(load32(q + 8)), x3 = _mm512_set1_epi32(load32(q + 12));
+        _Pragma("GCC unroll 16")
         for (int i = 0; i < NT; i++) {
             __m512i v = _mm512_loadu_si512(w + i * tile_bytes + 64 * kb);
             a[i][0] = _mm512_dpbusd_epi32(a[i][0], _mm512_and_si512(v, m0), x0);
@@ -80,53 +83,71 @@ AI void mad_gemv(int NT, const tern_node *node, const uint8_t *w, size_t tile_by
             a[i][3] = _mm512_dpbusd_epi32(a[i][3], _mm512_and_si512(v, m3), x3);
         }
     }
+    _Pragma("GCC unroll 16")
     for (int i = 0; i < NT; i++)
         store16(node, 0, r + 16 * i, mad_combine(a[i][0], a[i][1], a[i][2], a[i][3], x->sum), x->inv);
 }
 
-/* GEMM block: NT tiles x T tokens; the 2-bit fields are shifted down to
- * {0,1,2} once per block and reused by every token. */
+/* GEMM block: NT tiles x T tokens. Field p of every tile is shifted down
+ * to {0,1,2} once and used by all T tokens; each token's 4 activation
+ * bytes are broadcast once and used by all NT tiles. Registers: NT*T
+ * accumulators + NT fields + 1 broadcast (<= 30 of 32 for 4 x 6). */
 AI void mad_gemm(int NT, int T, const tern_node *node, const uint8_t *w, size_t tile_bytes, int64_t r,
                  const tok *x, int64_t t0)
 {
     const x86_tmat *m = node->src[1]->extra;
     const __m512i m3 = _mm512_set1_epi8(0x03);
-    __m512i acc[2][8];
+    __m512i acc[4][8];
+    _Pragma("GCC unroll 16")
     for (int i = 0; i < NT; i++)
+        _Pragma("GCC unroll 16")
         for (int t = 0; t < T; t++) acc[i][t] = _mm512_setzero_si512();
     for (int64_t kb = 0; kb < m->Kp / 16; kb++) {
-        __m512i u[2][4];
-        for (int i = 0; i < NT; i++) {
-            __m512i v = _mm512_loadu_si512(w + i * tile_bytes + 64 * kb);
-            u[i][0] = _mm512_and_si512(v, m3);
-            u[i][1] = _mm512_and_si512(_mm512_srli_epi16(v, 2), m3);
-            u[i][2] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m3);
-            u[i][3] = _mm512_and_si512(_mm512_srli_epi16(v, 6), m3);
-        }
-        for (int t = 0; t < T; t++)
-            for (int p = 0; p < 4; p++) {
+        __m512i v[4];
+        _Pragma("GCC unroll 16")
+        for (int i = 0; i < NT; i++) v[i] = _mm512_loadu_si512(w + i * tile_bytes + 64 * kb);
+        _Pragma("GCC unroll 16")
+        for (int p = 0; p < 4; p++) {
+            __m512i u[4];
+            _Pragma("GCC unroll 16")
+            for (int i = 0; i < NT; i++)
+                u[i] = _mm512_and_si512(p ? _mm512_srli_epi16(v[i], 2 * p) : v[i], m3);
+            _Pragma("GCC unroll 16")
+            for (int t = 0; t < T; t++) {
                 __m512i xv = _mm512_set1_epi32(load32(x[t].q + 16 * kb + 4 * p));
-                for (int i = 0; i < NT; i++) acc[i][t] = _mm512_dpbusd_epi32(acc[i][t], u[i][p], xv);
+                _Pragma("GCC unroll 16")
+                for (int i = 0; i < NT; i++) acc[i][t] = _mm512_dpbusd_epi32(acc[i][t], u[i], xv);
             }
+        }
     }
+    _Pragma("GCC unroll 16")
     for (int t = 0; t < T; t++)
+        _Pragma("GCC unroll 16")
         for (int i = 0; i < NT; i++)
             store16(node, t0 + t, r + 16 * i, _mm512_sub_epi32(acc[i][t], _mm512_set1_epi32(x[t].sum)),
                     x[t].inv);
 }
 
-#define MAD_TB 8 /* tokens per GEMM block */
+#ifndef MAD_NT
+#define MAD_NT 4 /* row tiles per GEMM block */
+#endif
+#ifndef MAD_TB
+#define MAD_TB 6 /* tokens per GEMM block */
+#endif
 
 static void mad_gemm_block(int NT, int T, const tern_node *node, const uint8_t *w, size_t tb,
                            int64_t r, const tok *x, int64_t t0)
 {
 #define CASE(n)                                                            \
     case n:                                                                \
-        if (NT == 2) mad_gemm(2, n, node, w, tb, r, x, t0);                \
+        if (NT == MAD_NT) mad_gemm(MAD_NT, n, node, w, tb, r, x, t0);      \
         else mad_gemm(1, n, node, w, tb, r, x, t0);                        \
         break;
     switch (T) {
-        CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+        CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
+#if MAD_TB > 6
+        CASE(7) CASE(8)
+#endif
     }
 #undef CASE
 }
@@ -146,14 +167,16 @@ void x86_tmm_mad_avx512(const tern_node *node, int64_t r0, int64_t r1, void *scr
         for (; r < r1; r += 16) mad_gemv(1, node, w0 + (size_t)(r / 16) * tb, tb, r, &x);
         return;
     }
-    for (int64_t r = r0; r < r1; r += 32) {
-        int NT = r1 - r >= 32 ? 2 : 1;
+    for (int64_t r = r0; r < r1;) {
+        int NT = r1 - r >= 16 * MAD_NT ? MAD_NT : 1;
         for (int64_t t0 = 0; t0 < n_tok; t0 += MAD_TB) {
             tok x[MAD_TB];
             int T = n_tok - t0 < MAD_TB ? (int)(n_tok - t0) : MAD_TB;
+            _Pragma("GCC unroll 16")
             for (int t = 0; t < T; t++) x[t] = token(xt, t0 + t);
             mad_gemm_block(NT, T, node, w0 + (size_t)(r / 16) * tb, tb, r, x, t0);
         }
+        r += 16 * NT;
     }
 }
 
@@ -179,6 +202,7 @@ static void bs_planes(const tok *x, int64_t K, int64_t Kp, uint64_t *pl)
 AI int32_t bs_reduce(const __m512i *acc)
 {
     __m512i s = _mm512_setzero_si512();
+    _Pragma("GCC unroll 16")
     for (int b = 0; b < 7; b++) s = _mm512_add_epi64(s, _mm512_slli_epi64(acc[b], (unsigned)b));
     s = _mm512_sub_epi64(s, _mm512_slli_epi64(acc[7], 7));
     return (int32_t)_mm512_reduce_add_epi64(s);
@@ -189,11 +213,15 @@ AI void bs_row(int T, const uint8_t *wrow, int64_t nch, const uint64_t *const *p
                int32_t *out)
 {
     __m512i acc[3][8];
+    _Pragma("GCC unroll 16")
     for (int t = 0; t < T; t++)
+        _Pragma("GCC unroll 16")
         for (int b = 0; b < 8; b++) acc[t][b] = _mm512_setzero_si512();
     for (int64_t c = 0; c < nch; c++) {
         __m512i P = _mm512_loadu_si512(wrow + 128 * c), N = _mm512_loadu_si512(wrow + 128 * c + 64);
+        _Pragma("GCC unroll 16")
         for (int t = 0; t < T; t++)
+            _Pragma("GCC unroll 16")
             for (int b = 0; b < 8; b++) {
                 __m512i xb = _mm512_loadu_si512(pl[t] + b * nw + 8 * c);
                 __m512i d = _mm512_sub_epi64(_mm512_popcnt_epi64(_mm512_and_si512(xb, P)),
@@ -201,6 +229,7 @@ AI void bs_row(int T, const uint8_t *wrow, int64_t nch, const uint64_t *const *p
                 acc[t][b] = _mm512_add_epi64(acc[t][b], d);
             }
     }
+    _Pragma("GCC unroll 16")
     for (int t = 0; t < T; t++) out[t] = bs_reduce(acc[t]);
 }
 
@@ -220,12 +249,14 @@ void x86_tmm_bitserial_avx512(const tern_node *node, int64_t r0, int64_t r1, voi
         const uint8_t *wrow = (const uint8_t *)wt->data + (size_t)n * row_bytes;
         for (int64_t t0 = 0; t0 < n_tok; t0 += 3) {
             int T = n_tok - t0 < 3 ? (int)(n_tok - t0) : 3;
-            const uint64_t *pl[3];
-            int32_t acc[3];
+            const uint64_t *pl[3] = {0};
+            int32_t acc[3] = {0};
+            _Pragma("GCC unroll 16")
             for (int t = 0; t < T; t++) pl[t] = planes + (t0 + t) * 8 * nw;
             if (T == 3) bs_row(3, wrow, nch, pl, nw, acc);
             else if (T == 2) bs_row(2, wrow, nch, pl, nw, acc);
             else bs_row(1, wrow, nch, pl, nw, acc);
+            _Pragma("GCC unroll 16")
             for (int t = 0; t < T; t++) {
                 tok x = token(xt, t0 + t);
                 float v = (float)acc[t] / x.inv;
@@ -258,6 +289,7 @@ static void lut_tables(const tok *x, int64_t Kp, uint8_t *tab)
     const __m512i I0 = _mm512_loadu_si512(ia0), I1 = _mm512_loadu_si512(ia1);
     const __m512i two = _mm512_set1_epi16(4), C0 = _mm512_loadu_si512(c0), C1 = _mm512_loadu_si512(c1);
     for (int64_t kb = 0; kb < Kp / 16; kb++)
+        _Pragma("GCC unroll 16")
         for (int h = 0; h < 2; h++) {
             __m128i a8 = _mm_loadl_epi64((const __m128i *)(x->q + 16 * kb + 8 * h));
             __m512i a16 = _mm512_zextsi128_si512(_mm_cvtepi8_epi16(a8));
@@ -279,11 +311,13 @@ AI void lut_tile(int T, const tern_node *node, const uint8_t *w, int64_t r, cons
     const __m512i lo4 = _mm512_set1_epi8(0x0f), ones = _mm512_set1_epi8(1);
     const __m512i bias = _mm512_set1_epi32(0x30201000); /* byte j: 16 (j % 4) */
     __m512i accL[4], accH[4];
+    _Pragma("GCC unroll 16")
     for (int t = 0; t < T; t++) accL[t] = accH[t] = _mm512_setzero_si512();
     for (int64_t kb = 0; kb < m->Kp / 16; kb++) {
         __m512i v = _mm512_loadu_si512(w + 64 * kb);
         __m512i i0 = _mm512_ternarylogic_epi32(v, lo4, bias, 0xEA); /* (v & 15) | bias */
         __m512i i1 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(v, 4), lo4, bias, 0xEA);
+        _Pragma("GCC unroll 16")
         for (int t = 0; t < T; t++) {
             const uint8_t *tb = tab[t] + kb * 256;
             __m512i l0 = _mm512_permutexvar_epi8(i0, _mm512_loadu_si512(tb));
@@ -294,6 +328,7 @@ AI void lut_tile(int T, const tern_node *node, const uint8_t *w, int64_t r, cons
             accH[t] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(accH[t], ones, h0), ones, h1);
         }
     }
+    _Pragma("GCC unroll 16")
     for (int t = 0; t < T; t++)
         store16(node, t0 + t, r, _mm512_add_epi32(accL[t], _mm512_slli_epi32(accH[t], 8)), x[t].inv);
 }
