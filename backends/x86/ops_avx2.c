@@ -142,14 +142,10 @@ void x86_silu(void *ctx, const tern_node *node, int ith, int nth, void *scratch)
     elementwise(node, ith, nth, EW_SILU);
 }
 
-/* ---- rms_norm: scalar's exact steps. The sum of squares goes into
- * RMS_LANES f32 lanes (lane k % RMS_LANES, x*x rounded then added, as
- * scalar's lane[]), folded by halves down to one; then var,
- * 1/sqrtf(var + eps), x*s, *w, each rounded to f32: bit-identical to
- * scalar. RMS_LANES must equal scalar's lane count (ops_norm.c). ---- */
-
-#define RMS_LANES 16
-#define RMS_VECS (RMS_LANES / 8)
+/* ---- rms_norm: scalar's steps: the sum of squares in double (products
+ * exact; summed 8 lanes wide here, in order in scalar, which moves only
+ * the last bits of a double), then var = (float)(ss / n), 1/sqrtf(var +
+ * eps), x*s and *w rounded to f32 as scalar rounds them. ---- */
 
 void x86_rms_norm(void *ctx, const tern_node *node, int ith, int nth, void *scratch)
 {
@@ -162,24 +158,16 @@ void x86_rms_norm(void *ctx, const tern_node *node, int ith, int nth, void *scra
     for (int64_t r = lo; r < hi; r++) {
         const float *x = (const float *)x86_row(a, r);
         float *y = (float *)x86_row(node->dst, r);
-        __m256 l[RMS_VECS];
-        for (int u = 0; u < RMS_VECS; u++) l[u] = _mm256_setzero_ps();
+        __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
         int64_t k = 0;
-        for (; k + RMS_LANES <= n; k += RMS_LANES)
-            for (int u = 0; u < RMS_VECS; u++) {
-                __m256 v = _mm256_loadu_ps(x + k + 8 * u);
-                l[u] = _mm256_add_ps(l[u], _mm256_mul_ps(v, v));
-            }
-        for (int u = 0; u < RMS_VECS && k + 8 * u < n; u++) { /* tail: zero lanes add +0 */
-            __m256 v = _mm256_maskload_ps(x + k + 8 * u, tail_mask(n - k - 8 * u));
-            l[u] = _mm256_add_ps(l[u], _mm256_mul_ps(v, v));
+        for (; k + 8 <= n; k += 8) {
+            __m256d x0 = _mm256_cvtps_pd(_mm_loadu_ps(x + k)), x1 = _mm256_cvtps_pd(_mm_loadu_ps(x + k + 4));
+            s0 = _mm256_fmadd_pd(x0, x0, s0);
+            s1 = _mm256_fmadd_pd(x1, x1, s1);
         }
-        for (int wd = RMS_VECS / 2; wd >= 1; wd /= 2)
-            for (int u = 0; u < wd; u++) l[u] = _mm256_add_ps(l[u], l[u + wd]);
-        __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(l[0]), _mm256_extractf128_ps(l[0], 1));
-        __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
-        float ss = _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)));
-        float var = ss / (float)n;
+        double ss = hsum4d(_mm256_add_pd(s0, s1));
+        for (; k < n; k++) ss += (double)x[k] * x[k];
+        float var = (float)(ss / (double)n);
         float s = 1.0f / sqrtf(var + eps);
         __m256 sv = _mm256_set1_ps(s);
         for (k = 0; k + 8 <= n; k += 8) {

@@ -20,7 +20,9 @@ typedef enum tern_op {
      * [n]; dst: F32 [ne0, n]. */
     TERN_OP_GET_ROWS = 0,
     /* dst = src0 / sqrt(mean(src0^2) + eps) * src1, per row.  src1: F32 [ne0]
-     * or NULL (no weight); fparams[0] = eps. */
+     * or NULL (no weight); fparams[0] = eps.  Rounding as the PyTorch
+     * reference rounds: var = f32(sum of squares / n) (the sum itself
+     * exact or nearly), r = 1/sqrtf(var + eps), y = f32(x * r) * w. */
     TERN_OP_RMS_NORM,
     /* dst = src0 + src1, elementwise, same shapes. */
     TERN_OP_ADD,
@@ -34,7 +36,10 @@ typedef enum tern_op {
      * positions [n_tok]; iparams[0] = mode (TERN_ROPE_NORMAL pairs (2i, 2i+1),
      * TERN_ROPE_NEOX pairs (i, i + n_dims/2)); iparams[1] = n_dims (the first
      * n_dims of each head rotate); fparams[0] = freq_base; fparams[1] =
-     * freq_scale.  angle = pos * freq_scale * freq_base^(-2i/n_dims). */
+     * freq_scale.  angle = pos * freq_scale * freq_base^(-2i/n_dims), formed
+     * in f32 as the reference does (inv_freq = 1/powf(base, 2i/n_dims), one
+     * f32 product with the position); cos/sin of that f32 angle.  These
+     * roundings matter: they decide int8 rounding ties downstream. */
     TERN_OP_ROPE,
     /* Writes keys or values into a cache.  src0: F32 [head_dim, n_kv_head,
      * n_tok]; src1: I32 positions [n_tok]; dst: the cache, F32 or F16
