@@ -13,9 +13,11 @@
  *   temperature p = exp((l - max) / temp), normalised over what is kept
  *   draw        one uniform, inverse CDF over the kept ids in id order
  *
- * Cost per token for a vocabulary V: one copy and one scan of the logits,
- * then either a size-k heap (k <= HEAP_MAX) or a quickselect over all V;
- * only the kept prefix is ever sorted, never the vocabulary. */
+ * Cost per token for a vocabulary V: one pass over the logits (after a copy
+ * only when a penalty applies) feeding a size-k heap (k <= HEAP_MAX; blocks
+ * that cannot enter it are skipped on their maximum), or a quickselect over
+ * all V for larger k. Only the kept prefix is ever sorted, never the
+ * vocabulary; top_p without top_k selects that prefix in doubling steps. */
 #include <float.h>
 #include <math.h>
 #include <stddef.h>
