@@ -547,13 +547,12 @@ void x86_get_rows(void *ctx, const tern_node *node, int ith, int nth, void *scra
     }
 }
 
-/* ---- float matmul: F32, F16, BF16, Q8_0 as stored, or the int8 head ----
+/* ---- float matmul: F32, F16, BF16, Q8_0 as stored ----
  * One output = one 8-lane FMA chain over k (8 weights a step, the K%8 tail
- * as one zero-padded step), then hsum8, then (int8 head) times the row
- * scale. A tile of R rows x T tokens runs R*T such chains side by side and
+ * as one zero-padded step), then hsum8. A tile of R rows x T tokens runs R*T such chains side by side and
  * never mixes them, so GEMV (8 x 1) and GEMM (4 x 3) give identical bits. */
 
-enum { W_F32, W_F16, W_BF16, W_Q8_0, W_I8 };
+enum { W_F32, W_F16, W_BF16, W_Q8_0 };
 
 AI __m256 wload(int wt, const uint8_t *row, int64_t k)
 {
@@ -563,14 +562,13 @@ AI __m256 wload(int wt, const uint8_t *row, int64_t k)
     case W_BF16:
         return _mm256_castsi256_ps(
             _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(row + 2 * k))), 16));
-    case W_Q8_0: {
+    default: {
         const uint8_t *blk = row + (k / 32) * 34;
         __m128i q8 = _mm_loadl_epi64((const __m128i *)(blk + 2 + k % 32));
         __m128i d16 = _mm_cvtsi32_si128(blk[0] | blk[1] << 8);
         __m256 d = _mm256_broadcastss_ps(_mm_cvtph_ps(d16));
         return _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)));
     }
-    default: return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(row + k))));
     }
 }
 
@@ -585,13 +583,12 @@ static __m256 wtail(int wt, const uint8_t *row, int64_t k0, int64_t K)
         case W_F32: memcpy(&w[k - k0], row + 4 * k, 4); break;
         case W_F16: memcpy(&h, row + 2 * k, 2), w[k - k0] = tern_f16_to_f32(h); break;
         case W_BF16: memcpy(&h, row + 2 * k, 2), w[k - k0] = tern_bf16_to_f32(h); break;
-        case W_Q8_0: {
+        default: {
             const uint8_t *blk = row + (k / 32) * 34;
             memcpy(&h, blk, 2);
             w[k - k0] = tern_f16_to_f32(h) * (float)(int8_t)blk[2 + k % 32];
             break;
         }
-        default: w[k - k0] = (float)(int8_t)row[k];
         }
     }
     return _mm256_loadu_ps(w);
@@ -601,27 +598,37 @@ AI void mm_tile(int wt, int R, int T, const uint8_t *const *wr, const float *con
                 float *out)
 {
     __m256 acc[8][3];
+    _Pragma("GCC unroll 8")
     for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 8")
         for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 8 <= K; k += 8) {
         __m256 xv[3];
+        _Pragma("GCC unroll 8")
         for (int t = 0; t < T; t++) xv[t] = _mm256_loadu_ps(x[t] + k);
+        _Pragma("GCC unroll 8")
         for (int r = 0; r < R; r++) {
             __m256 w = wload(wt, wr[r], k);
+            _Pragma("GCC unroll 8")
             for (int t = 0; t < T; t++) acc[r][t] = _mm256_fmadd_ps(w, xv[t], acc[r][t]);
         }
     }
     if (k < K) {
         __m256i m = tail_mask(K - k);
         __m256 xv[3];
+        _Pragma("GCC unroll 8")
         for (int t = 0; t < T; t++) xv[t] = _mm256_maskload_ps(x[t] + k, m);
+        _Pragma("GCC unroll 8")
         for (int r = 0; r < R; r++) {
             __m256 w = wtail(wt, wr[r], k, K);
+            _Pragma("GCC unroll 8")
             for (int t = 0; t < T; t++) acc[r][t] = _mm256_fmadd_ps(w, xv[t], acc[r][t]);
         }
     }
+    _Pragma("GCC unroll 8")
     for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 8")
         for (int t = 0; t < T; t++) out[r * T + t] = hsum8(acc[r][t]);
 }
 
@@ -629,7 +636,6 @@ AI void mm_rows(int wt, const tern_node *node, int64_t lo, int64_t hi)
 {
     const tern_tensor *xt = node->src[0], *w = node->src[1];
     tern_tensor *dst = node->dst;
-    const float *scales = wt == W_I8 ? ((const x86_q8head *)w->extra)->scales : NULL;
     int64_t K = xt->ne[0], n_tok = tern_tensor_nrows(xt);
     int R = n_tok == 1 ? 8 : 4;
     for (int64_t n0 = lo; n0 < hi; n0 += R) {
@@ -651,7 +657,107 @@ AI void mm_rows(int wt, const tern_node *node, int64_t lo, int64_t hi)
             for (int t = 0; t < T; t++) {
                 float *y = (float *)x86_row(dst, t0 + t);
                 for (int r = 0; r < rows; r++)
-                    y[n0 + r] = scales ? out[r * T + t] * scales[n0 + r] : out[r * T + t];
+                    y[n0 + r] = out[r * T + t];
+            }
+        }
+    }
+}
+
+/* ---- the int8 head (x86_q8head rows): integer dot with vpmaddwd ----
+ * Each token's activations are rounded once to int16 with a per-token
+ * scale xs = amax / 16384 (|x16| <= 2^14, error <= xs/2 = amax/32768 per
+ * element, some 60x below the weights' own int8 step), kept in scratch.
+ * Per 16 weights: vpmovsxbw + vpmaddwd + vpaddd, half the instructions of
+ * widening int8 to f32. Pair sums are <= 2 * 127 * 2^14, so 256 steps per
+ * int32 lane (4096 values of K) are exact; each such block is converted to
+ * f32 and added in order. y = (hsum * xs) * s_row. Same chains for every
+ * tile shape, so GEMV and GEMM agree bit for bit. */
+
+#define Q8H_BLOCK 4096
+
+static void q8h_quantize(const float *x, int64_t K, int16_t *x16, float *xs)
+{
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 vmax = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) vmax = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + k), absmask), vmax);
+    float amax = hmax8(vmax);
+    for (; k < K; k++) amax = fabsf(x[k]) > amax ? fabsf(x[k]) : amax;
+    float inv = amax > 0.0f ? 16384.0f / amax : 0.0f;
+    *xs = amax / 16384.0f;
+    int64_t K16 = (K + 15) / 16 * 16;
+    for (k = 0; k < K16; k++) {
+        float v = k < K ? nearbyintf(x[k] * inv) : 0.0f;
+        x16[k] = (int16_t)(v > 16384.0f ? 16384 : v < -16384.0f ? -16384 : v == v ? v : 0);
+    }
+}
+
+AI void q8h_tile(int R, int T, const int8_t *const *wr, const int16_t *const *x, int64_t K, float *out)
+{
+    __m256 f[8][3];
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t < T; t++) f[r][t] = _mm256_setzero_ps();
+    for (int64_t k0 = 0; k0 < K; k0 += Q8H_BLOCK) {
+        int64_t k1 = K - k0 < Q8H_BLOCK ? K : k0 + Q8H_BLOCK;
+        __m256i acc[8][3];
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < R; r++)
+            _Pragma("GCC unroll 8")
+            for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_si256();
+        for (int64_t k = k0; k < k1; k += 16) {
+            __m256i xv[3];
+            _Pragma("GCC unroll 8")
+            for (int t = 0; t < T; t++) xv[t] = _mm256_loadu_si256((const __m256i *)(x[t] + k));
+            _Pragma("GCC unroll 8")
+            for (int r = 0; r < R; r++) {
+                __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wr[r] + k)));
+                _Pragma("GCC unroll 8")
+                for (int t = 0; t < T; t++) acc[r][t] = _mm256_add_epi32(acc[r][t], _mm256_madd_epi16(w, xv[t]));
+            }
+        }
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < R; r++)
+            _Pragma("GCC unroll 8")
+            for (int t = 0; t < T; t++) f[r][t] = _mm256_add_ps(f[r][t], _mm256_cvtepi32_ps(acc[r][t]));
+    }
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t < T; t++) out[r * T + t] = hsum8(f[r][t]);
+}
+
+/* Rows [lo, hi); the int8 rows may be read up to 15 bytes past a row's end
+ * (the repack leaves 64 bytes after the last row), against zero x16. */
+static void q8h_rows(const tern_node *node, int64_t lo, int64_t hi, void *scratch)
+{
+    const tern_tensor *xt = node->src[0], *w = node->src[1];
+    const float *scales = ((const x86_q8head *)w->extra)->scales;
+    int64_t K = xt->ne[0], n_tok = tern_tensor_nrows(xt), K16 = (K + 15) / 16 * 16;
+    int16_t *x16 = scratch;
+    float *xs = (float *)(x16 + n_tok * K16);
+    for (int64_t t = 0; t < n_tok; t++) q8h_quantize((const float *)x86_row(xt, t), K, x16 + t * K16, &xs[t]);
+    int R = n_tok == 1 ? 8 : 4;
+    for (int64_t n0 = lo; n0 < hi; n0 += R) {
+        int rows = hi - n0 < R ? (int)(hi - n0) : R;
+        const int8_t *wr[8];
+        for (int r = 0; r < rows; r++) wr[r] = (const int8_t *)w->data + (size_t)(n0 + r) * w->nb[1];
+        for (int64_t t0 = 0; t0 < n_tok; t0 += 3) {
+            int T = n_tok - t0 < 3 ? (int)(n_tok - t0) : 3;
+            const int16_t *x[3];
+            float out[8 * 3];
+            for (int t = 0; t < T; t++) x[t] = x16 + (t0 + t) * K16;
+            if (rows == 8 && T == 1)
+                q8h_tile(8, 1, wr, x, K16, out);
+            else if (rows == 4 && T == 3)
+                q8h_tile(4, 3, wr, x, K16, out);
+            else
+                for (int r = 0; r < rows; r++)
+                    for (int t = 0; t < T; t++) q8h_tile(1, 1, wr + r, x + t, K16, out + r * T + t);
+            for (int t = 0; t < T; t++) {
+                float *y = (float *)x86_row(node->dst, t0 + t);
+                for (int r = 0; r < rows; r++) y[n0 + r] = (out[r * T + t] * xs[t0 + t]) * scales[n0 + r];
             }
         }
     }
@@ -659,12 +765,12 @@ AI void mm_rows(int wt, const tern_node *node, int64_t lo, int64_t hi)
 
 void x86_matmul(void *ctx, const tern_node *node, int ith, int nth, void *scratch)
 {
-    (void)ctx, (void)scratch;
+    (void)ctx;
     const tern_tensor *w = node->src[1];
     int64_t lo, hi;
     x86_split(node->dst->ne[0], ith, nth, &lo, &hi);
     if (w->layout == TERN_LAYOUT_BACKEND) {
-        mm_rows(W_I8, node, lo, hi);
+        q8h_rows(node, lo, hi, scratch);
         return;
     }
     switch (w->type) {
@@ -677,6 +783,10 @@ void x86_matmul(void *ctx, const tern_node *node, int ith, int nth, void *scratc
 
 size_t x86_ops_scratch(const tern_node *nd)
 {
+    if (nd->op == TERN_OP_MATMUL && nd->src[0] && nd->src[1] && nd->src[1]->layout == TERN_LAYOUT_BACKEND) {
+        size_t K16 = (size_t)(nd->src[0]->ne[0] + 15) / 16 * 16, n_tok = (size_t)tern_tensor_nrows(nd->src[0]);
+        return n_tok * (K16 * 2 + 4) + 64; /* int16 activations, then their scales */
+    }
     if (nd->op == TERN_OP_ATTENTION && nd->src[0])
         return (size_t)(X86_ATTN_BLOCK + nd->src[0]->ne[0]) * sizeof(float);
     if (nd->op == TERN_OP_ROPE) {

@@ -154,12 +154,14 @@ static tern_status repack_ternary(x86_ctx *c, const tern_tensor *src, tern_tenso
 }
 
 /* The int8 head. Numerics: each row n gets s_n = max_k |w_nk| / 127 and
- * q_nk = round_half_even(w_nk / s_n) (computed as w * (127 / amax)), so
- * |w - s q| <= s/2 + one f32 rounding: about 0.4% of the row's largest
- * weight. The matmul then computes s_n * sum_k x_k q_k with the exact f32
- * activations (no activation quantization), accumulating in f32 exactly as
- * the F16 path does; only the weight rounding differs from F16. Reading 1
- * byte instead of 2 per weight halves the head's share of decode traffic. */
+ * q_nk = round_half_even(w_nk * (127 / amax)), so |w - s q| <= s/2 (plus
+ * one f32 rounding): about 0.4% of the row's largest weight. The matmul
+ * (ops_avx2.c, q8h_rows) rounds each token's activations to int16 with
+ * xs = amax_x / 16384 (error <= amax_x / 32768, ~60x finer than the
+ * weights' step), sums q * x16 exactly in int32 blocks, and returns
+ * (sum * xs) * s_n. So |y_q8 - y_f16| <= sum_k |x_k| s_n / 2 +
+ * sum_k |w_nk| amax_x / 32768 + f32 rounding; tests/x86 checks this bound.
+ * Reading 1 byte instead of 2 per weight halves the head's decode traffic. */
 static tern_status repack_head_q8(x86_ctx *c, const tern_tensor *src, tern_tensor *dst, char *err,
                                   size_t errlen)
 {

@@ -202,9 +202,10 @@ START_TEST(test_matmul_batch_invariant)
 }
 END_TEST
 
-/* The q8 head against scalar's F16 head. Bound: each weight moves by at
- * most s_n / 2 (s_n = amax_n / 127) plus f32 rounding, so |dy| <=
- * sum_k |x_k| * amax_n / 254 (+ the f32 sum's own 1e-5 sum|x||w|). */
+/* The q8 head against scalar's F16 head. Bound (see backends/x86/repack.c):
+ * each weight moves by at most s_n / 2 (s_n = amax_n / 127), each
+ * activation by at most amax_x / 32768, so |dy| <= sum_k |x_k| amax_n / 254
+ * + sum_k |w_nk| amax_x / 32768 (+ 1e-5 sum|x||w| for f32 rounding). */
 START_TEST(test_q8_head)
 {
     be_pair p;
@@ -224,20 +225,36 @@ START_TEST(test_q8_head)
             for (int64_t n = 0; n < N; n++) {
                 const float *x = (const float *)c->src[0].data + t * K;
                 const uint16_t *w = (const uint16_t *)c->src[1].data + n * K;
-                double sx = 0.0, amax = 0.0, mag = 0.0;
+                double sx = 0.0, sw = 0.0, amax = 0.0, xmax = 0.0, mag = 0.0;
                 for (int64_t k = 0; k < K; k++) {
                     double wf = tern_f16_to_f32(w[k]);
                     sx += fabs(x[k]);
+                    sw += fabs(wf);
                     amax = fmax(amax, fabs(wf));
+                    xmax = fmax(xmax, fabs(x[k]));
                     mag += fabs(x[k] * wf);
                 }
                 double d = fabs((double)((float *)out)[t * N + n] - ((float *)ref)[t * N + n]);
-                double bound = sx * amax / 254.0 * 1.001 + 1e-5 * mag;
+                double bound = sx * amax / 254.0 * 1.001 + sw * xmax / 32768.0 + 1e-5 * mag;
                 ck_assert_msg(d <= bound, "q8 head token %lld row %lld: |dy| %g > bound %g",
                               (long long)t, (long long)n, d, bound);
                 worst = fmax(worst, d / bound);
                 maxd = fmax(maxd, d);
             }
+        if (T == 3) { /* batch invariance of the int8 head too */
+            for (int64_t t = 0; t < T; t++) {
+                conf_case single = *c;
+                single.src[0].ne[1] = 1;
+                single.src[0].data = (uint8_t *)c->src[0].data + t * c->src[0].nb[1];
+                single.dst.ne[1] = 1;
+                single.dst_bytes = (size_t)N * 4;
+                uint8_t *one = xalloc((size_t)N * 4);
+                ck_assert(conf_run(be, &single, 1, one, why, sizeof why) == CONF_RUN_OK);
+                ck_assert_msg(!memcmp(one, out + t * N * 4, (size_t)N * 4), "q8 head: token %lld alone differs",
+                              (long long)t);
+                free(one);
+            }
+        }
         printf("x86 q8 head vs scalar f16 (K=%lld N=%lld tok=%lld): max |dy| %.3g, worst %.2f of the bound\n",
                (long long)K, (long long)N, (long long)T, maxd, worst);
         free(ref);
