@@ -787,7 +787,7 @@ tern_status tern_tokenizer_from_vocab(const tern_tokenizer_vocab *v, tern_tokeni
     if (!pd)
         return tern_error_set(err, TERN_EUNSUPPORTED, "%s: tokenizer.ggml.pre: unknown pre-tokenizer type '%s'",
                               vname(v), pre);
-    if (kind == KIND_BPE && v->n_merges == 0)
+    if (kind == KIND_BPE && !v->merges) /* present but empty is valid: bytes only */
         return tern_error_set(err, TERN_EFORMAT, "%s: tokenizer.ggml.merges is missing (model 'gpt2')", vname(v));
 
     tern_tokenizer *t = calloc(1, sizeof *t);
