@@ -5,7 +5,7 @@ set -e
 build=$1
 fuzz_seconds=$2
 export TERN_BUILD="$build"
-if [ -x "$build/tests/fuzz_gguf" ]; then
+if [ -x "$build/tests/fuzz_gguf" ] && [ "$fuzz_seconds" -gt 0 ]; then
     mkdir -p "$build/fuzz-corpus"
     echo "fuzz: gguf reader for ${fuzz_seconds}s"
     "$build/tests/fuzz_gguf" -max_total_time="$fuzz_seconds" -print_final_stats=1 \
