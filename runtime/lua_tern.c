@@ -3,6 +3,7 @@
  * prompt too long for the context, a missing file) are raised as plain
  * messages without a script position, so the command prints them as is. */
 #include <lauxlib.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -552,6 +553,239 @@ static void new_type(lua_State *L, const char *name, const luaL_Reg *methods, lu
     lua_pop(L, 1);
 }
 
+/* ---- speculative decoding (graphs/speculative.lua) ----
+ *
+ * The per-token probability work of speculative decoding stays in C: a
+ * tern.Probs buffer holds whole-vocabulary distributions (one row per
+ * drafted token, reused every round), samplers fill it and draw from it,
+ * and smp:speculate performs the accept / resample step of speculative
+ * sampling (Leviathan et al. 2023, Chen et al. 2023): accept the draft
+ * token x with probability min(1, p(x)/q(x)), else draw from
+ * normalize(max(0, p - q)); what comes out is distributed exactly as p. */
+
+#define PROBS_MT "tern.Probs"
+
+typedef struct lprobs {
+    int32_t n_vocab;
+    int32_t rows;
+    float p[]; /* (rows, n_vocab) */
+} lprobs;
+
+/* tern.probs(n_vocab, rows=1) -> a zeroed buffer of rows distributions */
+static int l_probs(lua_State *L)
+{
+    lua_Integer nv = luaL_checkinteger(L, 1), rows = luaL_optinteger(L, 2, 1);
+    luaL_argcheck(L, nv > 0 && nv <= (1 << 24), 1, "n_vocab out of range");
+    luaL_argcheck(L, rows > 0 && rows <= 256, 2, "rows out of range (1..256)");
+    size_t n = (size_t)nv * (size_t)rows;
+    lprobs *u = lua_newuserdatauv(L, sizeof *u + n * sizeof(float), 0);
+    u->n_vocab = (int32_t)nv;
+    u->rows = (int32_t)rows;
+    memset(u->p, 0, n * sizeof(float));
+    luaL_setmetatable(L, PROBS_MT);
+    return 1;
+}
+
+/* Row `arg+1` (1-based) of the buffer at arg; checks it fits n_vocab. */
+static float *probs_row(lua_State *L, int arg, int64_t n_vocab, lprobs **out)
+{
+    lprobs *u = luaL_checkudata(L, arg, PROBS_MT);
+    lua_Integer r = luaL_checkinteger(L, arg + 1);
+    if (r < 1 || r > u->rows) luaL_error(L, "probs row %lld outside 1..%d", (long long)r, u->rows);
+    if (n_vocab >= 0 && n_vocab != u->n_vocab)
+        luaL_error(L, "probs buffer holds %d entries, the vocabulary has %lld", u->n_vocab, (long long)n_vocab);
+    if (out) *out = u;
+    return u->p + (size_t)(r - 1) * (size_t)u->n_vocab;
+}
+
+/* probs:get(row, id) -> probability (0-based id) */
+static int probs_get(lua_State *L)
+{
+    lprobs *u;
+    float *p = probs_row(L, 1, -1, &u);
+    lua_Integer id = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, id >= 0 && id < u->n_vocab, 3, "id outside the buffer");
+    lua_pushnumber(L, p[id]);
+    return 1;
+}
+
+/* probs:set(row, {p0, p1, ...}): fills a row from a table (tests and
+ * synthetic distributions); entries past the table are zeroed. */
+static int probs_set(lua_State *L)
+{
+    lprobs *u;
+    float *p = probs_row(L, 1, -1, &u);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 3);
+    luaL_argcheck(L, n <= u->n_vocab, 3, "more entries than the buffer holds");
+    memset(p, 0, (size_t)u->n_vocab * sizeof *p);
+    for (lua_Integer i = 0; i < n; i++) {
+        lua_rawgeti(L, 3, i + 1);
+        p[i] = (float)lua_tonumber(L, -1);
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+static int probs_size(lua_State *L)
+{
+    lprobs *u = luaL_checkudata(L, 1, PROBS_MT);
+    lua_pushinteger(L, u->n_vocab);
+    lua_pushinteger(L, u->rows);
+    return 2;
+}
+
+static const luaL_Reg probs_methods[] = {
+    {"get", probs_get}, {"set", probs_set}, {"size", probs_size}, {NULL, NULL},
+};
+
+/* s:top(row=last) -> id, p: the argmax (lowest id on ties) and its
+ * probability under softmax at temperature 1 (the draft's confidence that
+ * --draft-p-min is compared with in greedy mode). */
+static int session_top(lua_State *L)
+{
+    tern_session *s = check_session(L, 1);
+    const float *lg = row_of(L, s, 2);
+    int64_t best = 0, n = tern_session_n_vocab(s);
+    for (int64_t i = 1; i < n; i++)
+        if (lg[i] > lg[best]) best = i;
+    double sum = 0, mx = lg[best];
+    for (int64_t i = 0; i < n; i++) sum += exp((double)lg[i] - mx); /* NaN logits make sum NaN: p = NaN < p_min is false */
+    lua_pushinteger(L, best);
+    lua_pushnumber(L, sum > 0 ? 1.0 / sum : 0.0);
+    return 2;
+}
+
+/* smp:probs(session, row|nil, probs, slot) -> top id, top p: writes the
+ * chain's distribution for that logits row into probs[slot]. */
+static int sampler_probs(lua_State *L)
+{
+    tern_sampler *smp = check_sampler(L, 1);
+    tern_session *s = check_session(L, 2);
+    const float *lg = row_of(L, s, 3);
+    float *p = probs_row(L, 4, tern_session_n_vocab(s), NULL);
+    if (tern_sampler_probs(smp, lg, p)) return luaL_error(L, "sampler:probs failed");
+    int32_t n = tern_sampler_n_vocab(smp), best = 0;
+    for (int32_t i = 1; i < n; i++)
+        if (p[i] > p[best]) best = i;
+    lua_pushinteger(L, best);
+    lua_pushnumber(L, p[best]);
+    return 2;
+}
+
+/* smp:draw(probs, slot) -> id (not accepted into the penalty window) */
+static int sampler_draw(lua_State *L)
+{
+    tern_sampler *smp = check_sampler(L, 1);
+    float *p = probs_row(L, 2, tern_sampler_n_vocab(smp), NULL);
+    lua_pushinteger(L, tern_sampler_draw(smp, p, tern_sampler_n_vocab(smp)));
+    return 1;
+}
+
+/* The accept / resample step. p (the verifier's distribution) is scratch:
+ * on rejection it is overwritten with the residual max(0, p - q). Consumes
+ * one uniform to decide and, on rejection, one more to draw. Returns the
+ * token to emit and sets *accepted. */
+static int32_t speculate_step(tern_sampler *smp, float *p, const float *q, int32_t n, int32_t x,
+                              int *accepted)
+{
+    double px = p[x], qx = q[x], u = tern_sampler_uniform(smp);
+    /* u < p/q without dividing: also right for q(x) = 0 (accept iff p(x) > 0) */
+    if (u * qx < px) {
+        *accepted = 1;
+        return x;
+    }
+    *accepted = 0;
+    double resid = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (p[i] > q[i]) resid += (double)p[i] - q[i];
+    /* resid = 0 means p <= q everywhere, so p = q and a rejection had
+     * probability 0: only rounding gets here; draw from p itself */
+    if (resid > 0)
+        for (int32_t i = 0; i < n; i++) p[i] = p[i] > q[i] ? p[i] - q[i] : 0.0f;
+    int32_t tok = tern_sampler_draw(smp, p, n);
+    return tok >= 0 ? tok : x;
+}
+
+/* smp:speculate(p, pslot, q, qslot, x) -> accepted, token. The emitted
+ * token is accepted into the sampler's penalty window, as sample does. */
+static int sampler_speculate(lua_State *L)
+{
+    tern_sampler *smp = check_sampler(L, 1);
+    int32_t n = tern_sampler_n_vocab(smp);
+    float *p = probs_row(L, 2, n, NULL);
+    const float *q = probs_row(L, 4, n, NULL);
+    lua_Integer x = luaL_checkinteger(L, 6);
+    luaL_argcheck(L, x >= 0 && x < n, 6, "draft token outside the vocabulary");
+    int accepted;
+    int32_t tok = speculate_step(smp, p, q, n, (int32_t)x, &accepted);
+    tern_sampler_accept(smp, tok);
+    lua_pushboolean(L, accepted);
+    lua_pushinteger(L, tok);
+    return 2;
+}
+
+/* A token's stored text, "" for an id the tokenizer does not know. */
+static const char *token_text_or_empty(const tern_tokenizer *tok, int32_t id, size_t *len)
+{
+    const char *t = tern_tokenizer_token_text(tok, id, len);
+    if (!t) *len = 0;
+    return t ? t : "";
+}
+
+/* tern.same_vocab(a, b) -> true | false, why: the two models tokenize
+ * alike (same n_vocab, same token texts, same BOS/EOS), so ids pass
+ * between a draft and its verifier unchanged. */
+static int l_same_vocab(lua_State *L)
+{
+    tern_model *a = check_model(L, 1), *b = check_model(L, 2);
+    int32_t na = tern_tokenizer_n_vocab(a->tok), nb = tern_tokenizer_n_vocab(b->tok);
+    char why[512];
+    why[0] = 0;
+    if (a->hp.n_vocab != b->hp.n_vocab || na != nb) {
+        snprintf(why, sizeof why, "%lld tokens (%d in the tokenizer) against %lld (%d)",
+                 (long long)a->hp.n_vocab, na, (long long)b->hp.n_vocab, nb);
+    } else if (tern_tokenizer_bos(a->tok) != tern_tokenizer_bos(b->tok) ||
+               tern_tokenizer_eos(a->tok) != tern_tokenizer_eos(b->tok)) {
+        snprintf(why, sizeof why, "BOS/EOS ids %d/%d against %d/%d", tern_tokenizer_bos(a->tok),
+                 tern_tokenizer_eos(a->tok), tern_tokenizer_bos(b->tok), tern_tokenizer_eos(b->tok));
+    } else {
+        for (int32_t i = 0; i < na; i++) {
+            size_t la = 0, lb = 0;
+            const char *ta = token_text_or_empty(a->tok, i, &la), *tb = token_text_or_empty(b->tok, i, &lb);
+            if (la != lb || memcmp(ta, tb, la) != 0) {
+                snprintf(why, sizeof why, "token %d is '%.*s' against '%.*s'", i, (int)(la < 40 ? la : 40),
+                         ta, (int)(lb < 40 ? lb : 40), tb);
+                break;
+            }
+        }
+    }
+    lua_pushboolean(L, why[0] == 0);
+    if (!why[0]) return 1;
+    lua_pushstring(L, why);
+    return 2;
+}
+
+/* Adds the speculative functions to the module table (on the stack top)
+ * and the methods to the existing types. */
+static void spec_register(lua_State *L)
+{
+    new_type(L, PROBS_MT, probs_methods, NULL);
+    static const luaL_Reg funcs[] = {{"probs", l_probs}, {"same_vocab", l_same_vocab}, {NULL, NULL}};
+    luaL_setfuncs(L, funcs, 0);
+    static const luaL_Reg smp[] = {
+        {"probs", sampler_probs}, {"draw", sampler_draw}, {"speculate", sampler_speculate}, {NULL, NULL},
+    };
+    static const luaL_Reg ses[] = {{"top", session_top}, {NULL, NULL}};
+    const struct { const char *mt; const luaL_Reg *fns; } add[] = {{SAMPLER_MT, smp}, {SESSION_MT, ses}};
+    for (size_t i = 0; i < sizeof add / sizeof add[0]; i++) {
+        luaL_getmetatable(L, add[i].mt);
+        lua_getfield(L, -1, "__index");
+        luaL_setfuncs(L, add[i].fns, 0);
+        lua_pop(L, 2);
+    }
+}
+
 int tern_lua_open(lua_State *L)
 {
     new_type(L, MODEL_MT, model_methods, model_close);
@@ -559,6 +793,7 @@ int tern_lua_open(lua_State *L)
     new_type(L, SAMPLER_MT, sampler_methods, sampler_close);
     new_type(L, DETOK_MT, detok_methods, NULL);
     luaL_newlib(L, tern_funcs);
+    spec_register(L);
     lua_pushstring(L, TERN_VERSION);
     lua_setfield(L, -2, "version");
     lua_pushvalue(L, -1);
