@@ -223,6 +223,173 @@ function M.report(r, n_gen, t_gen)
     st.t_draft * 1000, st.t_verify * 1000))
 end
 
+-- ---- tern bench --model-draft: costs, acceptance, predicted and measured speed-up ----
+
+M.bench_prompts = {
+  "Once upon a time, there was a little girl who",
+  "It was a bright cold day in April, and",
+  "The committee said on Friday that the new school",
+  "The old man looked out over the sea and said",
+  "In the morning the soldiers marched into the town, where",
+}
+
+local function median(t)
+  local s = {}
+  for i, v in ipairs(t) do s[i] = v end
+  table.sort(s)
+  local n = #s
+  return n % 2 == 1 and s[(n + 1) // 2] or 0.5 * (s[n // 2] + s[n // 2 + 1])
+end
+
+-- Expected tokens per round for per-token acceptance a and k drafted.
+function M.expected_tokens(a, k)
+  if a >= 1 then return k + 1 end
+  return (1 - a ^ (k + 1)) / (1 - a)
+end
+
+-- Standard cost model: E * T_verify(1) / (k * T_draft + T_verify(k + 1)).
+function M.predicted_speedup(a, k, t_draft, t_verify)
+  return M.expected_tokens(a, k) * t_verify[1] / (k * t_draft + t_verify[k + 1])
+end
+
+-- Median seconds of evaluating b tokens (all logits) after the prompt.
+local function batch_cost(sess, ids, b, reps)
+  sess:reset()
+  sess:eval(ids)
+  local batch, ts = {}, {}
+  for i = 1, b do batch[i] = ids[(i - 1) % #ids + 1] end
+  for r = 1, reps do
+    local t0 = tern.now()
+    sess:eval(batch, b > 1)
+    ts[r] = tern.now() - t0
+    sess:rollback(b)
+  end
+  return median(ts)
+end
+
+-- Greedy speculative generation of n tokens on every prompt with draft_max
+-- k and p_min 0 (every round drafts k), reps times: median tokens/s and the
+-- counters of all runs.
+local function spec_rate(ctx, opts, prompts, n, k, reps, p_min)
+  local rates, tot = {}, { rounds = 0, drafted = 0, accepted = 0, trials = 0, tokens = 0 }
+  for rep = 1, reps do
+    local toks, t = 0, 0
+    for pi, ids in ipairs(prompts) do
+      ctx.v.sess:reset()
+      ctx.d.sess:reset()
+      local r = M.new_run(ctx, { temp = 0, draft_max = k, draft_p_min = p_min or 0,
+                                 spec_accept_rate = opts.spec_accept_rate, seed = 1000 * rep + pi })
+      M.prefill(r, ids)
+      local t0 = tern.now()
+      local got = M.generate(r, n)
+      t = t + tern.now() - t0
+      toks = toks + got
+      for key in pairs(tot) do if r.stats[key] then tot[key] = tot[key] + r.stats[key] end end
+      tot.tokens = tot.tokens + got
+    end
+    rates[rep] = rate(toks, t)
+  end
+  return median(rates), tot
+end
+
+local function base_rate(ctx, prompts, n, reps)
+  local rates = {}
+  for rep = 1, reps do
+    local t = 0
+    for _, ids in ipairs(prompts) do t = t + n / M.verifier_alone(ctx, { temp = 0 }, ids, n) end
+    rates[rep] = rate(n * #prompts, t)
+  end
+  return median(rates)
+end
+
+local function basename(p) return (p:gsub(".*/", "")) end
+
+function M.bench(opts)
+  local ctx = M.open(opts)
+  local K = check_int("draft_max", opts.draft_max or 8, 1, 16)
+  local n = opts.n_gen_bench or 64
+  local reps = opts.reps or 3
+  local np = check_int("spec_prompts", opts.spec_prompts or #M.bench_prompts, 1, #M.bench_prompts)
+  local P = opts.spec_accept_rate
+  local prompts = {}
+  for i = 1, np do prompts[i] = ctx.v.model:tokenize(M.bench_prompts[i], true, false) end
+  -- warm-up: graphs for every batch shape, weights faulted in
+  spec_rate(ctx, opts, { prompts[1] }, math.min(n, 2 * K + 4), K, 1)
+  local t_draft = batch_cost(ctx.d.sess, prompts[1], 1, 3 * reps + 2)
+  local t_verify = {}
+  for b = 1, K + 1 do t_verify[b] = batch_cost(ctx.v.sess, prompts[1], b, 2 * reps + 1) end
+  local base = base_rate(ctx, prompts, n, reps)
+  local rows, best = {}, nil
+  for k = 1, K do
+    local tps, st = spec_rate(ctx, opts, prompts, n, k, reps)
+    local a = st.trials > 0 and st.accepted / st.trials or 0
+    local row = { k = k, a = P or a, a_measured = a, tps = tps, measured = tps / base,
+                  acceptance = st.drafted > 0 and st.accepted / st.drafted or 0,
+                  per_round = st.rounds > 0 and st.tokens / st.rounds or 0, rounds = st.rounds }
+    row.E = M.expected_tokens(row.a, k)
+    row.predicted = M.predicted_speedup(row.a, k, t_draft, t_verify)
+    rows[k] = row
+    if not best or row.measured > best.measured then best = row end
+  end
+  local adaptive
+  if not P then -- the default configuration: draft_max K with the p_min of the options
+    local pm = opts.draft_p_min or 0.75
+    local tps, st = spec_rate(ctx, opts, prompts, n, K, reps, pm)
+    adaptive = { k = K, p_min = pm, tps = tps, measured = tps / base,
+                 acceptance = st.drafted > 0 and st.accepted / st.drafted or 0,
+                 per_round = st.rounds > 0 and st.tokens / st.rounds or 0 }
+  end
+  local vi, di = ctx.v.model:info(), ctx.d.model:info()
+  local out = {}
+  local function w(...) out[#out + 1] = string.format(...) end
+  if opts.output == "json" then
+    w('{"verifier": "%s", "verifier_backend": "%s", "draft": "%s", "draft_backend": "%s", ',
+      basename(opts.model), vi.describe, basename(opts.model_draft), di.describe)
+    w('"n_prompts": %d, "n_gen": %d, "reps": %d, "accept_rate_replay": %s, ', np, n, reps, P and tostring(P) or "null")
+    w('"t_draft_ms": %.6f, "t_verify_ms": [', t_draft * 1000)
+    for b = 1, K + 1 do w('%s%.6f', b > 1 and ", " or "", t_verify[b] * 1000) end
+    w('], "verifier_alone_ts": %.6f, "rows": [\n', base)
+    for k = 1, K do
+      local r = rows[k]
+      w('  {"draft_max": %d, "a": %.6f, "a_measured": %.6f, "acceptance": %.6f, "expected_tokens": %.6f, ' ..
+        '"tokens_per_round": %.6f, "predicted_speedup": %.6f, "avg_ts": %.6f, "measured_speedup": %.6f, ' ..
+        '"measured_over_predicted": %.6f}%s\n', k, r.a, r.a_measured, r.acceptance, r.E, r.per_round,
+        r.predicted, r.tps, r.measured, r.measured / r.predicted, k < K and "," or "")
+    end
+    w('], "best_draft_max": %d', best.k)
+    if adaptive then
+      w(', "adaptive": {"draft_max": %d, "p_min": %.3f, "avg_ts": %.6f, "measured_speedup": %.6f, "acceptance": %.6f}',
+        adaptive.k, adaptive.p_min, adaptive.tps, adaptive.measured, adaptive.acceptance)
+    end
+    w('}\n')
+  else
+    w("speculative decoding: draft %s, verifier %s\n", basename(opts.model_draft), basename(opts.model))
+    w("draft:    %s\nverifier: %s\n", di.describe, vi.describe)
+    if P then
+      w("acceptance replayed: each draft token accepted with probability %.2f (benchmark only: the text is meaningless)\n", P)
+    else
+      w("acceptance measured: greedy, %d prompts x %d tokens, p_min 0 (every round drafts draft_max)\n", np, n)
+    end
+    w("\n| cost | ms (median) | x verifier decode |\n| --- | ---: | ---: |\n")
+    w("| draft decode, 1 token | %.3f | %.3f |\n", t_draft * 1000, t_draft / t_verify[1])
+    for b = 1, K + 1 do w("| verifier batch of %d | %.3f | %.3f |\n", b, t_verify[b] * 1000, t_verify[b] / t_verify[1]) end
+    w("\nverifier alone: %.2f t/s\n\n", base)
+    w("| draft_max | a (per token) | acceptance | E tokens/round | tokens/round | predicted | t/s | measured | measured / predicted |\n")
+    w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+    for k = 1, K do
+      local r = rows[k]
+      w("| %d | %.3f | %.1f%% | %.2f | %.2f | %.2fx | %.2f | %.2fx | %.1f%% |\n", k, r.a, 100 * r.acceptance, r.E,
+        r.per_round, r.predicted, r.tps, r.measured, 100 * r.measured / r.predicted)
+    end
+    w("\nbest draft_max: %d (measured %.2fx, predicted %.2fx)\n", best.k, best.measured, best.predicted)
+    if adaptive then
+      w("draft_max %d with p_min %.2f: %.2f t/s, %.2fx, acceptance %.1f%%, %.2f tokens/round\n", adaptive.k,
+        adaptive.p_min, adaptive.tps, adaptive.measured, 100 * adaptive.acceptance, adaptive.per_round)
+    end
+  end
+  tern.write(table.concat(out))
+end
+
 local function prompt_ids(ctx, opts)
   local prompt = common.prompt_text(opts)
   local ids = ctx.v.model:tokenize(prompt, not opts.no_bos, opts.special)

@@ -3,7 +3,8 @@
  * warm-up, mean +- stddev and median, a markdown table or JSON with
  * llama-bench's field names; per-op time shares and scalar-fallback counts;
  * with --roofline, the machine's memory read bandwidth measured in the same
- * run and decode speed as a share of the bandwidth bound. */
+ * run and decode speed as a share of the bandwidth bound. With
+ * --model-draft, the speculative mode (bench_speculative). */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -100,8 +101,33 @@ static double measure_bandwidth(int n_threads)
 
 static const char *const bench_keys[] = {
     "model", "threads", "backend", "kernel", "head", "ctx_size", "batch_size", "cache_type_k",
-    "cache_type_v", "n_prompt_bench", "n_gen_bench", "reps", "output", "roofline", NULL,
+    "cache_type_v", "n_prompt_bench", "n_gen_bench", "reps", "output", "roofline",
+    "model_draft", "backend_draft", "threads_draft", "draft_max", "draft_p_min", "spec_accept_rate",
+    "spec_prompts", NULL,
 };
+
+/* With --model-draft, bench measures speculative decoding instead: the
+ * draft's decode cost, the verifier's cost per batch of 1..k+1, the
+ * acceptance rate (or a replayed one, --spec-accept-rate), the speed-up
+ * the cost model predicts and the one measured. The pipeline code is
+ * graphs/speculative.lua (M.bench), so the rounds timed are the ones
+ * `tern run --model-draft` runs. Options table on the stack top. */
+static int bench_speculative(lua_State *L, int n_gen)
+{
+    const char *model = opt_model_path(L, -1);
+    if (!model) return cli_fail("bench", "no model given (-m FILE) and the default model is not installed");
+    lua_pushstring(L, model);
+    lua_setfield(L, -2, "model");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "spec_bench");
+    if (!opt_int(L, -1, "ctx_size", 0)) { /* short built-in prompts + n_gen + one round */
+        lua_pushinteger(L, n_gen + 96);
+        lua_setfield(L, -2, "ctx_size");
+    }
+    tern_error err;
+    if (tern_lua_run_pipeline(L, "speculative.lua", -1, &err)) return cli_fail("bench", "%s", err.msg);
+    return 0;
+}
 
 static int run_pp(tern_session *s, const int32_t *toks, int n, double *tps, tern_error *err)
 {
@@ -145,7 +171,9 @@ int cmd_bench(int argc, char **argv)
     for (int i = 0; i < argc && n < 250; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0) {
-            options_help("bench", "[-m MODEL] [-t N] [-p 128] [-n 64] [-r 5] [-o md|json] [--roofline]", bench_keys);
+            options_help("bench", "[-m MODEL] [-t N] [-p 128] [-n 64] [-r 5] [-o md|json] [--roofline]\n"
+                         "       tern bench --model-draft DRAFT -m VERIFIER [--draft-max K] [-n 64] [-r 3] "
+                         "[--spec-accept-rate P] [--spec-prompts N]", bench_keys);
             return 0;
         }
         if (strcmp(a, "-p") == 0 || strcmp(a, "--n-prompt") == 0) a = "--n-prompt-bench";
@@ -166,6 +194,10 @@ int cmd_bench(int argc, char **argv)
     const char *output = opt_str(L, -1, "output", "md");
     if (reps < 1 || reps > 64 || n_prompt < 0 || n_gen < 0 || (strcmp(output, "md") && strcmp(output, "json"))) {
         cli_fail("bench", "need 1 <= -r <= 64, -p/-n >= 0, -o md|json");
+        goto done;
+    }
+    if (opt_str(L, -1, "model_draft", NULL)) {
+        rc = bench_speculative(L, n_gen);
         goto done;
     }
     if (!opt_int(L, -1, "ctx_size", 0)) {

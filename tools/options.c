@@ -54,6 +54,9 @@ static const tern_flag flags[] = {
     {NULL, "--reps", "reps", OPT_INT, "bench: repetitions (-r, default 5)"},
     {NULL, "--output", "output", OPT_STR, "bench: md (default) or json (-o)"},
     {NULL, "--roofline", "roofline", OPT_BOOL, "bench: measure memory bandwidth, report the decode bound"},
+    {NULL, "--spec-accept-rate", "spec_accept_rate", OPT_NUM,
+     "bench --model-draft: replay rounds accepting each draft token with this probability (text meaningless)"},
+    {NULL, "--spec-prompts", "spec_prompts", OPT_INT, "bench --model-draft: how many built-in prompts (1..5, default 5)"},
 };
 
 #define N_FLAGS (sizeof flags / sizeof flags[0])
