@@ -125,6 +125,15 @@ static void x86_matmul_ternary(void *ctx, const tern_node *node, int ith, int nt
     }
 }
 
+static void x86_attention_any(void *ctx, const tern_node *node, int ith, int nth, void *scratch)
+{
+    x86_ctx *c = ctx;
+    if (c->isa == X86_ISA_AVX512)
+        x86_attention_avx512(ctx, node, ith, nth, scratch);
+    else
+        x86_attention(ctx, node, ith, nth, scratch);
+}
+
 static const tern_op_fn x86_ops[TERN_OP_COUNT] = {
     [TERN_OP_GET_ROWS] = x86_get_rows,
     [TERN_OP_RMS_NORM] = x86_rms_norm,
@@ -134,7 +143,7 @@ static const tern_op_fn x86_ops[TERN_OP_COUNT] = {
     [TERN_OP_SILU] = x86_silu,
     [TERN_OP_ROPE] = x86_rope,
     [TERN_OP_KV_STORE] = x86_kv_store,
-    [TERN_OP_ATTENTION] = x86_attention,
+    [TERN_OP_ATTENTION] = x86_attention_any,
     [TERN_OP_SOFTMAX] = x86_softmax,
     [TERN_OP_QUANTIZE_ACT] = x86_quantize_act,
     [TERN_OP_MATMUL_TERNARY] = x86_matmul_ternary,

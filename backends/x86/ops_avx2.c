@@ -9,10 +9,11 @@
  *    tern_f16_to_f32 / tern_f32_to_f16 do; Q8_0 d*q is exact in f32).
  *  - rms_norm and rope: the same double arithmetic as scalar per element
  *    (only rms_norm's sum of squares is reordered).
- *  - silu, softmax, attention: f32 exp (Cephes polynomial, ~1 ulp);
- *    softmax forms x*s - max with an FMA so large scaled inputs keep their
- *    precision, and sums its exps in double; attention is one pass with an
- *    online (streaming) softmax over blocks of X86_ATTN_BLOCK keys.
+ *  - silu, softmax: f32 exp (Cephes polynomial, ~1 ulp); softmax forms
+ *    x*s - max with an FMA so large scaled inputs keep their precision,
+ *    and sums its exps in double.
+ *  - attention: scalar's double formula and rounding points, libm exp:
+ *    bit-identical in practice (see attn_avx512.c).
  *  - matmul: f32 FMA chains (one 8-lane accumulator per output, k in
  *    order, a fixed horizontal sum), the same for every tile shape, so an
  *    output never depends on n_tok or nth.
@@ -346,10 +347,8 @@ void x86_kv_store(void *ctx, const tern_node *node, int ith, int nth, void *scra
     }
 }
 
-/* ---- attention: one pass over the cache rows 0..pos with an online
- * softmax: a block of scores, its max, rescale what came before, add the
- * block's exp-weighted values. scratch: X86_ATTN_BLOCK scores + head_dim
- * accumulators. ---- */
+/* ---- attention: scratch holds q and acc widened to double (head_dim
+ * rounded up to 8 each) and the n_ctx scores. ---- */
 
 AI __m256 load8_cache(const uint8_t *row, int f16, int64_t d)
 {
@@ -369,32 +368,31 @@ AI float cache1(const uint8_t *row, int f16, int64_t d)
     return f;
 }
 
-static float attn_dot(const float *q, const uint8_t *k, int f16, int64_t hd)
+/* AVX2 attention (the AVX-512 one is attn_avx512.c; the same numerics,
+ * see its comment): scalar's double formula, 4 doubles a vector, the
+ * scores kept in scratch, libm exp, V summed in j order per dimension. */
+static double attn_dot(const double *qd, const uint8_t *k, int f16, int64_t hd)
 {
-    __m256 acc = _mm256_setzero_ps();
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
     int64_t d = 0;
-    for (; d + 8 <= hd; d += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), load8_cache(k, f16, d), acc);
-    float s = hsum8(acc);
-    for (; d < hd; d++) s += q[d] * cache1(k, f16, d);
+    for (; d + 8 <= hd; d += 8) {
+        __m256 kv = load8_cache(k, f16, d);
+        a0 = _mm256_fmadd_pd(_mm256_loadu_pd(qd + d), _mm256_cvtps_pd(_mm256_castps256_ps128(kv)), a0);
+        a1 = _mm256_fmadd_pd(_mm256_loadu_pd(qd + d + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(kv, 1)), a1);
+    }
+    double s = hsum4d(_mm256_add_pd(a0, a1));
+    for (; d < hd; d++) s += qd[d] * cache1(k, f16, d);
     return s;
-}
-
-static void attn_axpy(float *acc, float p, const uint8_t *v, int f16, int64_t hd)
-{
-    __m256 pv = _mm256_set1_ps(p);
-    int64_t d = 0;
-    for (; d + 8 <= hd; d += 8)
-        _mm256_storeu_ps(acc + d, _mm256_fmadd_ps(pv, load8_cache(v, f16, d), _mm256_loadu_ps(acc + d)));
-    for (; d < hd; d++) acc[d] += p * cache1(v, f16, d);
 }
 
 void x86_attention(void *ctx, const tern_node *node, int ith, int nth, void *scratch)
 {
     (void)ctx;
     const tern_tensor *q = node->src[0], *kc = node->src[1], *vc = node->src[2], *pos = node->src[3];
-    float scale = node->fparams[0], *score = scratch;
+    double scale = node->fparams[0];
     int64_t lo, hi, hd = q->ne[0], n_head = q->ne[1], n_ctx = kc->ne[2], group = n_head / kc->ne[1];
-    float *acc = score + X86_ATTN_BLOCK;
+    int64_t hd8 = (hd + 7) / 8 * 8;
+    double *qd = scratch, *acc = qd + hd8, *score = acc + hd8;
     int kf16 = kc->type == TERN_TYPE_F16, vf16 = vc->type == TERN_TYPE_F16;
     x86_split(tern_tensor_nrows(node->dst), ith, nth, &lo, &hi);
     for (int64_t r = lo; r < hi; r++) {
@@ -408,33 +406,29 @@ void x86_attention(void *ctx, const tern_node *node, int ith, int nth, void *scr
         }
         const uint8_t *kb = (const uint8_t *)kc->data + (size_t)kvh * kc->nb[1];
         const uint8_t *vb = (const uint8_t *)vc->data + (size_t)kvh * vc->nb[1];
-        float m = -INFINITY, l = 0.0f;
-        memset(acc, 0, (size_t)hd * sizeof *acc);
-        for (int64_t j0 = 0; j0 <= last; j0 += X86_ATTN_BLOCK) {
-            int64_t nb = last + 1 - j0 < X86_ATTN_BLOCK ? last + 1 - j0 : X86_ATTN_BLOCK;
-            float bm = -INFINITY;
-            for (int64_t j = 0; j < nb; j++) {
-                score[j] = attn_dot(qv, kb + (size_t)(j0 + j) * kc->nb[2], kf16, hd) * scale;
-                bm = score[j] > bm ? score[j] : bm;
-            }
-            if (bm > m) { /* rescale what the earlier blocks summed */
-                float alpha = m == -INFINITY ? 0.0f : expf(m - bm);
-                for (int64_t d = 0; d < hd; d++) acc[d] *= alpha;
-                l *= alpha;
-                m = bm;
-            }
-            int64_t j = 0;
-            __m256 vm = _mm256_set1_ps(m);
-            for (; j + 8 <= nb; j += 8)
-                _mm256_storeu_ps(score + j, exp8(_mm256_sub_ps(_mm256_loadu_ps(score + j), vm)));
-            for (; j < nb; j++) score[j] = expf(score[j] - m);
-            for (j = 0; j < nb; j++) {
-                l += score[j];
-                attn_axpy(acc, score[j], vb + (size_t)(j0 + j) * vc->nb[2], vf16, hd);
-            }
+        for (int64_t d = 0; d < hd; d++) qd[d] = qv[d], acc[d] = 0.0;
+        double max = -INFINITY, sum = 0.0;
+        for (int64_t j = 0; j <= last; j++) {
+            score[j] = attn_dot(qd, kb + (size_t)j * kc->nb[2], kf16, hd) * scale;
+            max = fmax(max, score[j]);
         }
-        float inv = 1.0f / l;
-        for (int64_t d = 0; d < hd; d++) y[d] = acc[d] * inv;
+        for (int64_t j = 0; j <= last; j++) {
+            score[j] = exp(score[j] - max);
+            sum += score[j];
+        }
+        for (int64_t j = 0; j <= last; j++) {
+            const uint8_t *v = vb + (size_t)j * vc->nb[2];
+            __m256d p = _mm256_set1_pd(score[j]);
+            int64_t d = 0;
+            for (; d + 8 <= hd; d += 8) {
+                __m256 vv = load8_cache(v, vf16, d);
+                __m256d v0 = _mm256_cvtps_pd(_mm256_castps256_ps128(vv)), v1 = _mm256_cvtps_pd(_mm256_extractf128_ps(vv, 1));
+                _mm256_storeu_pd(acc + d, _mm256_add_pd(_mm256_loadu_pd(acc + d), _mm256_mul_pd(p, v0)));
+                _mm256_storeu_pd(acc + d + 4, _mm256_add_pd(_mm256_loadu_pd(acc + d + 4), _mm256_mul_pd(p, v1)));
+            }
+            for (; d < hd; d++) acc[d] += score[j] * (double)cache1(v, vf16, d);
+        }
+        for (int64_t d = 0; d < hd; d++) y[d] = (float)(acc[d] / sum);
     }
 }
 
@@ -787,8 +781,8 @@ size_t x86_ops_scratch(const tern_node *nd)
         size_t K16 = (size_t)(nd->src[0]->ne[0] + 15) / 16 * 16, n_tok = (size_t)tern_tensor_nrows(nd->src[0]);
         return n_tok * (K16 * 2 + 4) + 64; /* int16 activations, then their scales */
     }
-    if (nd->op == TERN_OP_ATTENTION && nd->src[0])
-        return (size_t)(X86_ATTN_BLOCK + nd->src[0]->ne[0]) * sizeof(float);
+    if (nd->op == TERN_OP_ATTENTION && nd->src[0] && nd->src[1]) /* q and acc (hd rounded to 8), n_ctx scores */
+        return (size_t)(2 * ((nd->src[0]->ne[0] + 7) / 8 * 8) + nd->src[1]->ne[2]) * sizeof(double);
     if (nd->op == TERN_OP_ROPE) {
         size_t n_dims = nd->iparams[1] > 0 ? (size_t)nd->iparams[1] : 0;
         return (n_dims / 2 + 2 * n_dims) * sizeof(double);

@@ -119,7 +119,8 @@ void x86_matmul(void *ctx, const tern_node *node, int ith, int nth, void *scratc
 
 /* Scratch bytes per thread of the float ops above. */
 size_t x86_ops_scratch(const tern_node *node);
-#define X86_ATTN_BLOCK 128 /* keys scored per online-softmax step */
+/* AVX-512 attention (attn_avx512.c); the same scratch as x86_attention. */
+void x86_attention_avx512(void *ctx, const tern_node *node, int ith, int nth, void *scratch);
 
 /* ---- ternary matmul kernels: the rows [r0, r1) (multiples of 16 but r1
  * may be Np) of dst for every token. scratch as from x86_tmm_scratch. ---- */

@@ -268,6 +268,70 @@ START_TEST(test_greedy_continuation)
 }
 END_TEST
 
+/* Greedy decoding of 32 tokens after the prompt on scalar and on x86: the
+ * token sequences must be identical (issue 7). Skips visibly when the x86
+ * plugin is missing or cannot run here. */
+static int x86_runnable(void)
+{
+    tern_registry *reg;
+    tern_error err;
+    ck_assert_msg(tern_registry_scan(&reg, &err) == TERN_OK, "%s", err.msg);
+    int ok = 0;
+    const char *why = "not built";
+    for (int i = 0; i < tern_registry_count(reg); i++) {
+        const tern_plugin_info *pi = tern_registry_get(reg, i);
+        if (pi->loaded && !strcmp(pi->name, "x86")) {
+            ok = pi->probe.runnable;
+            if (!ok) why = pi->probe.desc;
+        }
+    }
+    if (!ok) printf("skipped: greedy scalar vs x86: x86 backend %s\n", why);
+    tern_registry_free(reg);
+    return ok;
+}
+
+static void greedy(const char *path, const char *backend, const int32_t *prompt, int n_prompt,
+                   int32_t *out, int n_gen)
+{
+    tern_model *m = load(path, backend);
+    int64_t nv = tern_model_hparams(m)->n_vocab;
+    tern_session *s;
+    tern_error err;
+    ck_assert_int_eq(tern_session_create(m, NULL, &s, &err), TERN_OK);
+    ck_assert_msg(tern_session_eval(s, prompt, (size_t)n_prompt, 0, &err) == TERN_OK, "%s", err.msg);
+    for (int j = 0; j < n_gen; j++) {
+        out[j] = argmax(tern_session_logits(s, NULL), nv, NULL);
+        ck_assert_msg(tern_session_eval(s, &out[j], 1, 0, &err) == TERN_OK, "%s", err.msg);
+    }
+    tern_session_free(s);
+    tern_model_free(m);
+}
+
+START_TEST(test_greedy_scalar_vs_x86)
+{
+    TU_REQUIRE_SHARED();
+    if (!x86_runnable()) return;
+    int mi = _i / 3, p = _i % 3;
+    char rel[256], mpath[4096];
+    int32_t ids[128], a[32], b[32];
+    snprintf(rel, sizeof rel, "models/ref/%s.prompt%d.tokens.i32", trained[mi], p);
+    int n = read_ids(rel, ids, 128);
+    const int n_gen = 32, n_prompt = n - n_gen;
+    snprintf(mpath, sizeof mpath, "%s/models/%s.gguf", tu_shared_dir(), trained[mi]);
+    greedy(mpath, "scalar", ids, n_prompt, a, n_gen);
+    greedy(mpath, "x86", ids, n_prompt, b, n_gen);
+    int same = 0, first_diff = n_gen;
+    for (int j = 0; j < n_gen; j++) {
+        if (a[j] == b[j]) same++;
+        else if (first_diff == n_gen) first_diff = j;
+    }
+    printf("greedy %s p%d scalar vs x86: %d/%d tokens equal, first difference at %d\n", trained[mi], p,
+           same, n_gen, first_diff);
+    ck_assert_msg(same == n_gen, "%s p%d: x86 greedy parts from scalar at token %d", trained[mi], p,
+                  first_diff);
+}
+END_TEST
+
 Suite *e2e_suite(void)
 {
     Suite *s = suite_create("e2e");
@@ -276,6 +340,7 @@ Suite *e2e_suite(void)
     tcase_add_loop_test(tc, test_trained_models, 0, 6);
     tcase_add_loop_test(tc, test_peer_references, 0, 6);
     tcase_add_loop_test(tc, test_greedy_continuation, 0, 12);
+    tcase_add_loop_test(tc, test_greedy_scalar_vs_x86, 0, 6);
     suite_add_tcase(s, tc);
     return s;
 }
