@@ -279,6 +279,62 @@ START_TEST(test_q8_head)
 }
 END_TEST
 
+/* ATTENTION bit-identical to scalar (it computes scalar's double formula,
+ * see backends/x86/attn_avx512.c): the conformance cases plus head sizes
+ * that are not multiples of 8 or 64, the 2B4T shape (128, 20/5 heads), F32
+ * and F16 caches, on the AVX-512 path and the AVX2 one ("mad-avx2"). */
+static void attention_case(conf_list *l, int type, int64_t hd, int64_t n_head, int64_t n_kv,
+                           int64_t n_ctx, int64_t T, unsigned long long *rng)
+{
+    conf_case *c = conf_new(l, TERN_OP_ATTENTION, "%s hd=%lld heads=%lld/%lld ctx=%lld tok=%lld",
+                            tern_type_name(type), (long long)hd, (long long)n_head, (long long)n_kv,
+                            (long long)n_ctx, (long long)T);
+    int64_t qne[3] = {hd, n_head, T}, cne[3] = {hd, n_kv, n_ctx}, pne[1] = {T}, nc = hd * n_kv * n_ctx;
+    float *qv = conf_src(c, 0, TERN_TYPE_F32, 3, qne);
+    for (int64_t i = 0; i < hd * n_head * T; i++) qv[i] = 2.0f * tu_randf(rng);
+    float *v = xalloc((size_t)nc * 4);
+    for (int s = 1; s <= 2; s++) {
+        void *d = conf_src(c, s, type, 3, cne);
+        for (int64_t i = 0; i < nc; i++) v[i] = tu_randf(rng);
+        if (type == TERN_TYPE_F16)
+            tern_quantize_f16(v, nc, d);
+        else
+            memcpy(d, v, (size_t)nc * 4);
+    }
+    free(v);
+    int32_t *pos = conf_src(c, 3, TERN_TYPE_I32, 1, pne);
+    int64_t start = (int64_t)(tu_rand(rng) % (unsigned long long)(n_ctx - T + 1));
+    for (int64_t t = 0; t < T; t++) pos[t] = (int32_t)(start + t);
+    c->fparams[0] = (float)(1.0 / sqrt((double)hd));
+    conf_dst(c, TERN_TYPE_F32, 3, qne);
+}
+
+static const char *const attn_kernels[] = {"auto", "mad-avx2"};
+
+START_TEST(test_attention_exact)
+{
+    be_pair p;
+    if (!open_pair(&p)) return;
+    tern_backend *sc = create(p.scalar, NULL, NULL), *be = create(p.x86, attn_kernels[_i], NULL);
+    unsigned long long rng = 0xa77e + (unsigned long long)_i;
+    conf_list l = {0};
+    for (int o = 0; o < conf_n_ops; o++)
+        if (conf_ops[o].op == TERN_OP_ATTENTION) conf_ops[o].gen(&l, &rng);
+    static const int64_t cfg[][5] = {{128, 20, 5, 200, 9}, {80, 4, 2, 70, 5}, {100, 3, 1, 33, 4},
+                                     {36, 2, 2, 19, 19}, {8, 2, 1, 5, 2}, {200, 2, 1, 9, 3}};
+    for (int f16 = 0; f16 < 2; f16++)
+        for (size_t i = 0; i < sizeof cfg / sizeof cfg[0]; i++)
+            attention_case(&l, f16 ? TERN_TYPE_F16 : TERN_TYPE_F32, cfg[i][0], cfg[i][1], cfg[i][2],
+                           cfg[i][3], cfg[i][4], &rng);
+    for (int i = 0; i < l.n; i++) expect_exact(sc, be, &l.v[i], attn_kernels[_i]);
+    printf("x86 %s: %d attention cases bit-identical to scalar (nth 1..3)\n", attn_kernels[_i], l.n);
+    conf_list_free(&l);
+    tern_backend_free(sc);
+    tern_backend_free(be);
+    tern_registry_free(p.reg);
+}
+END_TEST
+
 START_TEST(test_probe_and_options)
 {
     be_pair p;
@@ -306,6 +362,7 @@ Suite *x86_suite(void)
     tcase_add_loop_test(tc, test_ternary_families, 0, (int)(sizeof kernels / sizeof kernels[0]));
     tcase_add_test(tc, test_matmul_batch_invariant);
     tcase_add_test(tc, test_q8_head);
+    tcase_add_loop_test(tc, test_attention_exact, 0, 2);
     tcase_add_test(tc, test_probe_and_options);
     suite_add_tcase(s, tc);
     return s;
