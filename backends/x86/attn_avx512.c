@@ -17,9 +17,10 @@
  * y is bit-identical (the conformance table shows "exact"; tests/x86 checks
  * it with tolerance 0).
  *
- * It still streams the cache: K rows are read once (pass 1, four keys side
- * by side), V rows once per 64 dimensions (pass 3, 8 register accumulators
- * over j); the scores wait in scratch (n_ctx doubles, as scalar keeps them),
+ * It still streams the cache: per token and kv head, K rows are read once
+ * (pass 1) and V rows once per 32 dimensions (pass 3), each row widened
+ * once for all the heads of the group (up to 4); the scores wait in scratch
+ * (n_ctx doubles per head, as scalar keeps them),
  * which replaces the earlier f32 online softmax: its rescaling by
  * exp(m_old - m_new) cannot give scalar's e_j. */
 #include <immintrin.h>
@@ -43,26 +44,90 @@ AI __mmask8 mask_at(int64_t d, int64_t hd)
     return n >= 8 ? (__mmask8)0xff : n <= 0 ? (__mmask8)0 : (__mmask8)((1u << n) - 1);
 }
 
-/* Scores of keys j0..j0+3 (nk of them valid) into s[]. */
-AI void dot4(const double *qd, const uint8_t *kb, size_t stride, int f16, int64_t hd, int64_t j0,
-             int nk, double *s)
+/* Work unit: one token and one kv head, i.e. the G query heads of its
+ * group (G <= 4 at a time): each K and V row is loaded and widened once and
+ * used for all G heads. Per head the operations are exactly those above. */
+#define GMAX 4
+
+/* pass 1 for G heads: sc[g][j] = dot(q_g, K_j) * scale; returns in mx[g]
+ * the max (s > max skips NaN, as fmax does). Keys two at a time, so 2G
+ * independent FMA chains. */
+AI void scores(int G, const double *qd, int64_t hd8, const uint8_t *kb, size_t stride, int f16,
+               int64_t hd, int64_t n, double scale, double *const *sc, double *mx)
 {
-    __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
-    const uint8_t *k0 = kb + (size_t)j0 * stride;
-    const uint8_t *k1 = nk > 1 ? k0 + stride : k0, *k2 = nk > 2 ? k0 + 2 * stride : k0,
-                  *k3 = nk > 3 ? k0 + 3 * stride : k0;
-    for (int64_t d = 0; d < hd; d += 8) {
-        __mmask8 m = mask_at(d, hd);
-        __m512d q = _mm512_maskz_loadu_pd(m, qd + d);
-        a0 = _mm512_fmadd_pd(q, load8d(k0, f16, d, m), a0); /* products exact: fma = mul + add */
-        a1 = _mm512_fmadd_pd(q, load8d(k1, f16, d, m), a1);
-        a2 = _mm512_fmadd_pd(q, load8d(k2, f16, d, m), a2);
-        a3 = _mm512_fmadd_pd(q, load8d(k3, f16, d, m), a3);
+    for (int g = 0; g < G; g++) mx[g] = -INFINITY;
+    for (int64_t j = 0; j < n; j += 2) {
+        int two = j + 1 < n;
+        const uint8_t *k0 = kb + (size_t)j * stride, *k1 = two ? k0 + stride : k0;
+        __m512d a0[GMAX], a1[GMAX];
+        _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) a0[g] = a1[g] = _mm512_setzero_pd();
+        for (int64_t d = 0; d < hd; d += 8) {
+            __mmask8 m = mask_at(d, hd);
+            __m512d v0 = load8d(k0, f16, d, m), v1 = load8d(k1, f16, d, m);
+            _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
+                __m512d q = _mm512_loadu_pd(qd + g * hd8 + d); /* zero past hd */
+                a0[g] = _mm512_fmadd_pd(q, v0, a0[g]); /* products exact: fma = mul + add */
+                a1[g] = _mm512_fmadd_pd(q, v1, a1[g]);
+            }
+        }
+        _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
+            double s0 = _mm512_reduce_add_pd(a0[g]) * scale;
+            sc[g][j] = s0;
+            mx[g] = s0 > mx[g] ? s0 : mx[g];
+            if (two) {
+                double s1 = _mm512_reduce_add_pd(a1[g]) * scale;
+                sc[g][j + 1] = s1;
+                mx[g] = s1 > mx[g] ? s1 : mx[g];
+            }
+        }
     }
-    s[0] = _mm512_reduce_add_pd(a0);
-    if (nk > 1) s[1] = _mm512_reduce_add_pd(a1);
-    if (nk > 2) s[2] = _mm512_reduce_add_pd(a2);
-    if (nk > 3) s[3] = _mm512_reduce_add_pd(a3);
+}
+
+/* pass 3 for G heads: y_g[d] = (float)(sum_j e_g[j] v_j[d] / sum_g), j in
+ * order, product rounded then added; 32 dimensions a sweep (4G
+ * accumulators). */
+AI void weighted(int G, const uint8_t *vb, size_t stride, int f16, int64_t hd, int64_t n,
+                 double *const *sc, const double *sum, float *const *y)
+{
+    for (int64_t d0 = 0; d0 < hd; d0 += 32) {
+        __m512d acc[GMAX][4];
+        __mmask8 m[4];
+        for (int u = 0; u < 4; u++) m[u] = mask_at(d0 + 8 * u, hd);
+        _Pragma("GCC unroll 4") for (int g = 0; g < G; g++)
+            _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) acc[g][u] = _mm512_setzero_pd();
+        for (int64_t j = 0; j < n; j++) {
+            const uint8_t *v = vb + (size_t)j * stride;
+            __m512d vv[4];
+            _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) vv[u] = load8d(v, f16, d0 + 8 * u, m[u]);
+            _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
+                __m512d p = _mm512_set1_pd(sc[g][j]);
+                _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++)
+                    acc[g][u] = _mm512_add_pd(acc[g][u], _mm512_mul_pd(p, vv[u]));
+            }
+        }
+        _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
+            __m512d vs = _mm512_set1_pd(sum[g]);
+            _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++)
+                if (m[u]) _mm256_mask_storeu_ps(y[g] + d0 + 8 * u, m[u], _mm512_cvtpd_ps(_mm512_div_pd(acc[g][u], vs)));
+        }
+    }
+}
+
+AI void group_heads(int G, const double *qd, int64_t hd8, const uint8_t *kb, const uint8_t *vb,
+                    const tern_tensor *kc, const tern_tensor *vc, int64_t hd, int64_t n, double scale,
+                    double *const *sc, float *const *y)
+{
+    double mx[GMAX], sum[GMAX];
+    scores(G, qd, hd8, kb, kc->nb[2], kc->type == TERN_TYPE_F16, hd, n, scale, sc, mx);
+    for (int g = 0; g < G; g++) { /* pass 2: libm exp, summed in j order */
+        double s = 0.0, m = mx[g], *e = sc[g];
+        for (int64_t j = 0; j < n; j++) {
+            e[j] = exp(e[j] - m);
+            s += e[j];
+        }
+        sum[g] = s;
+    }
+    weighted(G, vb, vc->nb[2], vc->type == TERN_TYPE_F16, hd, n, sc, sum, y);
 }
 
 void x86_attention_avx512(void *ctx, const tern_node *node, int ith, int nth, void *scratch)
@@ -70,55 +135,38 @@ void x86_attention_avx512(void *ctx, const tern_node *node, int ith, int nth, vo
     (void)ctx;
     const tern_tensor *q = node->src[0], *kc = node->src[1], *vc = node->src[2], *pos = node->src[3];
     double scale = node->fparams[0];
-    int64_t lo, hi, hd = q->ne[0], n_head = q->ne[1], n_ctx = kc->ne[2], group = n_head / kc->ne[1];
+    int64_t lo, hi, hd = q->ne[0], n_head = q->ne[1], n_kv = kc->ne[1], n_ctx = kc->ne[2];
+    int64_t group = n_head / n_kv, n_tok = tern_tensor_nrows(q) / n_head;
     int64_t hd8 = (hd + 7) / 8 * 8;
-    double *qd = scratch, *score = qd + hd8;
-    int kf16 = kc->type == TERN_TYPE_F16, vf16 = vc->type == TERN_TYPE_F16;
-    x86_split(tern_tensor_nrows(node->dst), ith, nth, &lo, &hi);
-    for (int64_t r = lo; r < hi; r++) {
-        const float *qv = (const float *)x86_row(q, r);
-        float *y = (float *)x86_row(node->dst, r);
-        int64_t h = r % n_head, kvh = h / group, last = x86_i32(pos, r / n_head);
+    x86_split(n_tok * n_kv, ith, nth, &lo, &hi);
+    for (int64_t u = lo; u < hi; u++) {
+        int64_t t = u / n_kv, kvh = u % n_kv, last = x86_i32(pos, t);
         if (last >= n_ctx) last = n_ctx - 1;
-        if (!scratch || last < 0) {
-            for (int64_t d = 0; d < hd; d++) y[d] = NAN;
-            continue;
-        }
         const uint8_t *kb = (const uint8_t *)kc->data + (size_t)kvh * kc->nb[1];
         const uint8_t *vb = (const uint8_t *)vc->data + (size_t)kvh * vc->nb[1];
-        for (int64_t d = 0; d < hd; d++) qd[d] = qv[d];
-        /* pass 1: scores and their max (s > max skips NaN, as fmax does) */
-        double max = -INFINITY, sum = 0.0;
-        for (int64_t j = 0; j <= last; j += 4) {
-            int nk = last + 1 - j < 4 ? (int)(last + 1 - j) : 4;
-            dot4(qd, kb, kc->nb[2], kf16, hd, j, nk, score + j);
-            for (int i = 0; i < nk; i++) {
-                score[j + i] *= scale;
-                max = fmax(max, score[j + i]);
+        for (int64_t g0 = 0; g0 < group; g0 += GMAX) {
+            int G = group - g0 < GMAX ? (int)(group - g0) : GMAX;
+            double *qd = scratch, *sc[GMAX];
+            float *y[GMAX];
+            for (int g = 0; g < G; g++) {
+                int64_t r = t * n_head + kvh * group + g0 + g;
+                y[g] = (float *)x86_row(node->dst, r);
+                if (!scratch || last < 0) continue;
+                const float *qv = (const float *)x86_row(q, r);
+                for (int64_t d = 0; d < hd8; d++) qd[g * hd8 + d] = d < hd ? qv[d] : 0.0;
+                sc[g] = qd + GMAX * hd8 + g * n_ctx;
             }
-        }
-        /* pass 2: libm exp, summed in j order */
-        for (int64_t j = 0; j <= last; j++) {
-            score[j] = exp(score[j] - max);
-            sum += score[j];
-        }
-        /* pass 3: acc[d] in j order, 64 dimensions a sweep */
-        __m512d vsum = _mm512_set1_pd(sum);
-        for (int64_t d0 = 0; d0 < hd; d0 += 64) {
-            __m512d acc[8];
-            __mmask8 m[8];
-            for (int u = 0; u < 8; u++) {
-                acc[u] = _mm512_setzero_pd();
-                m[u] = mask_at(d0 + 8 * u, hd);
+            if (!scratch || last < 0) {
+                for (int g = 0; g < G; g++)
+                    for (int64_t d = 0; d < hd; d++) y[g][d] = NAN;
+                continue;
             }
-            for (int64_t j = 0; j <= last; j++) {
-                const uint8_t *v = vb + (size_t)j * vc->nb[2];
-                __m512d p = _mm512_set1_pd(score[j]);
-                _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) if (m[u])
-                    acc[u] = _mm512_add_pd(acc[u], _mm512_mul_pd(p, load8d(v, vf16, d0 + 8 * u, m[u])));
+            switch (G) {
+            case 1: group_heads(1, qd, hd8, kb, vb, kc, vc, hd, last + 1, scale, sc, y); break;
+            case 2: group_heads(2, qd, hd8, kb, vb, kc, vc, hd, last + 1, scale, sc, y); break;
+            case 3: group_heads(3, qd, hd8, kb, vb, kc, vc, hd, last + 1, scale, sc, y); break;
+            default: group_heads(4, qd, hd8, kb, vb, kc, vc, hd, last + 1, scale, sc, y); break;
             }
-            for (int u = 0; u < 8; u++)
-                if (m[u]) _mm256_mask_storeu_ps(y + d0 + 8 * u, m[u], _mm512_cvtpd_ps(_mm512_div_pd(acc[u], vsum)));
         }
     }
 }

@@ -781,8 +781,8 @@ size_t x86_ops_scratch(const tern_node *nd)
         size_t K16 = (size_t)(nd->src[0]->ne[0] + 15) / 16 * 16, n_tok = (size_t)tern_tensor_nrows(nd->src[0]);
         return n_tok * (K16 * 2 + 4) + 64; /* int16 activations, then their scales */
     }
-    if (nd->op == TERN_OP_ATTENTION && nd->src[0] && nd->src[1]) /* q and acc (hd rounded to 8), n_ctx scores */
-        return (size_t)(2 * ((nd->src[0]->ne[0] + 7) / 8 * 8) + nd->src[1]->ne[2]) * sizeof(double);
+    if (nd->op == TERN_OP_ATTENTION && nd->src[0] && nd->src[1]) /* AVX2: q, acc, n_ctx scores; AVX-512: */
+        return (size_t)4 * (2 * ((nd->src[0]->ne[0] + 7) / 8 * 8) + nd->src[1]->ne[2]) * sizeof(double) + 64; /* the same for 4 heads */
     if (nd->op == TERN_OP_ROPE) {
         size_t n_dims = nd->iparams[1] > 0 ? (size_t)nd->iparams[1] : 0;
         return (n_dims / 2 + 2 * n_dims) * sizeof(double);
