@@ -56,7 +56,8 @@ function M.new_run(ctx, opts)
     accept_rate = opts.spec_accept_rate,
     vsmp = tern.sampler(sp, ctx.n_vocab),
     pending = {},
-    stats = { rounds = 0, drafted = 0, accepted = 0, trials = 0, t_draft = 0, t_verify = 0 },
+    stats = { rounds = 0, drafted = 0, accepted = 0, trials = 0, t_draft = 0, t_verify = 0, t_model = 0 },
+    costs = opts.spec_costs, -- bench: { t_draft =, t_verify = {} } to price each round by the cost model
   }
   check_int("draft_min", r.k_min, 0, r.k_max)
   if r.accept_rate then
@@ -159,6 +160,7 @@ function M.round(r, limit)
   st.rounds, st.drafted, st.accepted = st.rounds + 1, st.drafted + n, st.accepted + m
   st.trials = st.trials + (m < n and m + 1 or m)
   st.t_draft, st.t_verify = st.t_draft + (t1 - t0), st.t_verify + (tern.now() - t1)
+  if r.costs then st.t_model = st.t_model + n * r.costs.t_draft + r.costs.t_verify[n + 1] end
   return out
 end
 
@@ -247,42 +249,73 @@ function M.expected_tokens(a, k)
   return (1 - a ^ (k + 1)) / (1 - a)
 end
 
--- Standard cost model: E * T_verify(1) / (k * T_draft + T_verify(k + 1)).
+-- Standard cost model: E * T_verify(1) / (k * T_draft + T_verify(k + 1)),
+-- with T_verify(1) of the verifier decoding alone (t_verify.alone) in the
+-- numerator when measured: inside rounds its caches are colder.
 function M.predicted_speedup(a, k, t_draft, t_verify)
-  return M.expected_tokens(a, k) * t_verify[1] / (k * t_draft + t_verify[k + 1])
+  return M.expected_tokens(a, k) * (t_verify.alone or t_verify[1]) / (k * t_draft + t_verify[k + 1])
 end
 
--- Median seconds of evaluating b tokens (all logits) after the prompt.
-local function batch_cost(sess, ids, b, reps)
-  sess:reset()
-  sess:eval(ids)
-  local batch, ts = {}, {}
-  for i = 1, b do batch[i] = ids[(i - 1) % #ids + 1] end
-  for r = 1, reps do
-    local t0 = tern.now()
-    sess:eval(batch, b > 1)
-    ts[r] = tern.now() - t0
-    sess:rollback(b)
+-- Costs measured the way rounds run them, alternating the two models (so
+-- each pays for the caches the other evicted): for k = 0..K, k draft
+-- decodes then one verifier batch of k + 1 tokens with all logits, after
+-- the prompt, rolled back each time. Returns the draft's median seconds
+-- per token at each k (t_draft[k]) and the verifier's per batch size.
+local function measure_costs(ctx, ids, K, reps)
+  local ds, vs = ctx.d.sess, ctx.v.sess
+  ds:reset(); ds:eval(ids)
+  vs:reset(); vs:eval(ids)
+  local td, tv = {}, {}
+  for k = 0, K do td[k], tv[k + 1] = {}, {} end
+  for _ = 1, reps do
+    for k = 0, K do
+      local t0 = tern.now()
+      for i = 1, k do ds:eval({ ids[i % #ids + 1] }) end
+      local t1 = tern.now()
+      if k > 0 then ds:rollback(k) end
+      local batch = {}
+      for i = 1, k + 1 do batch[i] = ids[(i - 1) % #ids + 1] end
+      vs:eval(batch, k > 0)
+      local t2 = tern.now()
+      vs:rollback(k + 1)
+      if k > 0 then td[k][#td[k] + 1] = (t1 - t0) / k end
+      tv[k + 1][#tv[k + 1] + 1] = t2 - t1
+    end
   end
-  return median(ts)
+  local t_draft, t_verify = {}, {}
+  for k = 1, K do t_draft[k] = median(td[k]) end
+  for b = 1, K + 1 do t_verify[b] = median(tv[b]) end
+  -- the verifier alone decoding, nothing evicting its caches in between:
+  -- the cost a speculative round has to beat
+  local ta = {}
+  for i = 1, 2 * reps + 1 do
+    local t0 = tern.now()
+    vs:eval({ ids[i % #ids + 1] })
+    ta[i] = tern.now() - t0
+    vs:rollback(1)
+  end
+  t_verify.alone = median(ta)
+  return t_draft, t_verify
 end
 
 -- Greedy speculative generation of n tokens on every prompt with draft_max
 -- k and p_min 0 (every round drafts k), reps times: median tokens/s and the
 -- counters of all runs.
-local function spec_rate(ctx, opts, prompts, n, k, reps, p_min)
-  local rates, tot = {}, { rounds = 0, drafted = 0, accepted = 0, trials = 0, tokens = 0 }
+local function spec_rate(ctx, opts, prompts, n, k, reps, p_min, costs)
+  local rates, tot = {}, { rounds = 0, drafted = 0, accepted = 0, trials = 0, tokens = 0, t_model = 0, t_gen = 0 }
   for rep = 1, reps do
     local toks, t = 0, 0
     for pi, ids in ipairs(prompts) do
       ctx.v.sess:reset()
       ctx.d.sess:reset()
       local r = M.new_run(ctx, { temp = 0, draft_max = k, draft_p_min = p_min or 0,
-                                 spec_accept_rate = opts.spec_accept_rate, seed = 1000 * rep + pi })
+                                 spec_accept_rate = opts.spec_accept_rate, seed = 1000 * rep + pi,
+                                 spec_costs = costs })
       M.prefill(r, ids)
       local t0 = tern.now()
       local got = M.generate(r, n)
       t = t + tern.now() - t0
+      tot.t_gen = tot.t_gen + tern.now() - t0
       toks = toks + got
       for key in pairs(tot) do if r.stats[key] then tot[key] = tot[key] + r.stats[key] end end
       tot.tokens = tot.tokens + got
@@ -315,19 +348,18 @@ function M.bench(opts)
   for i = 1, np do prompts[i] = ctx.v.model:tokenize(M.bench_prompts[i], true, false) end
   -- warm-up: graphs for every batch shape, weights faulted in
   spec_rate(ctx, opts, { prompts[1] }, math.min(n, 2 * K + 4), K, 1)
-  local t_draft = batch_cost(ctx.d.sess, prompts[1], 1, 3 * reps + 2)
-  local t_verify = {}
-  for b = 1, K + 1 do t_verify[b] = batch_cost(ctx.v.sess, prompts[1], b, 2 * reps + 1) end
+  local t_draft, t_verify = measure_costs(ctx, prompts[1], K, 2 * reps + 3)
   local base = base_rate(ctx, prompts, n, reps)
   local rows, best = {}, nil
   for k = 1, K do
-    local tps, st = spec_rate(ctx, opts, prompts, n, k, reps)
+    local tps, st = spec_rate(ctx, opts, prompts, n, k, reps, 0, { t_draft = t_draft[k], t_verify = t_verify })
     local a = st.trials > 0 and st.accepted / st.trials or 0
     local row = { k = k, a = P or a, a_measured = a, tps = tps, measured = tps / base,
                   acceptance = st.drafted > 0 and st.accepted / st.drafted or 0,
-                  per_round = st.rounds > 0 and st.tokens / st.rounds or 0, rounds = st.rounds }
+                  per_round = st.rounds > 0 and st.tokens / st.rounds or 0, rounds = st.rounds,
+                  model_share = st.t_gen > 0 and st.t_model / st.t_gen or 0 }
     row.E = M.expected_tokens(row.a, k)
-    row.predicted = M.predicted_speedup(row.a, k, t_draft, t_verify)
+    row.predicted = M.predicted_speedup(row.a, k, t_draft[k], t_verify)
     rows[k] = row
     if not best or row.measured > best.measured then best = row end
   end
@@ -346,15 +378,18 @@ function M.bench(opts)
     w('{"verifier": "%s", "verifier_backend": "%s", "draft": "%s", "draft_backend": "%s", ',
       basename(opts.model), vi.describe, basename(opts.model_draft), di.describe)
     w('"n_prompts": %d, "n_gen": %d, "reps": %d, "accept_rate_replay": %s, ', np, n, reps, P and tostring(P) or "null")
-    w('"t_draft_ms": %.6f, "t_verify_ms": [', t_draft * 1000)
+    w('"t_draft_ms": [')
+    for k = 1, K do w('%s%.6f', k > 1 and ", " or "", t_draft[k] * 1000) end
+    w('], "t_verify_ms": [')
     for b = 1, K + 1 do w('%s%.6f', b > 1 and ", " or "", t_verify[b] * 1000) end
-    w('], "verifier_alone_ts": %.6f, "rows": [\n', base)
+    w('], "t_verify_alone_ms": %.6f, "verifier_alone_ts": %.6f, "rows": [\n', t_verify.alone * 1000, base)
     for k = 1, K do
       local r = rows[k]
       w('  {"draft_max": %d, "a": %.6f, "a_measured": %.6f, "acceptance": %.6f, "expected_tokens": %.6f, ' ..
         '"tokens_per_round": %.6f, "predicted_speedup": %.6f, "avg_ts": %.6f, "measured_speedup": %.6f, ' ..
-        '"measured_over_predicted": %.6f}%s\n', k, r.a, r.a_measured, r.acceptance, r.E, r.per_round,
-        r.predicted, r.tps, r.measured, r.measured / r.predicted, k < K and "," or "")
+        '"measured_over_predicted": %.6f, "rounds": %d, "round_cost_model_over_measured_time": %.6f}%s\n',
+        k, r.a, r.a_measured, r.acceptance, r.E, r.per_round, r.predicted, r.tps, r.measured,
+        r.measured / r.predicted, r.rounds, r.model_share, k < K and "," or "")
     end
     w('], "best_draft_max": %d', best.k)
     if adaptive then
@@ -370,17 +405,26 @@ function M.bench(opts)
     else
       w("acceptance measured: greedy, %d prompts x %d tokens, p_min 0 (every round drafts draft_max)\n", np, n)
     end
-    w("\n| cost | ms (median) | x verifier decode |\n| --- | ---: | ---: |\n")
-    w("| draft decode, 1 token | %.3f | %.3f |\n", t_draft * 1000, t_draft / t_verify[1])
-    for b = 1, K + 1 do w("| verifier batch of %d | %.3f | %.3f |\n", b, t_verify[b] * 1000, t_verify[b] / t_verify[1]) end
+    w("\ncosts (medians, measured in alternating rounds of k draft decodes and one verifier batch of k+1):\n\n")
+    w("| k | T_draft ms/token | T_verify(k+1) ms | T_verify(k+1) / T_verify(1) | T_draft / T_verify(1) |\n")
+    w("| ---: | ---: | ---: | ---: | ---: |\n")
+    w("| 0 | - | %.3f | 1.000 | - |\n", t_verify[1] * 1000)
+    w("| alone | - | %.3f | %.3f | - |\n", t_verify.alone * 1000, t_verify.alone / t_verify[1])
+    for k = 1, K do
+      w("| %d | %.3f | %.3f | %.3f | %.3f |\n", k, t_draft[k] * 1000, t_verify[k + 1] * 1000,
+        t_verify[k + 1] / t_verify[1], t_draft[k] / t_verify[1])
+    end
     w("\nverifier alone: %.2f t/s\n\n", base)
-    w("| draft_max | a (per token) | acceptance | E tokens/round | tokens/round | predicted | t/s | measured | measured / predicted |\n")
-    w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+    w("| draft_max | a (per token) | acceptance | E tokens/round | tokens/round | rounds | predicted | t/s | measured | measured / predicted | rounds at model cost / measured time |\n")
+    w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
     for k = 1, K do
       local r = rows[k]
-      w("| %d | %.3f | %.1f%% | %.2f | %.2f | %.2fx | %.2f | %.2fx | %.1f%% |\n", k, r.a, 100 * r.acceptance, r.E,
-        r.per_round, r.predicted, r.tps, r.measured, 100 * r.measured / r.predicted)
+      w("| %d | %.3f | %.1f%% | %.2f | %.2f | %d | %.2fx | %.2f | %.2fx | %.1f%% | %.1f%% |\n", k, r.a,
+        100 * r.acceptance, r.E, r.per_round, r.rounds, r.predicted, r.tps, r.measured,
+        100 * r.measured / r.predicted, 100 * r.model_share)
     end
+    w("\n(the last column prices every round run at n*T_draft + T_verify(n+1) from the table above: the share\n" ..
+      "of the measured time the cost model accounts for; the rest is per-round overhead)\n")
     w("\nbest draft_max: %d (measured %.2fx, predicted %.2fx)\n", best.k, best.measured, best.predicted)
     if adaptive then
       w("draft_max %d with p_min %.2f: %.2f t/s, %.2fx, acceptance %.1f%%, %.2f tokens/round\n", adaptive.k,

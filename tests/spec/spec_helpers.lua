@@ -19,7 +19,7 @@ end
 -- evaluation, plain argmax), and afterwards both caches hold exactly the
 -- accepted tokens. Returns nil, summary or an error message.
 function H.greedy(vpath, dpath, backend, prompts, n_gen)
-  local ctx = spec.open({ model = vpath, model_draft = dpath, backend = backend, threads = 2 })
+  local ctx = spec.open({ model = vpath, model_draft = dpath, backend = backend, threads = 1 })
   local vs, ds = ctx.v.sess, ctx.d.sess
   local configs = {}
   for k = 1, 8 do configs[#configs + 1] = { draft_max = k, draft_p_min = 0 } end
@@ -117,7 +117,7 @@ end
 -- rounds (draft_max 1, temperature 1, top_k 8 in both chains) each emit a
 -- first token; its distribution must be the verifier's own chain.
 function H.sampling_e2e(vpath, dpath, prompt, n, seed)
-  local ctx = spec.open({ model = vpath, model_draft = dpath, threads = 2 })
+  local ctx = spec.open({ model = vpath, model_draft = dpath, threads = 1 })
   local vs, ds = ctx.v.sess, ctx.d.sess
   local ids = ctx.v.model:tokenize(prompt, true, false)
   local head, last = {}, ids[#ids]
