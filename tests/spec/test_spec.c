@@ -64,11 +64,12 @@ START_TEST(test_greedy_equals_verifier)
     model_path(vpath, sizeof vpath, "tiny-llama");
     model_path(dpath, sizeof dpath, "tiny-bitnet");
     tu_shared_path(refs, sizeof refs, "models/ref/refs.json");
-    char *json = tu_read_file(refs, NULL);
+    size_t json_len;
+    char *json = tu_read_file(refs, &json_len); /* not NUL-terminated */
     ck_assert_ptr_nonnull(json);
     lua_State *L = helpers();
     push_fn(L, "prompts");
-    lua_pushstring(L, json);
+    lua_pushlstring(L, json, json_len);
     call(L, 1, 1);
     free(json);
     int prompts = lua_gettop(L);
