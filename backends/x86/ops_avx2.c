@@ -589,8 +589,13 @@ static __m256 wtail(int wt, const uint8_t *row, int64_t k0, int64_t K)
 }
 
 AI void mm_tile(int wt, int R, int T, const uint8_t *const *wr, const float *const *x, int64_t K,
-                float *out)
+                float *out, size_t pf)
 {
+    /* pf (GEMV, F32/F16/BF16): bytes from each row to the row the next
+     * tile reads at the same k; that line is prefetched once per 64 bytes,
+     * so the stream never waits for the hardware prefetcher to ramp up */
+    int es = wt == W_F32 ? 4 : 2, pf_mask = wt == W_F32 ? 15 : 31;
+    if (wt == W_Q8_0) pf = 0;
     __m256 acc[8][3];
     _Pragma("GCC unroll 8")
     for (int r = 0; r < R; r++)
@@ -601,6 +606,9 @@ AI void mm_tile(int wt, int R, int T, const uint8_t *const *wr, const float *con
         __m256 xv[3];
         _Pragma("GCC unroll 8")
         for (int t = 0; t < T; t++) xv[t] = _mm256_loadu_ps(x[t] + k);
+        if (pf && !(k & pf_mask))
+            _Pragma("GCC unroll 8")
+            for (int r = 0; r < R; r++) _mm_prefetch((const char *)(wr[r] + (size_t)k * es + pf), _MM_HINT_T0);
         _Pragma("GCC unroll 8")
         for (int r = 0; r < R; r++) {
             __m256 w = wload(wt, wr[r], k);
@@ -642,12 +650,12 @@ AI void mm_rows(int wt, const tern_node *node, int64_t lo, int64_t hi)
             float out[8 * 3];
             for (int t = 0; t < T; t++) x[t] = (const float *)x86_row(xt, t0 + t);
             if (rows == 8 && T == 1)
-                mm_tile(wt, 8, 1, wr, x, K, out);
+                mm_tile(wt, 8, 1, wr, x, K, out, (size_t)8 * w->nb[1]);
             else if (rows == 4 && T == 3)
-                mm_tile(wt, 4, 3, wr, x, K, out);
+                mm_tile(wt, 4, 3, wr, x, K, out, 0);
             else /* edges: one chain at a time, the same chain as in a tile */
                 for (int r = 0; r < rows; r++)
-                    for (int t = 0; t < T; t++) mm_tile(wt, 1, 1, wr + r, x + t, K, out + r * T + t);
+                    for (int t = 0; t < T; t++) mm_tile(wt, 1, 1, wr + r, x + t, K, out + r * T + t, 0);
             for (int t = 0; t < T; t++) {
                 float *y = (float *)x86_row(dst, t0 + t);
                 for (int r = 0; r < rows; r++)
@@ -686,8 +694,9 @@ static void q8h_quantize(const float *x, int64_t K, int16_t *x16, float *xs)
     }
 }
 
-AI void q8h_tile(int R, int T, const int8_t *const *wr, const int16_t *const *x, int64_t K, float *out)
-{
+AI void q8h_tile(int R, int T, const int8_t *const *wr, const int16_t *const *x, int64_t K, float *out,
+                 size_t pf)
+{ /* pf: as mm_tile's */
     __m256 f[8][3];
     _Pragma("GCC unroll 8")
     for (int r = 0; r < R; r++)
@@ -704,6 +713,9 @@ AI void q8h_tile(int R, int T, const int8_t *const *wr, const int16_t *const *x,
             __m256i xv[3];
             _Pragma("GCC unroll 8")
             for (int t = 0; t < T; t++) xv[t] = _mm256_loadu_si256((const __m256i *)(x[t] + k));
+            if (pf && !(k & 63))
+                _Pragma("GCC unroll 8")
+                for (int r = 0; r < R; r++) _mm_prefetch((const char *)(wr[r] + k + pf), _MM_HINT_T0);
             _Pragma("GCC unroll 8")
             for (int r = 0; r < R; r++) {
                 __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wr[r] + k)));
@@ -743,12 +755,12 @@ static void q8h_rows(const tern_node *node, int64_t lo, int64_t hi, void *scratc
             float out[8 * 3];
             for (int t = 0; t < T; t++) x[t] = x16 + (t0 + t) * K16;
             if (rows == 8 && T == 1)
-                q8h_tile(8, 1, wr, x, K16, out);
+                q8h_tile(8, 1, wr, x, K16, out, (size_t)8 * w->nb[1]);
             else if (rows == 4 && T == 3)
-                q8h_tile(4, 3, wr, x, K16, out);
+                q8h_tile(4, 3, wr, x, K16, out, 0);
             else
                 for (int r = 0; r < rows; r++)
-                    for (int t = 0; t < T; t++) q8h_tile(1, 1, wr + r, x + t, K16, out + r * T + t);
+                    for (int t = 0; t < T; t++) q8h_tile(1, 1, wr + r, x + t, K16, out + r * T + t, 0);
             for (int t = 0; t < T; t++) {
                 float *y = (float *)x86_row(node->dst, t0 + t);
                 for (int r = 0; r < rows; r++) y[n0 + r] = (out[r * T + t] * xs[t0 + t]) * scales[n0 + r];
