@@ -8,7 +8,7 @@
 #include "model_impl.h"
 #include "tern/session.h"
 
-#define MAX_GRAPHS 8
+#define MAX_GRAPHS 16 /* decode, prefill chunks, and every verify batch size of speculative decoding */
 
 typedef struct cached_graph {
     int n_tok, n_out;

@@ -14,7 +14,8 @@ const char *tu_shared_dir(void);
 const char *tu_shared_path(char *buf, size_t n, const char *rel);
 /* The build folder ($TERN_BUILD, else build/ in the checkout). */
 const char *tu_build_dir(void);
-/* Reads a whole file; caller frees. NULL on failure. */
+/* Reads a whole file, NUL-terminated (not counted in *size); caller frees.
+ * NULL on failure. */
 void *tu_read_file(const char *path, size_t *size);
 /* Deterministic pseudo-random numbers for test inputs. */
 unsigned long long tu_rand(unsigned long long *state);
