@@ -801,3 +801,37 @@ size_t x86_ops_scratch(const tern_node *nd)
     }
     return 0;
 }
+
+/* ---- q8 head repack, one F16 row (repack.c's numerics, 8 lanes: cvtph_ps
+ * is exact as tern_f16_to_f32 is; max_ps skips NaN as the scalar compare
+ * does; round_ps to nearest even as nearbyintf; NaN becomes 0) ---- */
+
+void x86_q8_row_f16(const uint16_t *w, int64_t K, int8_t *q, float *scale)
+{
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 vmax = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8)
+        vmax = _mm256_max_ps(_mm256_and_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + k))), absmask), vmax);
+    float amax = hmax8(vmax);
+    for (; k < K; k++) {
+        float a = fabsf(tern_f16_to_f32(w[k]));
+        amax = a > amax ? a : amax;
+    }
+    float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    *scale = amax / 127.0f;
+    __m256 vi = _mm256_set1_ps(inv), lo_c = _mm256_set1_ps(-127.0f), hi_c = _mm256_set1_ps(127.0f);
+    for (k = 0; k + 8 <= K; k += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + k))), vi);
+        __m256 ord = _mm256_cmp_ps(v, v, _CMP_ORD_Q);
+        v = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = _mm256_and_ps(_mm256_min_ps(_mm256_max_ps(v, lo_c), hi_c), ord);
+        __m256i i32 = _mm256_cvtps_epi32(v);
+        __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+        _mm_storel_epi64((__m128i *)(q + k), _mm_packs_epi16(i16, i16));
+    }
+    for (; k < K; k++) {
+        float v = nearbyintf(tern_f16_to_f32(w[k]) * inv);
+        q[k] = (int8_t)(v > 127.0f ? 127 : v < -127.0f ? -127 : v == v ? v : 0);
+    }
+}

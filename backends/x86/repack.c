@@ -183,6 +183,11 @@ static tern_status repack_head_q8(x86_ctx *c, const tern_tensor *src, tern_tenso
     }
     for (int64_t n = 0; n < N; n++) {
         tern_error e;
+        if (src->type == TERN_TYPE_F16 && src->layout == TERN_LAYOUT_FILE && src->ne[2] == 1 && src->ne[3] == 1) { /* AVX2 + F16C: init saw them */
+            x86_q8_row_f16((const uint16_t *)((const uint8_t *)src->data + (size_t)n * src->nb[1]), K,
+                           q + n * K, &scales[n]);
+            continue;
+        }
         if (tern_dequantize_rows(src, n, 1, row, &e) != TERN_OK) {
             c->host->free(h), c->host->free(q), c->host->free(scales), c->host->free(row);
             snprintf(err, errlen, "%s", e.msg);

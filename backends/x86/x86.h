@@ -119,6 +119,9 @@ void x86_matmul(void *ctx, const tern_node *node, int ith, int nth, void *scratc
 
 /* Scratch bytes per thread of the float ops above. */
 size_t x86_ops_scratch(const tern_node *node);
+/* One F16 row of the q8 head: int8 codes and the row scale, as
+ * repack_head_q8 forms them (ops_avx2.c). */
+void x86_q8_row_f16(const uint16_t *w, int64_t K, int8_t *q, float *scale);
 /* AVX-512 attention (attn_avx512.c); the same scratch as x86_attention. */
 void x86_attention_avx512(void *ctx, const tern_node *node, int ith, int nth, void *scratch);
 
