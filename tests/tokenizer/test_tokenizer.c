@@ -351,8 +351,12 @@ START_TEST(test_errors)
     ck_assert_int_eq(try_vocab(&v, &err), TERN_EFORMAT);
     ck_assert_msg(strstr(err.msg, "bos_token_id is not set"), "%s", err.msg);
     v.add_bos = -1;
-    v.n_merges = 0;
+    v.n_merges = 0; /* an empty merges list is a bytes-only vocabulary */
+    ck_assert_int_eq(try_vocab(&v, &err), TERN_OK);
+    v.merges = NULL; /* no merges key at all is an error, as in llama.cpp */
     ck_assert_int_eq(try_vocab(&v, &err), TERN_EFORMAT);
+    ck_assert_msg(strstr(err.msg, "merges is missing"), "%s", err.msg);
+    v.merges = merges;
     v.n_merges = 1;
     v.n_tokens = 0;
     ck_assert_int_eq(try_vocab(&v, &err), TERN_EFORMAT);
