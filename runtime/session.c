@@ -58,7 +58,8 @@ static tern_status alloc_kv(tern_session *s, tern_error *err)
     if (!s->k_cache || !s->v_cache || posix_memalign(&s->kv_mem, 64, total ? total : 64))
         return tern_error_set(err, TERN_ENOMEM, "out of memory: KV cache of %zu bytes (n_ctx %d)",
                               total, s->opt.n_ctx);
-    memset(s->kv_mem, 0, total);
+    /* not cleared: a row is read only after KV_STORE wrote it, and untouched
+     * pages of a large context cost no resident memory */
     for (int64_t l = 0; l < hp->n_layer; l++) {
         s->k_cache[l] = proto;
         s->v_cache[l] = proto;
