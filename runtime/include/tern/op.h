@@ -81,6 +81,14 @@ typedef struct tern_node {
     float fparams[TERN_NODE_MAX_PARAMS];
 } tern_node;
 
+/* The gate host-memory backends share: 1 when the node's types, shapes and
+ * parameters are as this header defines them (for the matmuls: the
+ * activations, the output and the weight's shape, not the weight's layout,
+ * which is the backend's own). */
+int tern_op_check_host(const tern_node *node);
+/* F32, F16, BF16 or Q8_0: the float weight types of TERN_OP_MATMUL. */
+int tern_op_is_float_weight(int type);
+
 /* Name of an op ("matmul_ternary"); "?" when out of range. */
 const char *tern_op_name(int op);
 
