@@ -338,7 +338,7 @@ static int m_layer(lua_State *L)
     return 1;
 }
 
-static void push_hparams(lua_State *L, const tern_hparams *hp)
+void tern_lua_push_hparams(lua_State *L, const tern_hparams *hp)
 {
     lua_newtable(L);
 #define SETI(k, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, k))
@@ -436,7 +436,7 @@ tern_status tern_graph_builder_run(tern_graph_builder *b, tern_graph *g, tern_te
     push_methods(L, &c, model_methods);
     lua_newtable(L);
     lua_setfield(L, -2, "_w");
-    push_hparams(L, &b->m->hp);
+    tern_lua_push_hparams(L, &b->m->hp);
     lua_setfield(L, -2, "hparams");
     tern_status st = TERN_OK;
     if (lua_pcall(L, 2, 1, 0) != LUA_OK) {

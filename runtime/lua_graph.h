@@ -20,6 +20,10 @@ void tern_graph_builder_free(tern_graph_builder *b);
 tern_status tern_graph_builder_run(tern_graph_builder *b, tern_graph *g, tern_tensor *k_cache,
                                    tern_tensor *v_cache, tern_error *err);
 
+/* Pushes a table of the hyper-parameters (the `m.hparams` graph scripts
+ * see; pipelines get it from model:info()). */
+void tern_lua_push_hparams(lua_State *L, const tern_hparams *hp);
+
 /* A Lua state with tern's allocator capped at cap bytes (0 = no cap) and
  * the standard libraries opened. NULL when out of memory. */
 lua_State *tern_lua_newstate(size_t cap);

@@ -153,18 +153,7 @@ static int model_piece(lua_State *L)
 static int model_info(lua_State *L)
 {
     tern_model *m = check_model(L, 1);
-    const tern_hparams *hp = &m->hp;
-    lua_newtable(L);
-    lua_pushinteger(L, hp->n_vocab);
-    lua_setfield(L, -2, "n_vocab");
-    lua_pushinteger(L, hp->n_ctx_train);
-    lua_setfield(L, -2, "n_ctx_train");
-    lua_pushinteger(L, hp->n_layer);
-    lua_setfield(L, -2, "n_layer");
-    lua_pushinteger(L, hp->n_embd);
-    lua_setfield(L, -2, "n_embd");
-    lua_pushstring(L, hp->arch_name);
-    lua_setfield(L, -2, "arch");
+    tern_lua_push_hparams(L, &m->hp); /* n_vocab, n_layer, arch, ... */
     lua_pushinteger(L, tern_tokenizer_bos(m->tok));
     lua_setfield(L, -2, "bos");
     lua_pushinteger(L, tern_tokenizer_eos(m->tok));
