@@ -301,10 +301,8 @@ static tern_status plan_inputs(tern_graph *g, tern_error *err)
 
 /* Points the node at its tensors; matmul weights become the copy repacked
  * for the backend in `slot`. */
-static tern_status bind_node(tern_graph *g, graph_node *n, tern_backend *const be[2], int slot,
-                             tern_error *err)
+static tern_status bind_node(tern_graph *g, graph_node *n, int slot, tern_error *err)
 {
-    (void)be;
     n->node.dst = &g->tensors[n->dst].t;
     for (int s = 0; s < TERN_NODE_MAX_SRC; s++) {
         n->node.src[s] = n->src[s] >= 0 ? &g->tensors[n->src[s]].t : NULL;
@@ -339,9 +337,9 @@ tern_status tern_graph_plan(tern_graph *g, tern_backend *const be[2], tern_threa
     for (int ni = 0; ni < g->n_nodes; ni++) {
         graph_node *n = &g->nodes[ni];
         int slot = 0;
-        st = bind_node(g, n, be, 0, err);
+        st = bind_node(g, n, 0, err);
         if (!st && !tern_backend_supports(be[0], &n->node)) {
-            if (!be[1] || bind_node(g, n, be, 1, err) || !tern_backend_supports(be[1], &n->node))
+            if (!be[1] || bind_node(g, n, 1, err) || !tern_backend_supports(be[1], &n->node))
                 return tern_error_set(err, TERN_EUNSUPPORTED, "no backend can run node %d (%s)", ni,
                                       tern_op_name(n->node.op));
             slot = 1;

@@ -28,11 +28,12 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Weights are one per GGUF tensor in the file's order, so the reader's
+ * hashed name lookup gives the index. */
 tern_model_weight *tern_model_find_weight(tern_model *m, const char *name)
 {
-    for (int i = 0; i < m->n_weights; i++)
-        if (strcmp(m->weights[i].gt->name_z, name) == 0) return &m->weights[i];
-    return NULL;
+    const tern_gguf_tensor *gt = tern_gguf_find_tensor(m->gguf, name);
+    return gt ? &m->weights[gt - tern_gguf_tensor_at(m->gguf, 0)] : NULL;
 }
 
 tern_status tern_model_weight_resolve(tern_model_weight *w, int slot, int purpose,
@@ -73,12 +74,13 @@ static tern_model_weight *head_weight(tern_model *m)
 static tern_status repack_all(tern_model *m, tern_error *err)
 {
     long page = sysconf(_SC_PAGESIZE);
+    const tern_model_weight *head = head_weight(m);
     for (int i = 0; i < m->n_weights; i++) {
         tern_model_weight *w = &m->weights[i];
         const char *name = w->gt->name_z;
         int is_linear = strncmp(name, "blk.", 4) == 0 && tern_type_get(w->file.type)->is_ternary;
         int is_float_linear = strncmp(name, "blk.", 4) == 0 && !is_linear && w->file.ne[1] > 1;
-        int is_head = w == head_weight(m);
+        int is_head = w == head;
         if (!is_linear && !is_float_linear && !is_head) continue;
         tern_tensor *packed;
         int purpose = is_linear ? TERN_REPACK_TERNARY : TERN_REPACK_MATMUL;
