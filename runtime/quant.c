@@ -273,6 +273,37 @@ void tern_quantize_q8_0(const float *src, int64_t n, void *dst)
     }
 }
 
+void tern_quantize_act_q8_0(const float *x, int64_t n, int8_t *q, float *d)
+{
+    for (int64_t b = 0; b < n / TERN_QK8_0; b++, x += TERN_QK8_0, q += TERN_QK8_0) {
+        float amax = 0.0f;
+        for (int i = 0; i < TERN_QK8_0; i++) {
+            float a = fabsf(x[i]);
+            amax = a > amax ? a : amax; /* NaN never wins */
+        }
+        float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        d[b] = amax / 127.0f;
+        for (int i = 0; i < TERN_QK8_0; i++) {
+            float v = nearbyintf(x[i] * id);
+            q[i] = (int8_t)(v > 127.0f ? 127 : v < -127.0f ? -127 : v == v ? v : 0);
+        }
+    }
+}
+
+float tern_dot_q8_0(const void *wrow, const int8_t *q, const float *d, int64_t n)
+{
+    const uint8_t *blk = (const uint8_t *)wrow;
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / TERN_QK8_0; b++, blk += 34, q += TERN_QK8_0) {
+        uint16_t h;
+        memcpy(&h, blk, 2);
+        int32_t dot = 0;
+        for (int i = 0; i < TERN_QK8_0; i++) dot += (int32_t)(int8_t)blk[2 + i] * q[i];
+        acc = fmaf((float)dot, tern_f16_to_f32(h) * d[b], acc);
+    }
+    return acc;
+}
+
 uint64_t tern_tensor_file_bytes(int type, const int64_t ne[TERN_MAX_DIMS])
 {
     const tern_type_traits *tt = tern_type_get(type);

@@ -42,6 +42,7 @@ size_t scalar_scratch_size(void *ctx, const tern_node *nd, int nth)
     (void)ctx, (void)nth;
     size_t n = 0;
     if (nd->op == TERN_OP_ATTENTION && nd->src[1]) n = (size_t)nd->src[1]->ne[2] * sizeof(double);
-    if (nd->op == TERN_OP_MATMUL && nd->src[0]) n = (size_t)nd->src[0]->ne[0] * sizeof(float);
+    if (nd->op == TERN_OP_MATMUL && nd->src[0]) /* a decoded weight row, or Q8_0 codes + scales */
+        n = (size_t)nd->src[0]->ne[0] * sizeof(float) + 64;
     return (n + 63) / 64 * 64;
 }

@@ -125,6 +125,25 @@ static void x86_matmul_ternary(void *ctx, const tern_node *node, int ith, int nt
     }
 }
 
+static int tag_is(const tern_tensor *w, const void *tag)
+{
+    return w->layout == TERN_LAYOUT_BACKEND && w->extra && *(const void *const *)w->extra == tag;
+}
+
+/* ---- the float matmul: Q8_0 tiles split by tile, the rest in ops_avx2.c ---- */
+
+static void x86_matmul_any(void *ctx, const tern_node *node, int ith, int nth, void *scratch)
+{
+    const tern_tensor *w = node->src[1];
+    if (tag_is(w, &x86_q8mat_tag)) {
+        int64_t lo, hi;
+        x86_split(((const x86_q8mat *)w->extra)->Np / 16, ith, nth, &lo, &hi);
+        if (lo < hi) x86_q8mm_avx512(node, lo, hi, scratch);
+        return;
+    }
+    x86_matmul(ctx, node, ith, nth, scratch);
+}
+
 static void x86_attention_any(void *ctx, const tern_node *node, int ith, int nth, void *scratch)
 {
     x86_ctx *c = ctx;
@@ -147,16 +166,12 @@ static const tern_op_fn x86_ops[TERN_OP_COUNT] = {
     [TERN_OP_SOFTMAX] = x86_softmax,
     [TERN_OP_QUANTIZE_ACT] = x86_quantize_act,
     [TERN_OP_MATMUL_TERNARY] = x86_matmul_ternary,
-    [TERN_OP_MATMUL] = x86_matmul,
+    [TERN_OP_MATMUL] = x86_matmul_any,
 };
 
 /* ---- which nodes the kernels accept (the same gate as scalar's, plus
  * this backend's own weight layouts) ---- */
 
-static int tag_is(const tern_tensor *w, const void *tag)
-{
-    return w->layout == TERN_LAYOUT_BACKEND && w->extra && *(const void *const *)w->extra == tag;
-}
 
 /* Beyond the shared gate: contiguous rows, and weights in this backend's
  * own layouts (repacked ternary tiles, the q8 head) or a float type as
@@ -173,6 +188,10 @@ static int x86_supports_op(void *ctx, const tern_node *nd)
         return tag_is(w, &x86_tmat_tag) && m->K == x->ne[0] && m->N == d->ne[0];
     }
     if (x->nb[0] != 4) return 0;
+    if (tag_is(w, &x86_q8mat_tag)) {
+        const x86_q8mat *m = w->extra;
+        return m->K == x->ne[0] && m->N == d->ne[0];
+    }
     if (w->layout == TERN_LAYOUT_BACKEND) return tag_is(w, &x86_q8head_tag);
     return w->layout == TERN_LAYOUT_FILE && tern_op_is_float_weight(w->type);
 }
@@ -181,6 +200,8 @@ static size_t x86_scratch_size(void *ctx, const tern_node *nd, int nth)
 {
     (void)ctx, (void)nth;
     size_t n = nd->op == TERN_OP_MATMUL_TERNARY ? x86_tmm_scratch(nd) : x86_ops_scratch(nd);
+    if (nd->op == TERN_OP_MATMUL && nd->src[0] && nd->src[1] && nd->src[1]->type == TERN_TYPE_Q8_0)
+        n = x86_q8mm_scratch(nd->src[0]->ne[0], tern_tensor_nrows(nd->src[0])); /* both Q8_0 paths */
     return (n + 63) / 64 * 64;
 }
 

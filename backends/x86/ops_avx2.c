@@ -16,7 +16,8 @@
  *    bit-identical in practice (see attn_avx512.c).
  *  - matmul: f32 FMA chains (one 8-lane accumulator per output, k in
  *    order, a fixed horizontal sum), the same for every tile shape, so an
- *    output never depends on n_tok or nth.
+ *    output never depends on n_tok or nth. Q8_0: bit-exact (integer dots,
+ *    the reference's f32 steps).
  * This file is compiled with -std=c11, so the compiler contracts nothing
  * into FMAs behind our back: every fma here is written out. */
 #include <immintrin.h>
@@ -541,28 +542,21 @@ void x86_get_rows(void *ctx, const tern_node *node, int ith, int nth, void *scra
     }
 }
 
-/* ---- float matmul: F32, F16, BF16, Q8_0 as stored ----
+/* ---- float matmul: F32, F16, BF16 as stored ----
  * One output = one 8-lane FMA chain over k (8 weights a step, the K%8 tail
  * as one zero-padded step), then hsum8. A tile of R rows x T tokens runs R*T such chains side by side and
  * never mixes them, so GEMV (8 x 1) and GEMM (4 x 3) give identical bits. */
 
-enum { W_F32, W_F16, W_BF16, W_Q8_0 };
+enum { W_F32, W_F16, W_BF16 };
 
 AI __m256 wload(int wt, const uint8_t *row, int64_t k)
 {
     switch (wt) {
     case W_F32: return _mm256_loadu_ps((const float *)row + k);
     case W_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * k)));
-    case W_BF16:
+    default:
         return _mm256_castsi256_ps(
             _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(row + 2 * k))), 16));
-    default: {
-        const uint8_t *blk = row + (k / 32) * 34;
-        __m128i q8 = _mm_loadl_epi64((const __m128i *)(blk + 2 + k % 32));
-        __m128i d16 = _mm_cvtsi32_si128(blk[0] | blk[1] << 8);
-        __m256 d = _mm256_broadcastss_ps(_mm_cvtph_ps(d16));
-        return _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)));
-    }
     }
 }
 
@@ -576,13 +570,7 @@ static __m256 wtail(int wt, const uint8_t *row, int64_t k0, int64_t K)
         switch (wt) {
         case W_F32: memcpy(&w[k - k0], row + 4 * k, 4); break;
         case W_F16: memcpy(&h, row + 2 * k, 2), w[k - k0] = tern_f16_to_f32(h); break;
-        case W_BF16: memcpy(&h, row + 2 * k, 2), w[k - k0] = tern_bf16_to_f32(h); break;
-        default: {
-            const uint8_t *blk = row + (k / 32) * 34;
-            memcpy(&h, blk, 2);
-            w[k - k0] = tern_f16_to_f32(h) * (float)(int8_t)blk[2 + k % 32];
-            break;
-        }
+        default: memcpy(&h, row + 2 * k, 2), w[k - k0] = tern_bf16_to_f32(h); break;
         }
     }
     return _mm256_loadu_ps(w);
@@ -595,7 +583,6 @@ AI void mm_tile(int wt, int R, int T, const uint8_t *const *wr, const float *con
      * tile reads at the same k; that line is prefetched once per 64 bytes,
      * so the stream never waits for the hardware prefetcher to ramp up */
     int es = wt == W_F32 ? 4 : 2, pf_mask = wt == W_F32 ? 15 : 31;
-    if (wt == W_Q8_0) pf = 0;
     __m256 acc[8][3];
     _Pragma("GCC unroll 8")
     for (int r = 0; r < R; r++)
@@ -661,6 +648,49 @@ AI void mm_rows(int wt, const tern_node *node, int64_t lo, int64_t hi)
                 for (int r = 0; r < rows; r++)
                     y[n0 + r] = out[r * T + t];
             }
+        }
+    }
+}
+
+/* ---- Q8_0 as stored (AVX2; AVX-512 repacks to tiles, q8mm_avx512.c) ----
+ * Each token's activations are quantized once (tern_quantize_act_q8_0,
+ * the reference itself) into scratch; per row and block the exact int32
+ * dot comes from vpsignb / vpabsb / vpmaddubsw (pair sums <= 2 * 128 * 127,
+ * no saturation) / vpmaddwd, then tern_dot_q8_0's f32 fma, in block
+ * order: bit-identical to scalar. */
+
+AI int32_t q8_block_dot(const uint8_t *w, const int8_t *q)
+{
+    __m256i wv = _mm256_loadu_si256((const __m256i *)w), qv = _mm256_loadu_si256((const __m256i *)q);
+    __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(qv, wv));
+    __m256i p32 = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(p32), _mm256_extracti128_si256(p32, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static void q8_0_rows(const tern_node *node, int64_t lo, int64_t hi, void *scratch)
+{
+    const tern_tensor *xt = node->src[0], *w = node->src[1];
+    int64_t K = xt->ne[0], nb = K / 32, n_tok = tern_tensor_nrows(xt);
+    size_t qbytes = (size_t)(K + 63) / 64 * 64, stride = qbytes + (size_t)(nb * 8 + 63) / 64 * 64;
+    uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    for (int64_t t = 0; t < n_tok; t++)
+        tern_quantize_act_q8_0((const float *)x86_row(xt, t), K, (int8_t *)(base + t * stride),
+                               (float *)(base + t * stride + qbytes));
+    for (int64_t n = lo; n < hi; n++) {
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)n * w->nb[1];
+        for (int64_t t = 0; t < n_tok; t++) {
+            const int8_t *q = (const int8_t *)(base + t * stride);
+            const float *d = (const float *)(base + t * stride + qbytes);
+            float acc = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = row + b * 34;
+                float dw = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(blk[0] | blk[1] << 8)));
+                acc = fmaf((float)q8_block_dot(blk + 2, q + 32 * b), dw * d[b], acc);
+            }
+            ((float *)x86_row(node->dst, t))[n] = acc;
         }
     }
 }
@@ -783,7 +813,7 @@ void x86_matmul(void *ctx, const tern_node *node, int ith, int nth, void *scratc
     case TERN_TYPE_F32: mm_rows(W_F32, node, lo, hi); break;
     case TERN_TYPE_F16: mm_rows(W_F16, node, lo, hi); break;
     case TERN_TYPE_BF16: mm_rows(W_BF16, node, lo, hi); break;
-    default: mm_rows(W_Q8_0, node, lo, hi); break;
+    default: q8_0_rows(node, lo, hi, scratch); break;
     }
 }
 

@@ -9,6 +9,7 @@
 
 const char x86_tmat_tag = 't';
 const char x86_q8head_tag = 'h';
+const char x86_q8mat_tag = 'q';
 const char *const x86_family_names[X86_FAM_COUNT] = {"auto", "mad", "bitserial", "lut"};
 
 /* The built-in table behind kernel = "auto" (a table rather than a timing
@@ -215,6 +216,49 @@ static tern_status repack_head_q8(x86_ctx *c, const tern_tensor *src, tern_tenso
     return TERN_OK;
 }
 
+/* Q8_0 rows into x86_q8mat tiles (x86.h): the same codes and f16 scales,
+ * reordered, codes offset by 128 for vpdpbusd's unsigned operand. */
+static tern_status repack_q8_0(x86_ctx *c, const tern_tensor *src, tern_tensor *dst, char *err,
+                               size_t errlen)
+{
+    const char *name = src->name ? src->name : "?";
+    int64_t K = src->ne[0], N = tern_tensor_nrows(src), Np = round_up(N, 16), nb = K / 32;
+    size_t tile_bytes = (size_t)round_up(nb * 544, 64), bytes;
+    if (K <= 0 || K % 32 || N <= 0 || src->ne[2] != 1 || src->ne[3] != 1 ||
+        tern_mul_overflows(tile_bytes, (size_t)(Np / 16), &bytes)) {
+        snprintf(err, errlen, "tensor '%s': bad Q8_0 shape", name);
+        return TERN_EINVAL;
+    }
+    x86_q8mat *m = c->host->alloc(sizeof *m, 64);
+    uint8_t *data = c->host->alloc(bytes, 64);
+    if (!m || !data) {
+        c->host->free(m), c->host->free(data);
+        snprintf(err, errlen, "tensor '%s': out of memory repacking %zu bytes", name, bytes);
+        return TERN_ENOMEM;
+    }
+    memset(data, 0, bytes);
+    for (int64_t i = 0; i < Np / 16; i++) {
+        uint8_t *tile = data + (size_t)i * tile_bytes;
+        uint16_t *scales = (uint16_t *)(tile + nb * 512);
+        for (int r = 0; r < 16; r++) {
+            const uint8_t *row = 16 * i + r < N ? (const uint8_t *)src->data + (size_t)(16 * i + r) * src->nb[1] : NULL;
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = row ? row + b * 34 : NULL;
+                if (blk) memcpy(&scales[16 * b + r], blk, 2);
+                for (int k = 0; k < 32; k++)
+                    tile[b * 512 + 64 * (k / 4) + 4 * r + k % 4] = (uint8_t)((blk ? blk[2 + k] : 0) ^ 0x80);
+            }
+        }
+    }
+    *m = (x86_q8mat){&x86_q8mat_tag, K, N, Np, tile_bytes};
+    *dst = *src;
+    dst->layout = TERN_LAYOUT_BACKEND;
+    dst->data = data;
+    dst->extra = m;
+    dst->name = src->name;
+    return TERN_OK;
+}
+
 static int is_head_name(const char *n)
 {
     return n && (!strcmp(n, "output.weight") || !strcmp(n, "token_embd.weight"));
@@ -237,6 +281,7 @@ tern_status x86_repack(void *ctx, const tern_tensor *src, int purpose, tern_tens
         (t == TERN_TYPE_F32 || t == TERN_TYPE_F16 || t == TERN_TYPE_BF16 || t == TERN_TYPE_Q8_0)) {
         if (c->head_q8 && is_head_name(src->name)) return repack_head_q8(c, src, dst, err, errlen);
         if (is_head_name(src->name)) c->n_head_f16++;
+        if (t == TERN_TYPE_Q8_0 && c->isa == X86_ISA_AVX512) return repack_q8_0(c, src, dst, err, errlen);
         *dst = *src;
         dst->extra = NULL;
         return TERN_OK;
@@ -253,6 +298,9 @@ void x86_release(void *ctx, tern_tensor *t)
     if (!t || !t->extra) return; /* file layout: not ours */
     if (*(const void *const *)t->extra == &x86_tmat_tag) {
         c->n_family[((const x86_tmat *)t->extra)->family]--;
+        c->host->free(t->data);
+        c->host->free(t->extra);
+    } else if (*(const void *const *)t->extra == &x86_q8mat_tag) {
         c->host->free(t->data);
         c->host->free(t->extra);
     } else if (*(const void *const *)t->extra == &x86_q8head_tag) {

@@ -5,7 +5,8 @@
  * repack.c (weight layouts; baseline x86-64), ops_avx2.c (every float op
  * and QUANTIZE_ACT, AVX2+FMA+F16C), tmm_avx2.c (ternary MAD, vpmaddubsw),
  * tmm_avx512.c (ternary MAD with vpdpbusd, bit-serial with vpopcntq, LUT
- * with vpermb). Only *_avx2.c / *_avx512.c are built with ISA flags, so the
+ * with vpermb), q8mm_avx512.c (Q8_0 matmul with vpdpbusd). Only *_avx2.c /
+ * *_avx512.c are built with ISA flags, so the
  * plugin loads anywhere and probe() says "cannot run" without AVX2.
  *
  * Threads: every kernel splits output rows (ternary: 16-row tiles) into nth
@@ -74,6 +75,20 @@ typedef struct x86_q8head {
 } x86_q8head;
 extern const char x86_q8head_tag;
 
+/* ---- Q8_0 weights in 16-row tiles (TERN_REPACK_MATMUL, AVX-512) ----
+ * tensor->extra points at an x86_q8mat, tensor->data at Np/16 tiles of
+ * tile_bytes (a multiple of 64). A tile holds nb = K/32 blocks of 512
+ * bytes, then nb groups of 16 f16 scales (row r of block b at 16 b + r).
+ * Byte 64 g + 4 r + j of block b is w + 128 (u8) for row r of the tile and
+ * k = 32 b + 4 g + j: one zmm load per g is one vpdpbusd operand (lane r =
+ * row r, 4 k per lane). Padding rows hold w = 0 and scale 0. */
+typedef struct x86_q8mat {
+    const void *tag; /* &x86_q8mat_tag */
+    int64_t K, N, Np;
+    size_t tile_bytes;
+} x86_q8mat;
+extern const char x86_q8mat_tag;
+
 tern_status x86_repack(void *ctx, const tern_tensor *src, int purpose, tern_tensor *dst,
                        char *err, size_t errlen);
 void x86_release(void *ctx, tern_tensor *t);
@@ -132,6 +147,12 @@ void x86_tmm_mad_avx512(const tern_node *node, int64_t r0, int64_t r1, void *scr
 void x86_tmm_bitserial_avx512(const tern_node *node, int64_t r0, int64_t r1, void *scratch);
 void x86_tmm_lut_avx512(const tern_node *node, int64_t r0, int64_t r1, void *scratch);
 size_t x86_tmm_scratch(const tern_node *node);
+
+/* ---- Q8_0 matmul (q8mm_avx512.c): tiles [tile0, tile1) of an x86_q8mat
+ * for every token; scratch of x86_q8mm_scratch(K, n_tok) bytes holds the
+ * quantized activations. ---- */
+void x86_q8mm_avx512(const tern_node *node, int64_t tile0, int64_t tile1, void *scratch);
+size_t x86_q8mm_scratch(int64_t K, int64_t n_tok);
 #define X86_LUT_TOKENS 8 /* tokens whose tables the LUT kernel builds at once */
 
 #endif

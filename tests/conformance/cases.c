@@ -606,8 +606,34 @@ static void gen_matmul(conf_list *l, unsigned long long *rng)
             make_weight(c, 1, types[ti], K, N, rng);
             c->weight = 1;
             c->purpose = TERN_REPACK_MATMUL;
+            c->exact = types[ti] == TERN_TYPE_Q8_0;
             conf_dst(c, TERN_TYPE_F32, 2, dne);
         }
+}
+
+/* op.h's Q8_0 definition, written out here: activations per block of 32
+ * to int8 with an f32 scale amax/127, exact block dots, one f32 fma per
+ * block in order. */
+static float q8_0_definition(const float *x, const uint8_t *wrow, int64_t K)
+{
+    float acc = 0.0f;
+    for (int64_t b = 0; b < K / 32; b++) {
+        const float *xb = x + 32 * b;
+        const uint8_t *blk = wrow + 34 * b;
+        float amax = 0.0f;
+        for (int i = 0; i < 32; i++)
+            if (fabsf(xb[i]) > amax) amax = fabsf(xb[i]);
+        float id = amax > 0.0f ? 127.0f / amax : 0.0f, dx = amax / 127.0f;
+        int64_t dot = 0;
+        for (int i = 0; i < 32; i++) {
+            float v = rintf(xb[i] * id);
+            int qi = v > 127.0f ? 127 : v < -127.0f ? -127 : (int)v;
+            dot += (int64_t)qi * (int8_t)blk[2 + i];
+        }
+        uint16_t h = (uint16_t)(blk[0] | blk[1] << 8);
+        acc = fmaf((float)dot, tern_f16_to_f32(h) * dx, acc);
+    }
+    return acc;
 }
 
 static void oracle_matmul(conf_case *c)
@@ -617,6 +643,12 @@ static void oracle_matmul(conf_case *c)
     for (int64_t t = 0; t < T; t++)
         for (int64_t n = 0; n < N; n++) {
             const float *x = (const float *)c->src[0].data + t * K, *w = c->wdec + n * K;
+            if (c->exact) {
+                put_f32(c->expect, t * N + n,
+                        q8_0_definition(x, (const uint8_t *)c->src[1].data + n * c->src[1].nb[1], K));
+                c->mag[t * N + n] = 1.0;
+                continue;
+            }
             double acc = 0.0, mag = 0.0;
             for (int64_t k = 0; k < K; k++) {
                 acc += (double)x[k] * w[k];

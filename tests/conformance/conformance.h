@@ -41,6 +41,7 @@ typedef struct conf_case {
     double *mag;          /* CONF_MAG: per f32 output, sum |x||w| */
     float *wdec;          /* weights decoded independently, [N][K] */
     int8_t *codes;        /* ternary codes, [N][K] */
+    int exact;            /* compare bytes whatever the op's cmp (Q8_0 matmul: an integer path) */
 } conf_case;
 
 typedef struct conf_list {

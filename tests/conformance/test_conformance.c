@@ -104,7 +104,8 @@ static void run_case(conf_backends *b, const conf_op *op, conf_case *c, cell *ro
         note(&row[0], c, 1, rs == CONF_RUN_FALLBACK ? "scalar refused the node" : why);
         goto done;
     }
-    if (score(&row[0], c, 1, op->cmp, op->oracle_tol, ref, c->expect)) row[0].pass++;
+    conf_cmp cmp = c->exact ? CONF_EXACT : op->cmp;
+    if (score(&row[0], c, 1, cmp, op->oracle_tol, ref, c->expect)) row[0].pass++;
     for (int i = 0; i < b->n; i++) {
         cell *cl = &row[1 + i];
         cl->cases++;
@@ -118,7 +119,7 @@ static void run_case(conf_backends *b, const conf_op *op, conf_case *c, cell *ro
                 note(cl, c, nth, why);
                 break;
             }
-            if (!score(cl, c, nth, op->cmp, op->tol, out, ref)) break;
+            if (!score(cl, c, nth, cmp, op->tol, out, ref)) break;
             if (nth == NTH_MAX) cl->pass++;
         }
     }

@@ -62,7 +62,10 @@ typedef enum tern_op {
     TERN_OP_MATMUL_TERNARY,
     /* Float matmul.  src0: F32 [K, n_tok]; src1: weight [K, N] of F32, F16,
      * BF16 or Q8_0 (as repacked by this backend); dst F32 [N, n_tok]:
-     * dst[t][n] = sum_k src0[t][k] * w[n][k]. */
+     * dst[t][n] = sum_k src0[t][k] * w[n][k].  Q8_0 is an integer path, as
+     * in llama.cpp: each token's activations are quantized per block of 32
+     * (tern_quantize_act_q8_0) and dst = tern_dot_q8_0 (quant.h) exactly,
+     * bit for bit on every backend. */
     TERN_OP_MATMUL,
     TERN_OP_COUNT
 } tern_op;

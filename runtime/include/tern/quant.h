@@ -49,6 +49,17 @@ void tern_quantize_f16(const float *src, int64_t n, void *dst);
 void tern_quantize_bf16(const float *src, int64_t n, void *dst);
 void tern_quantize_q8_0(const float *src, int64_t n, void *dst);
 
+/* Q8_0 matmul activations (see TERN_OP_MATMUL): n values (a multiple of
+ * 32) become, per block of 32, d[b] = amax / 127 and q = round-half-even(x *
+ * (127 / amax)) clamped to +-127 (0 for a zero block, and for NaN). Unlike
+ * tern_quantize_q8_0 the scale stays f32: these never reach a file. */
+void tern_quantize_act_q8_0(const float *x, int64_t n, int8_t *q, float *d);
+/* The Q8_0 matmul's definition for one output: wrow is one Q8_0 weight row
+ * of n values in file layout, q and d its activations as above. Per block b
+ * in order, acc = fmaf((float)dot_b, f32(d_w[b]) * d[b], acc) from acc = 0,
+ * dot_b the exact int32 dot of the block's codes. */
+float tern_dot_q8_0(const void *wrow, const int8_t *q, const float *d, int64_t n);
+
 /* Bytes a whole tensor of type with ne[0..3] occupies in a file; 0 when the
  * shape does not fit the type's blocks or the size overflows. */
 uint64_t tern_tensor_file_bytes(int type, const int64_t ne[TERN_MAX_DIMS]);
