@@ -98,11 +98,13 @@ static void x86_describe(void *ctx, char *buf, size_t n)
         if (c->n_family[f] && used < sizeof fams)
             used += (size_t)snprintf(fams + used, sizeof fams - used, "%s%s x%d", used ? ", " : "",
                                      x86_family_names[f], c->n_family[f]);
-    snprintf(buf, n, "x86 %s, kernel %s%s (%s%s), head %s", c->isa == X86_ISA_AVX512 ? "avx512" : "avx2",
+    char q8[48] = "";
+    if (c->n_q8mat) snprintf(q8, sizeof q8, ", q8_0 vnni tiles x%d", c->n_q8mat);
+    snprintf(buf, n, "x86 %s, kernel %s%s (%s%s)%s, head %s", c->isa == X86_ISA_AVX512 ? "avx512" : "avx2",
              x86_family_names[c->kernel],
              c->kernel == X86_FAM_AUTO ? ": built-in table, mad on VNNI" : "",
-             used ? "ternary: " : "no ternary weights yet", fams,
-             c->n_head_q8 ? "q8 (int8 rows, f32 row scale)" : c->head_q8 ? "q8 requested" : "f16 as stored");
+             used ? "ternary: " : "no ternary weights yet", fams, q8,
+             c->n_head_q8 ? "q8 (quantized to q8_0)" : c->head_q8 ? "q8 requested" : "as stored");
 }
 
 /* ---- the ternary matmul: split 16-row tiles, then the family's kernel ---- */
@@ -192,7 +194,6 @@ static int x86_supports_op(void *ctx, const tern_node *nd)
         const x86_q8mat *m = w->extra;
         return m->K == x->ne[0] && m->N == d->ne[0];
     }
-    if (w->layout == TERN_LAYOUT_BACKEND) return tag_is(w, &x86_q8head_tag);
     return w->layout == TERN_LAYOUT_FILE && tern_op_is_float_weight(w->type);
 }
 

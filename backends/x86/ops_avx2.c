@@ -695,120 +695,12 @@ static void q8_0_rows(const tern_node *node, int64_t lo, int64_t hi, void *scrat
     }
 }
 
-/* ---- the int8 head (x86_q8head rows): integer dot with vpmaddwd ----
- * Each token's activations are rounded once to int16 with a per-token
- * scale xs = amax / 16384 (|x16| <= 2^14, error <= xs/2 = amax/32768 per
- * element, some 60x below the weights' own int8 step), kept in scratch.
- * Per 16 weights: vpmovsxbw + vpmaddwd + vpaddd, half the instructions of
- * widening int8 to f32. Pair sums are <= 2 * 127 * 2^14, so 256 steps per
- * int32 lane (4096 values of K) are exact; each such block is converted to
- * f32 and added in order. y = (hsum * xs) * s_row. Same chains for every
- * tile shape, so GEMV and GEMM agree bit for bit. */
-
-#define Q8H_BLOCK 4096
-
-static void q8h_quantize(const float *x, int64_t K, int16_t *x16, float *xs)
-{
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    __m256 vmax = _mm256_setzero_ps();
-    int64_t k = 0;
-    for (; k + 8 <= K; k += 8) vmax = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + k), absmask), vmax);
-    float amax = hmax8(vmax);
-    for (; k < K; k++) amax = fabsf(x[k]) > amax ? fabsf(x[k]) : amax;
-    float inv = amax > 0.0f ? 16384.0f / amax : 0.0f;
-    *xs = amax / 16384.0f;
-    int64_t K16 = (K + 15) / 16 * 16;
-    for (k = 0; k < K16; k++) {
-        float v = k < K ? nearbyintf(x[k] * inv) : 0.0f;
-        x16[k] = (int16_t)(v > 16384.0f ? 16384 : v < -16384.0f ? -16384 : v == v ? v : 0);
-    }
-}
-
-AI void q8h_tile(int R, int T, const int8_t *const *wr, const int16_t *const *x, int64_t K, float *out,
-                 size_t pf)
-{ /* pf: as mm_tile's */
-    __m256 f[8][3];
-    _Pragma("GCC unroll 8")
-    for (int r = 0; r < R; r++)
-        _Pragma("GCC unroll 8")
-        for (int t = 0; t < T; t++) f[r][t] = _mm256_setzero_ps();
-    for (int64_t k0 = 0; k0 < K; k0 += Q8H_BLOCK) {
-        int64_t k1 = K - k0 < Q8H_BLOCK ? K : k0 + Q8H_BLOCK;
-        __m256i acc[8][3];
-        _Pragma("GCC unroll 8")
-        for (int r = 0; r < R; r++)
-            _Pragma("GCC unroll 8")
-            for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_si256();
-        for (int64_t k = k0; k < k1; k += 16) {
-            __m256i xv[3];
-            _Pragma("GCC unroll 8")
-            for (int t = 0; t < T; t++) xv[t] = _mm256_loadu_si256((const __m256i *)(x[t] + k));
-            if (pf && !(k & 63))
-                _Pragma("GCC unroll 8")
-                for (int r = 0; r < R; r++) _mm_prefetch((const char *)(wr[r] + k + pf), _MM_HINT_T0);
-            _Pragma("GCC unroll 8")
-            for (int r = 0; r < R; r++) {
-                __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wr[r] + k)));
-                _Pragma("GCC unroll 8")
-                for (int t = 0; t < T; t++) acc[r][t] = _mm256_add_epi32(acc[r][t], _mm256_madd_epi16(w, xv[t]));
-            }
-        }
-        _Pragma("GCC unroll 8")
-        for (int r = 0; r < R; r++)
-            _Pragma("GCC unroll 8")
-            for (int t = 0; t < T; t++) f[r][t] = _mm256_add_ps(f[r][t], _mm256_cvtepi32_ps(acc[r][t]));
-    }
-    _Pragma("GCC unroll 8")
-    for (int r = 0; r < R; r++)
-        _Pragma("GCC unroll 8")
-        for (int t = 0; t < T; t++) out[r * T + t] = hsum8(f[r][t]);
-}
-
-/* Rows [lo, hi); the int8 rows may be read up to 15 bytes past a row's end
- * (the repack leaves 64 bytes after the last row), against zero x16. */
-static void q8h_rows(const tern_node *node, int64_t lo, int64_t hi, void *scratch)
-{
-    const tern_tensor *xt = node->src[0], *w = node->src[1];
-    const float *scales = ((const x86_q8head *)w->extra)->scales;
-    int64_t K = xt->ne[0], n_tok = tern_tensor_nrows(xt), K16 = (K + 15) / 16 * 16;
-    int16_t *x16 = scratch;
-    float *xs = (float *)(x16 + n_tok * K16);
-    for (int64_t t = 0; t < n_tok; t++) q8h_quantize((const float *)x86_row(xt, t), K, x16 + t * K16, &xs[t]);
-    int R = n_tok == 1 ? 8 : 4;
-    for (int64_t n0 = lo; n0 < hi; n0 += R) {
-        int rows = hi - n0 < R ? (int)(hi - n0) : R;
-        const int8_t *wr[8];
-        for (int r = 0; r < rows; r++) wr[r] = (const int8_t *)w->data + (size_t)(n0 + r) * w->nb[1];
-        for (int64_t t0 = 0; t0 < n_tok; t0 += 3) {
-            int T = n_tok - t0 < 3 ? (int)(n_tok - t0) : 3;
-            const int16_t *x[3];
-            float out[8 * 3];
-            for (int t = 0; t < T; t++) x[t] = x16 + (t0 + t) * K16;
-            if (rows == 8 && T == 1)
-                q8h_tile(8, 1, wr, x, K16, out, (size_t)8 * w->nb[1]);
-            else if (rows == 4 && T == 3)
-                q8h_tile(4, 3, wr, x, K16, out, 0);
-            else
-                for (int r = 0; r < rows; r++)
-                    for (int t = 0; t < T; t++) q8h_tile(1, 1, wr + r, x + t, K16, out + r * T + t, 0);
-            for (int t = 0; t < T; t++) {
-                float *y = (float *)x86_row(node->dst, t0 + t);
-                for (int r = 0; r < rows; r++) y[n0 + r] = (out[r * T + t] * xs[t0 + t]) * scales[n0 + r];
-            }
-        }
-    }
-}
-
 void x86_matmul(void *ctx, const tern_node *node, int ith, int nth, void *scratch)
 {
     (void)ctx;
     const tern_tensor *w = node->src[1];
     int64_t lo, hi;
     x86_split(node->dst->ne[0], ith, nth, &lo, &hi);
-    if (w->layout == TERN_LAYOUT_BACKEND) {
-        q8h_rows(node, lo, hi, scratch);
-        return;
-    }
     switch (w->type) {
     case TERN_TYPE_F32: mm_rows(W_F32, node, lo, hi); break;
     case TERN_TYPE_F16: mm_rows(W_F16, node, lo, hi); break;
@@ -819,10 +711,6 @@ void x86_matmul(void *ctx, const tern_node *node, int ith, int nth, void *scratc
 
 size_t x86_ops_scratch(const tern_node *nd)
 {
-    if (nd->op == TERN_OP_MATMUL && nd->src[0] && nd->src[1] && nd->src[1]->layout == TERN_LAYOUT_BACKEND) {
-        size_t K16 = (size_t)(nd->src[0]->ne[0] + 15) / 16 * 16, n_tok = (size_t)tern_tensor_nrows(nd->src[0]);
-        return n_tok * (K16 * 2 + 4) + 64; /* int16 activations, then their scales */
-    }
     if (nd->op == TERN_OP_ATTENTION && nd->src[0] && nd->src[1]) /* AVX2: q, acc, n_ctx scores; AVX-512: */
         return (size_t)4 * (2 * ((nd->src[0]->ne[0] + 7) / 8 * 8) + nd->src[1]->ne[2]) * sizeof(double) + 64; /* the same for 4 heads */
     if (nd->op == TERN_OP_ROPE) {
@@ -830,38 +718,4 @@ size_t x86_ops_scratch(const tern_node *nd)
         return (n_dims / 2 + 2 * n_dims) * sizeof(double);
     }
     return 0;
-}
-
-/* ---- q8 head repack, one F16 row (repack.c's numerics, 8 lanes: cvtph_ps
- * is exact as tern_f16_to_f32 is; max_ps skips NaN as the scalar compare
- * does; round_ps to nearest even as nearbyintf; NaN becomes 0) ---- */
-
-void x86_q8_row_f16(const uint16_t *w, int64_t K, int8_t *q, float *scale)
-{
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    __m256 vmax = _mm256_setzero_ps();
-    int64_t k = 0;
-    for (; k + 8 <= K; k += 8)
-        vmax = _mm256_max_ps(_mm256_and_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + k))), absmask), vmax);
-    float amax = hmax8(vmax);
-    for (; k < K; k++) {
-        float a = fabsf(tern_f16_to_f32(w[k]));
-        amax = a > amax ? a : amax;
-    }
-    float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    *scale = amax / 127.0f;
-    __m256 vi = _mm256_set1_ps(inv), lo_c = _mm256_set1_ps(-127.0f), hi_c = _mm256_set1_ps(127.0f);
-    for (k = 0; k + 8 <= K; k += 8) {
-        __m256 v = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + k))), vi);
-        __m256 ord = _mm256_cmp_ps(v, v, _CMP_ORD_Q);
-        v = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        v = _mm256_and_ps(_mm256_min_ps(_mm256_max_ps(v, lo_c), hi_c), ord);
-        __m256i i32 = _mm256_cvtps_epi32(v);
-        __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
-        _mm_storel_epi64((__m128i *)(q + k), _mm_packs_epi16(i16, i16));
-    }
-    for (; k < K; k++) {
-        float v = nearbyintf(tern_f16_to_f32(w[k]) * inv);
-        q[k] = (int8_t)(v > 127.0f ? 127 : v < -127.0f ? -127 : v == v ? v : 0);
-    }
 }

@@ -20,6 +20,7 @@
 
 #define AI static inline __attribute__((always_inline))
 #define Q8MM_TOKENS 8
+#define Q8MM_PREFETCH 4096
 
 /* One token's activations as tern_quantize_act_q8_0 forms them, plus the
  * per-block correction -128 * sum(q). Bit-identical to the reference:
@@ -74,6 +75,10 @@ AI void tile_tokens(int T, const uint8_t *tile, int64_t nb, const q8act *a, floa
     for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *wb = tile + b * 512;
+        /* the stream runs on: tiles lie end to end, so Q8MM_PREFETCH bytes
+         * ahead is this tile's later blocks, its scales or the next tile */
+        _Pragma("GCC unroll 8")
+        for (int g = 0; g < 8; g++) _mm_prefetch((const char *)(wb + Q8MM_PREFETCH + 64 * g), _MM_HINT_T0);
         __m512i w[8];
         _Pragma("GCC unroll 8")
         for (int g = 0; g < 8; g++) w[g] = _mm512_load_si512((const void *)(wb + 64 * g));

@@ -8,8 +8,10 @@
 #include "x86.h"
 
 const char x86_tmat_tag = 't';
-const char x86_q8head_tag = 'h';
 const char x86_q8mat_tag = 'q';
+const char x86_owned_tag = 'o';
+/* extra of a file-layout copy this backend allocated (the AVX2 q8 head) */
+static const void *const x86_owned = &x86_owned_tag;
 const char *const x86_family_names[X86_FAM_COUNT] = {"auto", "mad", "bitserial", "lut"};
 
 /* The built-in table behind kernel = "auto" (a table rather than a timing
@@ -154,68 +156,6 @@ static tern_status repack_ternary(x86_ctx *c, const tern_tensor *src, tern_tenso
     return TERN_OK;
 }
 
-/* The int8 head. Numerics: each row n gets s_n = max_k |w_nk| / 127 and
- * q_nk = round_half_even(w_nk * (127 / amax)), so |w - s q| <= s/2 (plus
- * one f32 rounding): about 0.4% of the row's largest weight. The matmul
- * (ops_avx2.c, q8h_rows) rounds each token's activations to int16 with
- * xs = amax_x / 16384 (error <= amax_x / 32768, ~60x finer than the
- * weights' step), sums q * x16 exactly in int32 blocks, and returns
- * (sum * xs) * s_n. So |y_q8 - y_f16| <= sum_k |x_k| s_n / 2 +
- * sum_k |w_nk| amax_x / 32768 + f32 rounding; tests/x86 checks this bound.
- * Reading 1 byte instead of 2 per weight halves the head's decode traffic. */
-static tern_status repack_head_q8(x86_ctx *c, const tern_tensor *src, tern_tensor *dst, char *err,
-                                  size_t errlen)
-{
-    const char *name = src->name ? src->name : "?";
-    int64_t K = src->ne[0], N = tern_tensor_nrows(src);
-    size_t bytes;
-    if (K <= 0 || N <= 0 || tern_mul_overflows((size_t)K, (size_t)N, &bytes)) {
-        snprintf(err, errlen, "tensor '%s': bad shape", name);
-        return TERN_EINVAL;
-    }
-    x86_q8head *h = c->host->alloc(sizeof *h, 64);
-    int8_t *q = c->host->alloc(bytes + 64, 64);
-    float *scales = c->host->alloc((size_t)N * sizeof(float), 64);
-    float *row = c->host->alloc((size_t)K * sizeof(float), 64);
-    if (!h || !q || !scales || !row) {
-        c->host->free(h), c->host->free(q), c->host->free(scales), c->host->free(row);
-        snprintf(err, errlen, "tensor '%s': out of memory repacking %zu bytes", name, bytes);
-        return TERN_ENOMEM;
-    }
-    for (int64_t n = 0; n < N; n++) {
-        tern_error e;
-        if (src->type == TERN_TYPE_F16 && src->layout == TERN_LAYOUT_FILE && src->ne[2] == 1 && src->ne[3] == 1) { /* AVX2 + F16C: init saw them */
-            x86_q8_row_f16((const uint16_t *)((const uint8_t *)src->data + (size_t)n * src->nb[1]), K,
-                           q + n * K, &scales[n]);
-            continue;
-        }
-        if (tern_dequantize_rows(src, n, 1, row, &e) != TERN_OK) {
-            c->host->free(h), c->host->free(q), c->host->free(scales), c->host->free(row);
-            snprintf(err, errlen, "%s", e.msg);
-            return e.status;
-        }
-        float amax = 0.0f;
-        for (int64_t k = 0; k < K; k++) amax = fabsf(row[k]) > amax ? fabsf(row[k]) : amax;
-        float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-        scales[n] = amax / 127.0f;
-        for (int64_t k = 0; k < K; k++) {
-            float v = nearbyintf(row[k] * inv);
-            q[n * K + k] = (int8_t)(v > 127.0f ? 127 : v < -127.0f ? -127 : v == v ? v : 0);
-        }
-    }
-    c->host->free(row);
-    h->tag = &x86_q8head_tag;
-    h->scales = scales;
-    *dst = *src;
-    tern_tensor_init(dst, TERN_TYPE_I8, 2, (int64_t[]){K, N});
-    dst->layout = TERN_LAYOUT_BACKEND;
-    dst->data = q;
-    dst->extra = h;
-    dst->name = src->name;
-    c->n_head_q8++;
-    return TERN_OK;
-}
-
 /* Q8_0 rows into x86_q8mat tiles (x86.h): the same codes and f16 scales,
  * reordered, codes offset by 128 for vpdpbusd's unsigned operand. */
 static tern_status repack_q8_0(x86_ctx *c, const tern_tensor *src, tern_tensor *dst, char *err,
@@ -251,12 +191,68 @@ static tern_status repack_q8_0(x86_ctx *c, const tern_tensor *src, tern_tensor *
         }
     }
     *m = (x86_q8mat){&x86_q8mat_tag, K, N, Np, tile_bytes};
+    c->n_q8mat++;
     *dst = *src;
     dst->layout = TERN_LAYOUT_BACKEND;
     dst->data = data;
     dst->extra = m;
     dst->name = src->name;
     return TERN_OK;
+}
+
+/* The q8 head (options.head = "q8"): a float head is quantized to Q8_0 at
+ * load, as llama.cpp's quantizer writes Q8_0 (tern_quantize_q8_0), and is
+ * then an ordinary Q8_0 weight: vnni tiles on AVX-512, the file-layout
+ * Q8_0 rows on AVX2, the Q8_0 matmul's numerics either way. 1.06 bytes a
+ * weight instead of 2 cuts an F16 head's decode traffic by 47%. Heads
+ * whose K is not whole blocks of 32 stay as stored. */
+static tern_status repack_head_q8(x86_ctx *c, const tern_tensor *src, tern_tensor *dst, char *err,
+                                  size_t errlen)
+{
+    const char *name = src->name ? src->name : "?";
+    int64_t K = src->ne[0], N = tern_tensor_nrows(src);
+    size_t row_bytes = (size_t)K / 32 * 34, bytes;
+    if (K % 32 || src->ne[2] != 1 || src->ne[3] != 1) {
+        c->n_head_f16++;
+        *dst = *src;
+        dst->extra = NULL;
+        return TERN_OK;
+    }
+    if (K <= 0 || N <= 0 || tern_mul_overflows(row_bytes, (size_t)N, &bytes)) {
+        snprintf(err, errlen, "tensor '%s': bad shape", name);
+        return TERN_EINVAL;
+    }
+    uint8_t *q = c->host->alloc(bytes + 64, 64);
+    float *row = c->host->alloc((size_t)K * sizeof(float), 64);
+    if (!q || !row) {
+        c->host->free(q), c->host->free(row);
+        snprintf(err, errlen, "tensor '%s': out of memory repacking %zu bytes", name, bytes);
+        return TERN_ENOMEM;
+    }
+    for (int64_t n = 0; n < N; n++) {
+        tern_error e;
+        if (tern_dequantize_rows(src, n, 1, row, &e) != TERN_OK) {
+            c->host->free(q), c->host->free(row);
+            snprintf(err, errlen, "%s", e.msg);
+            return e.status;
+        }
+        tern_quantize_q8_0(row, K, q + (size_t)n * row_bytes);
+    }
+    c->host->free(row);
+    tern_tensor q8 = *src;
+    tern_tensor_init(&q8, TERN_TYPE_Q8_0, 2, (int64_t[]){K, N});
+    q8.data = q;
+    q8.name = src->name;
+    tern_status st = TERN_OK;
+    if (c->isa == X86_ISA_AVX512) {
+        st = repack_q8_0(c, &q8, dst, err, errlen);
+        c->host->free(q);
+    } else {
+        *dst = q8;
+        dst->extra = (void *)&x86_owned; /* ours to free */
+    }
+    if (st == TERN_OK) c->n_head_q8++;
+    return st;
 }
 
 static int is_head_name(const char *n)
@@ -279,9 +275,11 @@ tern_status x86_repack(void *ctx, const tern_tensor *src, int purpose, tern_tens
         return repack_ternary(c, src, dst, err, errlen);
     if (purpose == TERN_REPACK_MATMUL &&
         (t == TERN_TYPE_F32 || t == TERN_TYPE_F16 || t == TERN_TYPE_BF16 || t == TERN_TYPE_Q8_0)) {
+        /* Q8_0 is int8 already: its tiles serve a head as well as the int16
+         * q8 head would, and batches better */
+        if (t == TERN_TYPE_Q8_0 && c->isa == X86_ISA_AVX512) return repack_q8_0(c, src, dst, err, errlen);
         if (c->head_q8 && is_head_name(src->name)) return repack_head_q8(c, src, dst, err, errlen);
         if (is_head_name(src->name)) c->n_head_f16++;
-        if (t == TERN_TYPE_Q8_0 && c->isa == X86_ISA_AVX512) return repack_q8_0(c, src, dst, err, errlen);
         *dst = *src;
         dst->extra = NULL;
         return TERN_OK;
@@ -301,14 +299,11 @@ void x86_release(void *ctx, tern_tensor *t)
         c->host->free(t->data);
         c->host->free(t->extra);
     } else if (*(const void *const *)t->extra == &x86_q8mat_tag) {
+        c->n_q8mat--;
         c->host->free(t->data);
         c->host->free(t->extra);
-    } else if (*(const void *const *)t->extra == &x86_q8head_tag) {
-        x86_q8head *h = t->extra;
-        c->n_head_q8--;
-        c->host->free(h->scales);
+    } else if (*(const void *const *)t->extra == &x86_owned_tag) {
         c->host->free(t->data);
-        c->host->free(h);
     } else {
         return;
     }

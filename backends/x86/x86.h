@@ -37,8 +37,9 @@ typedef struct x86_ctx {
     int kernel;        /* X86_FAM_* asked for (AUTO = per shape) */
     int head_q8;       /* options.head == "q8" */
     int n_family[X86_FAM_COUNT]; /* ternary tensors repacked per family */
-    int n_head_q8;     /* head tensors repacked to int8 rows */
+    int n_head_q8;     /* head tensors quantized to Q8_0 (options.head = "q8") */
     int n_head_f16;    /* head tensors kept as stored */
+    int n_q8mat;       /* Q8_0 tensors repacked to vnni tiles */
 } x86_ctx;
 
 /* ---- repacked ternary weights (TERN_REPACK_TERNARY) ----
@@ -65,15 +66,6 @@ typedef struct x86_tmat {
     int64_t K, N, Kp, Np;
 } x86_tmat;
 extern const char x86_tmat_tag;
-
-/* ---- int8 output head (TERN_REPACK_MATMUL with options.head = "q8") ----
- * data: int8 [N][K] rows; scales: one f32 per row. See repack.c for the
- * numerics. Float weights kept as stored have extra == NULL. */
-typedef struct x86_q8head {
-    const void *tag; /* &x86_q8head_tag */
-    float *scales;   /* [N] */
-} x86_q8head;
-extern const char x86_q8head_tag;
 
 /* ---- Q8_0 weights in 16-row tiles (TERN_REPACK_MATMUL, AVX-512) ----
  * tensor->extra points at an x86_q8mat, tensor->data at Np/16 tiles of
@@ -134,9 +126,6 @@ void x86_matmul(void *ctx, const tern_node *node, int ith, int nth, void *scratc
 
 /* Scratch bytes per thread of the float ops above. */
 size_t x86_ops_scratch(const tern_node *node);
-/* One F16 row of the q8 head: int8 codes and the row scale, as
- * repack_head_q8 forms them (ops_avx2.c). */
-void x86_q8_row_f16(const uint16_t *w, int64_t K, int8_t *q, float *scale);
 /* AVX-512 attention (attn_avx512.c); the same scratch as x86_attention. */
 void x86_attention_avx512(void *ctx, const tern_node *node, int ith, int nth, void *scratch);
 

@@ -164,13 +164,16 @@ static conf_case *float_case(conf_list *l, int type, int64_t K, int64_t N, int64
     return c;
 }
 
+static const char *const attn_kernels[] = {"auto", "mad-avx2"};
+
 /* Token t of a batch gets the same bits as token t alone: the float
- * matmul's GEMM tiles run the GEMV's chains. */
+ * matmul's GEMM tiles run the GEMV's chains. Q8_0, an integer path, also
+ * equals scalar byte for byte (AVX-512 tiles and AVX2 rows). */
 START_TEST(test_matmul_batch_invariant)
 {
     be_pair p;
     if (!open_pair(&p)) return;
-    tern_backend *be = create(p.x86, NULL, NULL);
+    tern_backend *be = create(p.x86, attn_kernels[_i], NULL), *sc = create(p.scalar, NULL, NULL);
     static const int types[] = {TERN_TYPE_F32, TERN_TYPE_F16, TERN_TYPE_BF16, TERN_TYPE_Q8_0};
     unsigned long long rng = 0xba7c4;
     for (int ti = 0; ti < 4; ti++) {
@@ -180,6 +183,12 @@ START_TEST(test_matmul_batch_invariant)
         uint8_t *out = xalloc(all->dst_bytes), *one = xalloc((size_t)N * 4);
         char why[300];
         ck_assert_msg(conf_run(be, all, 2, out, why, sizeof why) == CONF_RUN_OK, "%s", why);
+        if (types[ti] == TERN_TYPE_Q8_0) {
+            uint8_t *ref = xalloc(all->dst_bytes);
+            ck_assert(conf_run(sc, all, 1, ref, why, sizeof why) == CONF_RUN_OK);
+            ck_assert_msg(!memcmp(ref, out, all->dst_bytes), "q8_0 (%s) differs from scalar", attn_kernels[_i]);
+            free(ref);
+        }
         for (int64_t t = 0; t < T; t++) {
             conf_case single = *all; /* the same weight, one token */
             single.src[0].ne[1] = 1;
@@ -197,22 +206,29 @@ START_TEST(test_matmul_batch_invariant)
         free(one);
         conf_list_free(&l);
     }
+    tern_backend_free(sc);
     tern_backend_free(be);
     tern_registry_free(p.reg);
 }
 END_TEST
 
-/* The q8 head against scalar's F16 head. Bound (see backends/x86/repack.c):
- * each weight moves by at most s_n / 2 (s_n = amax_n / 127), each
- * activation by at most amax_x / 32768, so |dy| <= sum_k |x_k| amax_n / 254
- * + sum_k |w_nk| amax_x / 32768 (+ 1e-5 sum|x||w| for f32 rounding). */
+/* The q8 head: an F16 head quantized to Q8_0 at load (tern_quantize_q8_0),
+ * then the Q8_0 matmul. Its outputs must equal the definition run on the
+ * requantized rows bit for bit, and stay within the quantization bound of
+ * scalar's F16 result: per block b, each weight moves by at most
+ * ew_b = amax_w,b (1/254 + 2^-11) (the code's rounding and the f16 scale's),
+ * each activation by at most ex_b = amax_x,b / 254, so
+ * |dy| <= sum_k |x_k| ew_b + |w_k| ex_b + ew_b ex_b (+ 1e-5 sum|x||w|). */
 START_TEST(test_q8_head)
 {
     be_pair p;
     if (!open_pair(&p)) return;
-    tern_backend *sc = create(p.scalar, NULL, NULL), *be = create(p.x86, NULL, "q8");
+    tern_backend *sc = create(p.scalar, NULL, NULL), *be = create(p.x86, attn_kernels[_i], "q8");
     unsigned long long rng = 0x0e8d;
-    const int64_t K = 2560, N = 257;
+    const int64_t K = 2560, N = 257, nb = K / 32;
+    float *wf = xalloc((size_t)K * 4), *xd = xalloc((size_t)nb * 4);
+    uint8_t *wq = xalloc((size_t)nb * 34);
+    int8_t *xq = xalloc((size_t)K);
     for (int64_t T = 1; T <= 3; T += 2) {
         conf_list l = {0};
         conf_case *c = float_case(&l, TERN_TYPE_F16, K, N, T, "output.weight", &rng);
@@ -221,27 +237,35 @@ START_TEST(test_q8_head)
         ck_assert(conf_run(sc, c, 1, ref, why, sizeof why) == CONF_RUN_OK);
         ck_assert_msg(conf_run(be, c, 2, out, why, sizeof why) == CONF_RUN_OK, "%s", why);
         double worst = 0.0, maxd = 0.0;
-        for (int64_t t = 0; t < T; t++)
+        for (int64_t t = 0; t < T; t++) {
+            const float *x = (const float *)c->src[0].data + t * K;
+            tern_quantize_act_q8_0(x, K, xq, xd);
             for (int64_t n = 0; n < N; n++) {
-                const float *x = (const float *)c->src[0].data + t * K;
                 const uint16_t *w = (const uint16_t *)c->src[1].data + n * K;
-                double sx = 0.0, sw = 0.0, amax = 0.0, xmax = 0.0, mag = 0.0;
-                for (int64_t k = 0; k < K; k++) {
-                    double wf = tern_f16_to_f32(w[k]);
-                    sx += fabs(x[k]);
-                    sw += fabs(wf);
-                    amax = fmax(amax, fabs(wf));
-                    xmax = fmax(xmax, fabs(x[k]));
-                    mag += fabs(x[k] * wf);
+                for (int64_t k = 0; k < K; k++) wf[k] = tern_f16_to_f32(w[k]);
+                tern_quantize_q8_0(wf, K, wq);
+                float want = tern_dot_q8_0(wq, xq, xd, K), got = ((float *)out)[t * N + n];
+                ck_assert_msg(!memcmp(&got, &want, 4), "q8 head token %lld row %lld: %.9g, the definition %.9g",
+                              (long long)t, (long long)n, got, want);
+                double bound = 0.0, mag = 0.0;
+                for (int64_t b = 0; b < nb; b++) {
+                    double aw = 0.0, ax = 0.0, sx = 0.0, sw = 0.0;
+                    for (int64_t k = 32 * b; k < 32 * b + 32; k++) {
+                        aw = fmax(aw, fabs(wf[k])), ax = fmax(ax, fabs(x[k]));
+                        sx += fabs(x[k]), sw += fabs(wf[k]), mag += fabs(x[k] * wf[k]);
+                    }
+                    double ew = aw * (1.0 / 254 + 1.0 / 2048), ex = ax / 254;
+                    bound += sx * ew + sw * ex + 32 * ew * ex;
                 }
-                double d = fabs((double)((float *)out)[t * N + n] - ((float *)ref)[t * N + n]);
-                double bound = sx * amax / 254.0 * 1.001 + sw * xmax / 32768.0 + 1e-5 * mag;
+                bound = bound * 1.001 + 1e-5 * mag;
+                double d = fabs((double)got - ((float *)ref)[t * N + n]);
                 ck_assert_msg(d <= bound, "q8 head token %lld row %lld: |dy| %g > bound %g",
                               (long long)t, (long long)n, d, bound);
                 worst = fmax(worst, d / bound);
                 maxd = fmax(maxd, d);
             }
-        if (T == 3) { /* batch invariance of the int8 head too */
+        }
+        if (T == 3) { /* batch invariance of the q8 head too */
             for (int64_t t = 0; t < T; t++) {
                 conf_case single = *c;
                 single.src[0].ne[1] = 1;
@@ -255,12 +279,14 @@ START_TEST(test_q8_head)
                 free(one);
             }
         }
-        printf("x86 q8 head vs scalar f16 (K=%lld N=%lld tok=%lld): max |dy| %.3g, worst %.2f of the bound\n",
+        printf("x86 q8 head (q8_0) vs scalar f16 (K=%lld N=%lld tok=%lld): equal to the definition, max |dy| %.3g, "
+               "worst %.2f of the bound\n",
                (long long)K, (long long)N, (long long)T, maxd, worst);
         free(ref);
         free(out);
         conf_list_free(&l);
     }
+    free(wf), free(xd), free(wq), free(xq);
     char desc[512];
     be->api->describe(be->ctx, desc, sizeof desc);
     ck_assert_msg(strstr(desc, "head q8") != NULL, "describe: %s", desc);
@@ -308,8 +334,6 @@ static void attention_case(conf_list *l, int type, int64_t hd, int64_t n_head, i
     c->fparams[0] = (float)(1.0 / sqrt((double)hd));
     conf_dst(c, TERN_TYPE_F32, 3, qne);
 }
-
-static const char *const attn_kernels[] = {"auto", "mad-avx2"};
 
 START_TEST(test_attention_exact)
 {
@@ -360,8 +384,8 @@ Suite *x86_suite(void)
     TCase *tc = tcase_create("kernels");
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_ternary_families, 0, (int)(sizeof kernels / sizeof kernels[0]));
-    tcase_add_test(tc, test_matmul_batch_invariant);
-    tcase_add_test(tc, test_q8_head);
+    tcase_add_loop_test(tc, test_matmul_batch_invariant, 0, 2);
+    tcase_add_loop_test(tc, test_q8_head, 0, 2);
     tcase_add_loop_test(tc, test_attention_exact, 0, 2);
     tcase_add_test(tc, test_probe_and_options);
     suite_add_tcase(s, tc);
