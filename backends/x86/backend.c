@@ -132,7 +132,8 @@ static int tag_is(const tern_tensor *w, const void *tag)
     return w->layout == TERN_LAYOUT_BACKEND && w->extra && *(const void *const *)w->extra == tag;
 }
 
-/* ---- the float matmul: Q8_0 tiles split by tile, the rest in ops_avx2.c ---- */
+/* ---- the float matmul: Q8_0 tiles split by tile, F32/F16/BF16 by rows
+ * (16 lanes on AVX-512), AVX2 in ops_avx2.c ---- */
 
 static void x86_matmul_any(void *ctx, const tern_node *node, int ith, int nth, void *scratch)
 {
@@ -141,6 +142,12 @@ static void x86_matmul_any(void *ctx, const tern_node *node, int ith, int nth, v
         int64_t lo, hi;
         x86_split(((const x86_q8mat *)w->extra)->Np / 16, ith, nth, &lo, &hi);
         if (lo < hi) x86_q8mm_avx512(node, lo, hi, scratch);
+        return;
+    }
+    if (((x86_ctx *)ctx)->isa == X86_ISA_AVX512 && w->type != TERN_TYPE_Q8_0) {
+        int64_t lo, hi;
+        x86_split(node->dst->ne[0], ith, nth, &lo, &hi);
+        x86_fmm_avx512(node, lo, hi);
         return;
     }
     x86_matmul(ctx, node, ith, nth, scratch);

@@ -5,9 +5,10 @@
  * repack.c (weight layouts; baseline x86-64), ops_avx2.c (every float op
  * and QUANTIZE_ACT, AVX2+FMA+F16C), tmm_avx2.c (ternary MAD, vpmaddubsw),
  * tmm_avx512.c (ternary MAD with vpdpbusd, bit-serial with vpopcntq, LUT
- * with vpermb), q8mm_avx512.c (Q8_0 matmul with vpdpbusd). Only *_avx2.c /
- * *_avx512.c are built with ISA flags, so the
- * plugin loads anywhere and probe() says "cannot run" without AVX2.
+ * with vpermb), q8mm_avx512.c (Q8_0 matmul with vpdpbusd), fmm_avx512.c
+ * (float matmul, 16 lanes). Only *_avx2.c / *_avx512.c are built with ISA
+ * flags, so the plugin loads anywhere and probe() says "cannot run"
+ * without AVX2.
  *
  * Threads: every kernel splits output rows (ternary: 16-row tiles) into nth
  * contiguous chunks, and every output element is computed by one fixed
@@ -136,6 +137,10 @@ void x86_tmm_mad_avx512(const tern_node *node, int64_t r0, int64_t r1, void *scr
 void x86_tmm_bitserial_avx512(const tern_node *node, int64_t r0, int64_t r1, void *scratch);
 void x86_tmm_lut_avx512(const tern_node *node, int64_t r0, int64_t r1, void *scratch);
 size_t x86_tmm_scratch(const tern_node *node);
+
+/* ---- F32/F16/BF16 matmul with 16-lane chains (fmm_avx512.c): output
+ * rows [lo, hi) for every token. ---- */
+void x86_fmm_avx512(const tern_node *node, int64_t lo, int64_t hi);
 
 /* ---- Q8_0 matmul (q8mm_avx512.c): tiles [tile0, tile1) of an x86_q8mat
  * for every token; scratch of x86_q8mm_scratch(K, n_tok) bytes holds the

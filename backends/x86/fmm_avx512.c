@@ -1,0 +1,142 @@
+/* fmm_avx512.c - the float matmul (F32, F16, BF16 weights as stored) with
+ * 16-lane FMA chains, for batches as well as single tokens.
+ *
+ * One output = one 16-lane f32 FMA chain over k (16 weights a step, the
+ * K % 16 tail as one zero-padded step), then a fixed horizontal sum. A tile
+ * runs R rows x T tokens of such chains side by side and never mixes them,
+ * so an output's bits depend on neither the batch size, the tile shape nor
+ * the thread count (the speculative verifier relies on it).
+ *
+ * Why tiles: a weight step is converted once (vcvtph2ps for F16) and feeds
+ * T tokens, so a verifier batch of up to 8 tokens streams the matrix once,
+ * as a decode does, and its cost stays close to a decode's while the FMAs
+ * fit under the memory stream. Rows are prefetched one tile ahead. */
+#include <immintrin.h>
+
+#include "x86.h"
+
+#define AI static inline __attribute__((always_inline))
+#define FMM_TOKENS 8
+
+enum { FW_F32, FW_F16, FW_BF16 };
+
+AI __m512 wload(int wt, const uint8_t *row, int64_t k)
+{
+    switch (wt) {
+    case FW_F32: return _mm512_loadu_ps((const float *)row + k);
+    case FW_F16: return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * k)));
+    default:
+        return _mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(row + 2 * k))), 16));
+    }
+}
+
+AI __m512 wload_tail(int wt, const uint8_t *row, int64_t k, __mmask16 m)
+{
+    switch (wt) {
+    case FW_F32: return _mm512_maskz_loadu_ps(m, (const float *)row + k);
+    case FW_F16: return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + 2 * k));
+    default:
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, row + 2 * k)), 16));
+    }
+}
+
+/* R rows x T tokens; pf: bytes from a row to the row the next tile reads
+ * at the same k (0: no prefetch). */
+AI void tile(int wt, int R, int T, const uint8_t *const *wr, const float *const *x, int64_t K, float *out,
+             size_t pf)
+{
+    int es = wt == FW_F32 ? 4 : 2;
+    int64_t pf_step = 64 / es; /* weights per cache line */
+    __m512 acc[8][FMM_TOKENS];
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        if (pf && !(k & (pf_step - 1)))
+            _Pragma("GCC unroll 8")
+            for (int r = 0; r < R; r++) _mm_prefetch((const char *)(wr[r] + (size_t)k * es + pf), _MM_HINT_T0);
+        __m512 xv[FMM_TOKENS];
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t < T; t++) xv[t] = _mm512_loadu_ps(x[t] + k);
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < R; r++) {
+            __m512 w = wload(wt, wr[r], k);
+            _Pragma("GCC unroll 8")
+            for (int t = 0; t < T; t++) acc[r][t] = _mm512_fmadd_ps(w, xv[t], acc[r][t]);
+        }
+    }
+    if (k < K) {
+        __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
+        __m512 xv[FMM_TOKENS];
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t < T; t++) xv[t] = _mm512_maskz_loadu_ps(m, x[t] + k);
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < R; r++) {
+            __m512 w = wload_tail(wt, wr[r], k, m);
+            _Pragma("GCC unroll 8")
+            for (int t = 0; t < T; t++) acc[r][t] = _mm512_fmadd_ps(w, xv[t], acc[r][t]);
+        }
+    }
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t < T; t++) out[r * T + t] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+/* The tile shapes: 8 x 1 for decode, 4 x 1..4 and 2 x 5..8 for batches
+ * (at most 24 accumulators), 1 x T at the row edge. */
+AI void tile_any(int wt, int R, int T, const uint8_t *const *wr, const float *const *x, int64_t K, float *out,
+                 size_t pf)
+{
+#define FMM_T(RR, TT) if (R == RR && T == TT) return tile(wt, RR, TT, wr, x, K, out, pf)
+    FMM_T(8, 1); FMM_T(4, 2); FMM_T(4, 3); FMM_T(4, 4);
+    FMM_T(2, 5); FMM_T(2, 6); FMM_T(2, 7); FMM_T(2, 8);
+    FMM_T(1, 1); FMM_T(1, 2); FMM_T(1, 3); FMM_T(1, 4);
+    FMM_T(1, 5); FMM_T(1, 6); FMM_T(1, 7); FMM_T(1, 8);
+#undef FMM_T
+}
+
+static int rows_for(int T) { return T == 1 ? 8 : T <= 4 ? 4 : 2; }
+
+/* Chunks of 8 rows; each token group of up to 8 runs over the chunk in
+ * tiles of rows_for(T) rows, so a prefill's chunk is read from memory once
+ * and from cache by the later groups. The first group prefetches the same
+ * rows of the next chunk. */
+AI void rows(int wt, const tern_node *node, int64_t lo, int64_t hi)
+{
+    const tern_tensor *xt = node->src[0], *w = node->src[1];
+    int64_t K = xt->ne[0], n_tok = tern_tensor_nrows(xt);
+    for (int64_t n0 = lo; n0 < hi; n0 += 8) {
+        int nc = hi - n0 < 8 ? (int)(hi - n0) : 8;
+        const uint8_t *wr[8];
+        for (int r = 0; r < nc; r++) wr[r] = (const uint8_t *)w->data + (size_t)(n0 + r) * w->nb[1];
+        for (int64_t t0 = 0; t0 < n_tok; t0 += FMM_TOKENS) {
+            int T = n_tok - t0 < FMM_TOKENS ? (int)(n_tok - t0) : FMM_TOKENS, R = rows_for(T);
+            const float *x[FMM_TOKENS];
+            float out[8 * FMM_TOKENS];
+            for (int t = 0; t < T; t++) x[t] = (const float *)x86_row(xt, t0 + t);
+            for (int r0 = 0; r0 < nc; r0 += R) {
+                if (nc - r0 >= R)
+                    tile_any(wt, R, T, wr + r0, x, K, out + r0 * T, t0 == 0 ? (size_t)8 * w->nb[1] : 0);
+                else /* the row edge: one row at a time, the same chains */
+                    for (int r = r0; r < nc; r++) tile_any(wt, 1, T, wr + r, x, K, out + r * T, 0);
+            }
+            for (int t = 0; t < T; t++) {
+                float *y = (float *)x86_row(node->dst, t0 + t);
+                for (int r = 0; r < nc; r++) y[n0 + r] = out[r * T + t];
+            }
+        }
+    }
+}
+
+void x86_fmm_avx512(const tern_node *node, int64_t lo, int64_t hi)
+{
+    switch (node->src[1]->type) {
+    case TERN_TYPE_F32: rows(FW_F32, node, lo, hi); break;
+    case TERN_TYPE_F16: rows(FW_F16, node, lo, hi); break;
+    default: rows(FW_BF16, node, lo, hi); break;
+    }
+}
