@@ -208,8 +208,6 @@ static size_t x86_scratch_size(void *ctx, const tern_node *nd, int nth)
 {
     (void)ctx, (void)nth;
     size_t n = nd->op == TERN_OP_MATMUL_TERNARY ? x86_tmm_scratch(nd) : x86_ops_scratch(nd);
-    if (nd->op == TERN_OP_MATMUL && nd->src[0] && nd->src[1] && nd->src[1]->type == TERN_TYPE_Q8_0)
-        n = x86_q8mm_scratch(nd->src[0]->ne[0], tern_tensor_nrows(nd->src[0])); /* both Q8_0 paths */
     return (n + 63) / 64 * 64;
 }
 

@@ -674,16 +674,16 @@ static void q8_0_rows(const tern_node *node, int64_t lo, int64_t hi, void *scrat
 {
     const tern_tensor *xt = node->src[0], *w = node->src[1];
     int64_t K = xt->ne[0], nb = K / 32, n_tok = tern_tensor_nrows(xt);
-    size_t qbytes = (size_t)(K + 63) / 64 * 64, stride = qbytes + (size_t)(nb * 8 + 63) / 64 * 64;
-    uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
-    for (int64_t t = 0; t < n_tok; t++)
-        tern_quantize_act_q8_0((const float *)x86_row(xt, t), K, (int8_t *)(base + t * stride),
-                               (float *)(base + t * stride + qbytes));
+    size_t qbytes = x86_q8act_codes_bytes(K);
+    for (int64_t t = 0; t < n_tok; t++) {
+        uint8_t *p = x86_q8act_token(scratch, K, t);
+        tern_quantize_act_q8_0((const float *)x86_row(xt, t), K, (int8_t *)p, (float *)(p + qbytes));
+    }
     for (int64_t n = lo; n < hi; n++) {
         const uint8_t *row = (const uint8_t *)w->data + (size_t)n * w->nb[1];
         for (int64_t t = 0; t < n_tok; t++) {
-            const int8_t *q = (const int8_t *)(base + t * stride);
-            const float *d = (const float *)(base + t * stride + qbytes);
+            const int8_t *q = (const int8_t *)x86_q8act_token(scratch, K, t);
+            const float *d = (const float *)((const uint8_t *)q + qbytes);
             float acc = 0.0f;
             for (int64_t b = 0; b < nb; b++) {
                 const uint8_t *blk = row + b * 34;
@@ -711,6 +711,8 @@ void x86_matmul(void *ctx, const tern_node *node, int ith, int nth, void *scratc
 
 size_t x86_ops_scratch(const tern_node *nd)
 {
+    if (nd->op == TERN_OP_MATMUL && nd->src[0] && nd->src[1] && nd->src[1]->type == TERN_TYPE_Q8_0)
+        return x86_q8act_scratch(nd->src[0]->ne[0], tern_tensor_nrows(nd->src[0])); /* both Q8_0 paths */
     if (nd->op == TERN_OP_ATTENTION && nd->src[0] && nd->src[1]) /* AVX2: q, acc, n_ctx scores; AVX-512: */
         return (size_t)4 * (2 * ((nd->src[0]->ne[0] + 7) / 8 * 8) + nd->src[1]->ne[2]) * sizeof(double) + 64; /* the same for 4 heads */
     if (nd->op == TERN_OP_ROPE) {

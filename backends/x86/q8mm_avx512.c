@@ -51,20 +51,18 @@ static void quantize_token(const float *x, int64_t nb, int8_t *q, float *d, int3
     }
 }
 
-/* Where token t's activations live in scratch (x86_q8mm_scratch). */
 typedef struct q8act {
     const int8_t *q;
     const float *d;
     const int32_t *corr;
 } q8act;
 
-static size_t token_stride(int64_t K)
+static q8act act_at(void *scratch, int64_t K, int64_t t)
 {
-    size_t nb = (size_t)K / 32;
-    return ((size_t)K + 63) / 64 * 64 + (nb * 8 + 63) / 64 * 64;
+    const uint8_t *p = x86_q8act_token(scratch, K, t);
+    const float *d = (const float *)(p + x86_q8act_codes_bytes(K));
+    return (q8act){(const int8_t *)p, d, (const int32_t *)(d + K / 32)};
 }
-
-size_t x86_q8mm_scratch(int64_t K, int64_t n_tok) { return (size_t)n_tok * token_stride(K) + 64; }
 
 /* T tokens (T a constant after inlining) against one tile: out[t][r]. */
 AI void tile_tokens(int T, const uint8_t *tile, int64_t nb, const q8act *a, float *out)
@@ -116,12 +114,9 @@ void x86_q8mm_avx512(const tern_node *node, int64_t tile0, int64_t tile1, void *
     const tern_tensor *xt = node->src[0], *w = node->src[1];
     const x86_q8mat *m = w->extra;
     int64_t K = m->K, nb = K / 32, n_tok = tern_tensor_nrows(xt);
-    size_t stride = token_stride(K);
-    uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     for (int64_t t = 0; t < n_tok; t++) {
-        uint8_t *p = base + (size_t)t * stride;
-        quantize_token((const float *)x86_row(xt, t), nb, (int8_t *)p,
-                       (float *)(p + (K + 63) / 64 * 64), (int32_t *)(p + (K + 63) / 64 * 64) + nb);
+        q8act a = act_at(scratch, K, t);
+        quantize_token((const float *)x86_row(xt, t), nb, (int8_t *)a.q, (float *)a.d, (int32_t *)a.corr);
     }
     for (int64_t i = tile0; i < tile1; i++) {
         const uint8_t *tile = (const uint8_t *)w->data + (size_t)i * m->tile_bytes;
@@ -130,12 +125,7 @@ void x86_q8mm_avx512(const tern_node *node, int64_t tile0, int64_t tile1, void *
             int T = n_tok - t0 < Q8MM_TOKENS ? (int)(n_tok - t0) : Q8MM_TOKENS;
             q8act a[Q8MM_TOKENS];
             float out[16 * Q8MM_TOKENS];
-            for (int t = 0; t < T; t++) {
-                const uint8_t *p = base + (size_t)(t0 + t) * stride;
-                a[t].q = (const int8_t *)p;
-                a[t].d = (const float *)(p + (K + 63) / 64 * 64);
-                a[t].corr = (const int32_t *)a[t].d + nb;
-            }
+            for (int t = 0; t < T; t++) a[t] = act_at(scratch, K, t0 + t);
             tile_group(T, tile, nb, a, out);
             for (int t = 0; t < T; t++) {
                 float *y = (float *)x86_row(node->dst, t0 + t) + 16 * i;

@@ -142,11 +142,23 @@ size_t x86_tmm_scratch(const tern_node *node);
  * rows [lo, hi) for every token. ---- */
 void x86_fmm_avx512(const tern_node *node, int64_t lo, int64_t hi);
 
+/* ---- Q8_0 matmul activations in scratch (both Q8_0 paths): token t at
+ * x86_q8act_token holds K int8 codes (padded to 64 bytes), then K/32 f32
+ * scales, then (AVX-512) K/32 int32 corrections -128 * sum(codes). ---- */
+static inline size_t x86_q8act_codes_bytes(int64_t K) { return ((size_t)K + 63) / 64 * 64; }
+static inline size_t x86_q8act_stride(int64_t K)
+{
+    return x86_q8act_codes_bytes(K) + ((size_t)K / 32 * 8 + 63) / 64 * 64;
+}
+static inline size_t x86_q8act_scratch(int64_t K, int64_t n_tok) { return (size_t)n_tok * x86_q8act_stride(K) + 64; }
+static inline uint8_t *x86_q8act_token(void *scratch, int64_t K, int64_t t)
+{
+    return (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63) + (size_t)t * x86_q8act_stride(K);
+}
+
 /* ---- Q8_0 matmul (q8mm_avx512.c): tiles [tile0, tile1) of an x86_q8mat
- * for every token; scratch of x86_q8mm_scratch(K, n_tok) bytes holds the
- * quantized activations. ---- */
+ * for every token; scratch as above. ---- */
 void x86_q8mm_avx512(const tern_node *node, int64_t tile0, int64_t tile1, void *scratch);
-size_t x86_q8mm_scratch(int64_t K, int64_t n_tok);
 #define X86_LUT_TOKENS 8 /* tokens whose tables the LUT kernel builds at once */
 
 #endif
