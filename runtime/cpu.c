@@ -45,6 +45,9 @@ static uint64_t detect(void)
 }
 #elif defined(__aarch64__)
 #include <sys/auxv.h>
+#ifndef HWCAP_ASIMDHP
+#define HWCAP_ASIMDHP (1 << 10)
+#endif
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1 << 20)
 #endif
@@ -62,6 +65,7 @@ static uint64_t detect(void)
     unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
     uint64_t f = TERN_CPU_NEON;
     if (hw & HWCAP_ASIMDDP) f |= TERN_CPU_DOTPROD;
+    if (hw & HWCAP_ASIMDHP) f |= TERN_CPU_FP16;
     if (hw & HWCAP_SVE) f |= TERN_CPU_SVE;
     if (hw2 & HWCAP2_SVE2) f |= TERN_CPU_SVE2;
     if (hw2 & HWCAP2_I8MM) f |= TERN_CPU_I8MM;
@@ -95,6 +99,7 @@ static const struct {
     {TERN_CPU_AVX512BF16, "avx512bf16"}, {TERN_CPU_NEON, "neon"},
     {TERN_CPU_DOTPROD, "dotprod"},    {TERN_CPU_I8MM, "i8mm"},
     {TERN_CPU_SVE, "sve"},            {TERN_CPU_SVE2, "sve2"},
+    {TERN_CPU_FP16, "fp16"},
 };
 
 void tern_cpu_features_string(uint64_t features, char *buf, size_t n)

@@ -48,7 +48,8 @@ enum {
     TERN_CPU_DOTPROD = 1u << 17,
     TERN_CPU_I8MM = 1u << 18,
     TERN_CPU_SVE = 1u << 19,
-    TERN_CPU_SVE2 = 1u << 20
+    TERN_CPU_SVE2 = 1u << 20,
+    TERN_CPU_FP16 = 1u << 21 /* AArch64 half-precision arithmetic (asimdhp) */
 };
 
 enum { TERN_LOG_ERROR = 0, TERN_LOG_WARN = 1, TERN_LOG_INFO = 2, TERN_LOG_DEBUG = 3 };

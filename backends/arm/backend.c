@@ -1,0 +1,298 @@
+/* backend.c - the arm backend's entry table and everything else that faces
+ * the plugin ABI: probe, instance (kernel option), describe, the op table
+ * with its ISA dispatch, supports_op, scratch sizes and the repack
+ * dispatch. Baseline AArch64 code: nothing here executes dotprod or SVE
+ * instructions (the VL comes from tmm_sve.c, called only with SVE), so the
+ * plugin loads and probes on any AArch64 CPU. Kernels live in the other
+ * files (arm.h lists them). */
+#include <stdio.h>
+#include <string.h>
+
+#include "arm.h"
+
+int arm_sve_vector_bits(void); /* tmm_sve.c */
+
+/* The best tier this CPU runs (0: not an AArch64 CPU with NEON). SVE tiers
+ * also need dotprod, which the NEON Q8_0 kernel uses; an SVE CPU without it
+ * (none in use for inference that we know of) runs the NEON tier. */
+static int isa_of(uint64_t f)
+{
+    if (!(f & TERN_CPU_NEON)) return 0;
+    if (!(f & TERN_CPU_DOTPROD)) return ARM_ISA_NEON;
+    if (!(f & TERN_CPU_SVE)) return ARM_ISA_DOTPROD;
+    return f & TERN_CPU_SVE2 ? ARM_ISA_SVE2 : ARM_ISA_SVE;
+}
+
+/* What each kernel slot runs on a tier. */
+static const char *mad_kernel(int isa) { return isa >= ARM_ISA_SVE ? "sve sdot" : "neon sdot"; }
+static const char *lut_kernel(int isa) { return isa >= ARM_ISA_SVE2 ? "sve2 tbl" : "neon tbl"; }
+
+static void arm_probe(const tern_host_api *host, tern_backend_probe *out)
+{
+    uint64_t f = host->cpu_features;
+    int isa = isa_of(f);
+    out->runnable = isa != 0;
+    out->score = isa ? 5 * isa : 0;
+    if (!isa) {
+        snprintf(out->desc, sizeof out->desc, "cannot run: needs an AArch64 CPU (NEON)");
+        return;
+    }
+    char vl[32] = "", mad[48] = "";
+    if (isa >= ARM_ISA_SVE) snprintf(vl, sizeof vl, " (VL %d bits)", arm_sve_vector_bits());
+    if (isa >= ARM_ISA_DOTPROD) snprintf(mad, sizeof mad, "mad (%s), ", mad_kernel(isa));
+    snprintf(out->desc, sizeof out->desc,
+             "found neon%s%s%s%s%s%s: tier %s; ternary %slut (%s); q8_0 %s; f32/f16/bf16 matmul, q8 head",
+             f & TERN_CPU_DOTPROD ? " asimddp" : "", f & TERN_CPU_I8MM ? " i8mm" : "",
+             f & TERN_CPU_FP16 ? " fp16" : "", f & TERN_CPU_SVE ? " sve" : "",
+             f & TERN_CPU_SVE2 ? " sve2" : "", vl, arm_isa_names[isa], mad, lut_kernel(isa),
+             isa >= ARM_ISA_DOTPROD ? "sdot" : "smull");
+}
+
+/* options.kernel: FAMILY or FAMILY-TIER, FAMILY in auto|mad|lut, TIER in
+ * neon|dotprod|sve|sve2 (caps every kernel at that tier, so tests reach the
+ * NEON paths on an SVE CPU). 0 on success. */
+static int parse_kernel(const char *s, int *fam, int *isa)
+{
+    *fam = ARM_FAM_AUTO, *isa = 0;
+    if (!s || !*s) return 0;
+    char buf[32];
+    snprintf(buf, sizeof buf, "%s", s);
+    char *dash = strchr(buf, '-');
+    if (dash) {
+        *dash = 0;
+        for (int i = 1; i < ARM_ISA_COUNT; i++)
+            if (!strcmp(dash + 1, arm_isa_names[i])) *isa = i;
+        if (!*isa) return -1;
+    }
+    for (int f = 0; f < ARM_FAM_COUNT; f++)
+        if (!strcmp(buf, arm_family_names[f])) {
+            *fam = f;
+            return 0;
+        }
+    return -1;
+}
+
+static tern_status arm_init(const tern_host_api *host, const tern_backend_options *opt, void **ctx,
+                            char *err, size_t errlen)
+{
+    int cpu_isa = isa_of(host->cpu_features);
+    if (!cpu_isa) {
+        snprintf(err, errlen, "arm backend cannot run here: needs an AArch64 CPU (NEON)");
+        return TERN_ECANNOTRUN;
+    }
+    const char *kernel = opt ? opt->kernel : NULL, *head = opt ? opt->head : NULL;
+    int fam, isa;
+    if (parse_kernel(kernel, &fam, &isa)) {
+        snprintf(err, errlen, "arm: unknown kernel '%s' (auto, mad, lut, optionally -neon, -dotprod, "
+                 "-sve or -sve2 to cap the tier: mad-dotprod, lut-neon, ...)", kernel);
+        return TERN_EINVAL;
+    }
+    if (isa > cpu_isa) {
+        snprintf(err, errlen, "arm: kernel '%s' needs tier %s; this CPU's tier is %s", kernel,
+                 arm_isa_names[isa], arm_isa_names[cpu_isa]);
+        return TERN_ECANNOTRUN;
+    }
+    if (!isa) isa = cpu_isa;
+    if (fam == ARM_FAM_MAD && isa < ARM_ISA_DOTPROD) {
+        if (strchr(kernel, '-')) {
+            snprintf(err, errlen, "arm: kernel '%s': mad needs sdot (tier dotprod or above)", kernel);
+            return TERN_EINVAL;
+        }
+        host->log(TERN_LOG_WARN, "arm: kernel 'mad' needs sdot (asimddp); using lut");
+        fam = ARM_FAM_LUT;
+    }
+    if (head && *head && strcmp(head, "f16") && strcmp(head, "q8")) {
+        snprintf(err, errlen, "arm: unknown head '%s' (f16, q8)", head);
+        return TERN_EINVAL;
+    }
+    arm_ctx *c = host->alloc(sizeof *c, 64);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return TERN_ENOMEM;
+    }
+    memset(c, 0, sizeof *c);
+    c->host = host;
+    c->n_threads = opt && opt->n_threads > 0 ? opt->n_threads : 1;
+    c->isa = isa;
+    c->cpu_isa = cpu_isa;
+    c->kernel = fam;
+    c->head_q8 = head && !strcmp(head, "q8");
+    *ctx = c;
+    return TERN_OK;
+}
+
+static void arm_free(void *ctx)
+{
+    if (!ctx) return;
+    arm_ctx *c = ctx;
+    c->host->free(c);
+}
+
+static void arm_describe(void *ctx, char *buf, size_t n)
+{
+    arm_ctx *c = ctx;
+    char fams[128] = "", vl[32] = "";
+    size_t used = 0;
+    for (int f = 1; f < ARM_FAM_COUNT; f++)
+        if (c->n_family[f] && used < sizeof fams)
+            used += (size_t)snprintf(fams + used, sizeof fams - used, "%s%s (%s) x%d", used ? ", " : "",
+                                     arm_family_names[f],
+                                     f == ARM_FAM_MAD ? mad_kernel(c->isa) : lut_kernel(c->isa), c->n_family[f]);
+    if (c->isa >= ARM_ISA_SVE) snprintf(vl, sizeof vl, " VL %d", arm_sve_vector_bits());
+    snprintf(buf, n, "arm %s%s%s, kernel %s%s (%s%s), q8_0 %s, head %s", arm_isa_names[c->isa], vl,
+             c->isa < c->cpu_isa ? " (capped)" : "", arm_family_names[c->kernel],
+             c->kernel == ARM_FAM_AUTO ? ": built-in table" : "", used ? "ternary: " : "no ternary weights yet",
+             fams, c->isa >= ARM_ISA_DOTPROD ? "sdot" : "smull",
+             c->n_head_q8 ? "q8 (quantized to q8_0)" : c->head_q8 ? "q8 requested" : "as stored");
+}
+
+/* ---- repack dispatch: ternary weights into the family's tiles, float
+ * weights as stored (the head quantized to Q8_0 when asked) ---- */
+
+static int is_head_name(const char *n)
+{
+    return n && (!strcmp(n, "output.weight") || !strcmp(n, "token_embd.weight"));
+}
+
+static tern_status arm_repack(void *ctx, const tern_tensor *src, int purpose, tern_tensor *dst,
+                              char *err, size_t errlen)
+{
+    arm_ctx *c = ctx;
+    int t = src->type;
+    if (src->layout != TERN_LAYOUT_FILE || src->buffer || !src->data) {
+        snprintf(err, errlen, "tensor '%s': repack needs a host tensor in file layout",
+                 src->name ? src->name : "?");
+        return TERN_EINVAL;
+    }
+    if (purpose == TERN_REPACK_TERNARY && tern_type_get(t) && tern_type_get(t)->is_ternary) {
+        int64_t K = src->ne[0], N = tern_tensor_nrows(src);
+        int fam = c->kernel == ARM_FAM_AUTO ? arm_auto_family(c->isa, K, N) : c->kernel;
+        tern_status st = arm_repack_ternary(c->host, fam, src, dst, err, errlen);
+        if (st == TERN_OK) c->n_family[fam]++;
+        return st;
+    }
+    if (purpose == TERN_REPACK_MATMUL && tern_op_is_float_weight(t)) {
+        if (c->head_q8 && t != TERN_TYPE_Q8_0 && is_head_name(src->name)) {
+            tern_status st = arm_repack_head_q8(c->host, src, dst, err, errlen);
+            if (st == TERN_OK) c->n_head_q8++;
+            if (st != TERN_EUNSUPPORTED) return st; /* K not whole blocks: stays as stored */
+        }
+        if (is_head_name(src->name)) c->n_head_f16++;
+        *dst = *src;
+        dst->extra = NULL;
+        return TERN_OK;
+    }
+    snprintf(err, errlen, "tensor '%s': arm cannot repack type %s for %s",
+             src->name ? src->name : "?", tern_type_name(t),
+             purpose == TERN_REPACK_TERNARY ? "a ternary matmul" : "a matmul");
+    return TERN_EUNSUPPORTED;
+}
+
+static void arm_release(void *ctx, tern_tensor *t)
+{
+    arm_ctx *c = ctx;
+    int fam = arm_release_tensor(c->host, t);
+    if (fam > 0) c->n_family[fam]--;
+}
+
+/* ---- the matmuls: split whole tiles (ternary) or rows, then the tier's
+ * kernel ---- */
+
+static void arm_matmul_ternary(void *ctx, const tern_node *node, int ith, int nth, void *scratch)
+{
+    arm_ctx *c = ctx;
+    const arm_tmat *m = node->src[1]->extra;
+    int64_t lo, hi, rows = m->family == ARM_FAM_MAD ? ARM_MAD_ROWS : ARM_LUT_ROWS;
+    arm_split(m->Np / rows, ith, nth, &lo, &hi);
+    if (lo >= hi) return;
+    if (m->family == ARM_FAM_MAD) {
+        if (c->isa >= ARM_ISA_SVE)
+            arm_tmm_mad_sve(node, lo, hi, scratch);
+        else
+            arm_tmm_mad_dotprod(node, lo, hi, scratch);
+    } else {
+        if (c->isa >= ARM_ISA_SVE2)
+            arm_tmm_lut_sve2(node, lo, hi, scratch);
+        else
+            arm_tmm_lut_neon(node, lo, hi, scratch);
+    }
+}
+
+static void arm_matmul(void *ctx, const tern_node *node, int ith, int nth, void *scratch)
+{
+    arm_ctx *c = ctx;
+    int64_t lo, hi;
+    arm_split(node->dst->ne[0], ith, nth, &lo, &hi);
+    if (node->src[1]->type != TERN_TYPE_Q8_0) {
+        if (lo < hi) arm_fmm_neon(node, lo, hi);
+        return;
+    }
+    if (lo >= hi) return;
+    arm_q8act_prepare(node, scratch);
+    if (c->isa >= ARM_ISA_DOTPROD)
+        arm_q8mm_dotprod(node, lo, hi, scratch);
+    else
+        arm_q8mm_neon(node, lo, hi, scratch);
+}
+
+static const tern_op_fn arm_ops[TERN_OP_COUNT] = {
+    [TERN_OP_GET_ROWS] = arm_get_rows,
+    [TERN_OP_RMS_NORM] = arm_rms_norm,
+    [TERN_OP_ADD] = arm_add,
+    [TERN_OP_MUL] = arm_mul,
+    [TERN_OP_RELU_SQ] = arm_relu_sq,
+    [TERN_OP_SILU] = arm_silu,
+    [TERN_OP_ROPE] = arm_rope,
+    [TERN_OP_KV_STORE] = arm_kv_store,
+    [TERN_OP_ATTENTION] = arm_attention,
+    [TERN_OP_SOFTMAX] = arm_softmax,
+    [TERN_OP_QUANTIZE_ACT] = arm_quantize_act,
+    [TERN_OP_MATMUL_TERNARY] = arm_matmul_ternary,
+    [TERN_OP_MATMUL] = arm_matmul,
+};
+
+/* Beyond the shared gate: contiguous output rows; ternary weights in this
+ * backend's tiles; float weights in file layout (as stored, or the q8 head
+ * this backend made). */
+static int arm_supports_op(void *ctx, const tern_node *nd)
+{
+    (void)ctx;
+    if (!tern_op_check_host(nd)) return 0;
+    if (nd->op != TERN_OP_MATMUL && nd->op != TERN_OP_MATMUL_TERNARY) return 1;
+    const tern_tensor *x = nd->src[0], *w = nd->src[1], *d = nd->dst;
+    if (d->nb[0] != 4 || (d->ne[1] > 1 && d->nb[1] < (size_t)d->ne[0] * 4)) return 0;
+    if (nd->op == TERN_OP_MATMUL_TERNARY) {
+        if (w->layout != TERN_LAYOUT_BACKEND || !arm_tag_is(w, &arm_tmat_tag)) return 0;
+        const arm_tmat *m = w->extra;
+        return m->K == x->ne[0] && m->N == d->ne[0];
+    }
+    if (x->nb[0] != 4 || w->layout != TERN_LAYOUT_FILE || !tern_op_is_float_weight(w->type)) return 0;
+    if (w->extra && !arm_tag_is(w, &arm_owned_tag)) return 0;
+    return w->type != TERN_TYPE_Q8_0 || w->ne[0] % TERN_QK8_0 == 0;
+}
+
+static size_t arm_scratch_size(void *ctx, const tern_node *nd, int nth)
+{
+    (void)ctx, (void)nth;
+    size_t n = nd->op == TERN_OP_MATMUL_TERNARY ? arm_tmm_scratch(nd) : arm_ops_scratch(nd);
+    return (n + 63) / 64 * 64;
+}
+
+static const tern_backend_api arm_api = {
+    .abi_version = TERN_BACKEND_ABI_VERSION,
+    .struct_size = sizeof(tern_backend_api),
+    .name = "arm",
+    .caps = TERN_BACKEND_CAP_HOST_MEMORY | TERN_BACKEND_CAP_THREADED,
+    .probe = arm_probe,
+    .init = arm_init,
+    .free = arm_free,
+    .repack = arm_repack,
+    .release = arm_release,
+    .supports_op = arm_supports_op,
+    .scratch_size = arm_scratch_size,
+    .ops = arm_ops,
+    .n_ops = TERN_OP_COUNT,
+    .describe = arm_describe,
+};
+
+TERN_EXPORT const tern_backend_api *tern_backend_entry(void) { return &arm_api; }
