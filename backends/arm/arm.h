@@ -32,8 +32,9 @@
 
 #define TERN_EXPORT __attribute__((visibility("default")))
 
-/* ISA tiers, each a superset of the one before: baseline AArch64 NEON,
- * + dotprod (sdot), + SVE (with dotprod), + SVE2. */
+/* ISA tiers: baseline AArch64 NEON, + dotprod (NEON sdot), SVE (its own
+ * sdot), SVE2. Each tier's kernels are chosen over the one before; the NEON
+ * sdot Q8_0 kernel also needs asimddp itself (arm_ctx.q8_sdot). */
 enum { ARM_ISA_NEON = 1, ARM_ISA_DOTPROD = 2, ARM_ISA_SVE = 3, ARM_ISA_SVE2 = 4, ARM_ISA_COUNT };
 extern const char *const arm_isa_names[ARM_ISA_COUNT]; /* "neon", "dotprod", "sve", "sve2" */
 
@@ -47,6 +48,7 @@ typedef struct arm_ctx {
     int n_threads;
     int isa;           /* ARM_ISA_*: the tier every kernel may use */
     int cpu_isa;       /* the tier the CPU has (isa <= cpu_isa when forced) */
+    int q8_sdot;       /* the Q8_0 matmul uses NEON sdot (asimddp, tier not capped to neon) */
     int kernel;        /* ARM_FAM_* asked for (AUTO = built-in choice) */
     int head_q8;       /* options.head == "q8" */
     int n_family[ARM_FAM_COUNT]; /* ternary tensors repacked per family */

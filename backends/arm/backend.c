@@ -12,16 +12,21 @@
 
 int arm_sve_vector_bits(void); /* tmm_sve.c */
 
-/* The best tier this CPU runs (0: not an AArch64 CPU with NEON). SVE tiers
- * also need dotprod, which the NEON Q8_0 kernel uses; an SVE CPU without it
- * (none in use for inference that we know of) runs the NEON tier. */
+/* The best tier this CPU runs (0: not an AArch64 CPU with NEON). The SVE
+ * tiers need no NEON dotprod (SVE has its own sdot), so an SVE CPU without
+ * asimddp (A64FX) runs them too; the NEON sdot kernels (MAD on the dotprod
+ * tier, Q8_0 on every tier) look at the dotprod bit itself. */
 static int isa_of(uint64_t f)
 {
     if (!(f & TERN_CPU_NEON)) return 0;
-    if (!(f & TERN_CPU_DOTPROD)) return ARM_ISA_NEON;
-    if (!(f & TERN_CPU_SVE)) return ARM_ISA_DOTPROD;
-    return f & TERN_CPU_SVE2 ? ARM_ISA_SVE2 : ARM_ISA_SVE;
+    if (f & TERN_CPU_SVE2) return ARM_ISA_SVE2;
+    if (f & TERN_CPU_SVE) return ARM_ISA_SVE;
+    return f & TERN_CPU_DOTPROD ? ARM_ISA_DOTPROD : ARM_ISA_NEON;
 }
+
+/* NEON sdot for the Q8_0 matmul: the CPU has it and the tier is not capped
+ * to plain NEON. */
+static int q8_sdot(uint64_t f, int isa) { return (f & TERN_CPU_DOTPROD) && isa >= ARM_ISA_DOTPROD; }
 
 /* What each kernel slot runs on a tier. */
 static const char *mad_kernel(int isa) { return isa >= ARM_ISA_SVE ? "sve sdot" : "neon sdot"; }
@@ -45,7 +50,7 @@ static void arm_probe(const tern_host_api *host, tern_backend_probe *out)
              f & TERN_CPU_DOTPROD ? " asimddp" : "", f & TERN_CPU_I8MM ? " i8mm" : "",
              f & TERN_CPU_FP16 ? " fp16" : "", f & TERN_CPU_SVE ? " sve" : "",
              f & TERN_CPU_SVE2 ? " sve2" : "", vl, arm_isa_names[isa], mad, lut_kernel(isa),
-             isa >= ARM_ISA_DOTPROD ? "sdot" : "smull");
+             q8_sdot(f, isa) ? "sdot" : "smull");
 }
 
 /* options.kernel: FAMILY or FAMILY-TIER, FAMILY in auto|mad|lut, TIER in
@@ -92,6 +97,10 @@ static tern_status arm_init(const tern_host_api *host, const tern_backend_option
                  arm_isa_names[isa], arm_isa_names[cpu_isa]);
         return TERN_ECANNOTRUN;
     }
+    if (isa == ARM_ISA_DOTPROD && !(host->cpu_features & TERN_CPU_DOTPROD)) {
+        snprintf(err, errlen, "arm: kernel '%s' needs asimddp, which this CPU lacks", kernel);
+        return TERN_ECANNOTRUN;
+    }
     if (!isa) isa = cpu_isa;
     if (fam == ARM_FAM_MAD && isa < ARM_ISA_DOTPROD) {
         if (strchr(kernel, '-')) {
@@ -115,6 +124,7 @@ static tern_status arm_init(const tern_host_api *host, const tern_backend_option
     c->n_threads = opt && opt->n_threads > 0 ? opt->n_threads : 1;
     c->isa = isa;
     c->cpu_isa = cpu_isa;
+    c->q8_sdot = q8_sdot(host->cpu_features, isa);
     c->kernel = fam;
     c->head_q8 = head && !strcmp(head, "q8");
     *ctx = c;
@@ -142,7 +152,7 @@ static void arm_describe(void *ctx, char *buf, size_t n)
     snprintf(buf, n, "arm %s%s%s, kernel %s%s (%s%s), q8_0 %s, head %s", arm_isa_names[c->isa], vl,
              c->isa < c->cpu_isa ? " (capped)" : "", arm_family_names[c->kernel],
              c->kernel == ARM_FAM_AUTO ? ": built-in table" : "", used ? "ternary: " : "no ternary weights yet",
-             fams, c->isa >= ARM_ISA_DOTPROD ? "sdot" : "smull",
+             fams, c->q8_sdot ? "sdot" : "smull",
              c->n_head_q8 ? "q8 (quantized to q8_0)" : c->head_q8 ? "q8 requested" : "as stored");
 }
 
@@ -229,7 +239,7 @@ static void arm_matmul(void *ctx, const tern_node *node, int ith, int nth, void 
     }
     if (lo >= hi) return;
     arm_q8act_prepare(node, scratch);
-    if (c->isa >= ARM_ISA_DOTPROD)
+    if (c->q8_sdot)
         arm_q8mm_dotprod(node, lo, hi, scratch);
     else
         arm_q8mm_neon(node, lo, hi, scratch);
