@@ -5,7 +5,8 @@
  * of activations two 16-entry int8 tables hold w0 al0 + w1 al1 (TL) and
  * w0 ah0 + w1 ah1 (TH), the low and high nibbles of the activations. One
  * tbl looks up 16 rows' pair at once, exactly. Per 8 k (4 pairs) and row
- * group of 16 rows: the four TL lookups are summed in int8 (|sum| <= 120),
+ * group of 16 rows (two groups a pass, sharing the step's 8 tables): the
+ * four TL lookups are summed in int8 (|sum| <= 120),
  * the four TH lookups too (<= 64), then each is widened into int16
  * accumulators (saddw); every 2048 k those are added to int32 totals as
  * lo + 16 hi. The total is sum w q itself: no correction term. */
@@ -16,22 +17,23 @@
 #define AI static inline __attribute__((always_inline))
 #define CHUNK 256 /* 8-k steps per int16 flush: |lo| <= 256 * 120 < 2^15 */
 
-/* One 64-row tile against one token's tables; totals[64] receives
- * sum w q per row. */
-static void lut_tile(const uint8_t *w, int64_t nk8, const int8_t *tab, int32_t *totals)
+/* Row groups g0, g0 + 1 (32 rows) of a 64-row tile against one token's
+ * tables; totals[16 g + r] += sum w q of row 16 g + r. Two groups a pass:
+ * 8 int16 accumulators and the 8 tables of a step stay in registers (four
+ * groups would spill). */
+static void lut_half(const uint8_t *w, int64_t nk8, const int8_t *tab, int g0, int32_t *totals)
 {
     const uint8x16_t m0f = vdupq_n_u8(0x0f);
-    memset(totals, 0, ARM_LUT_ROWS * sizeof *totals);
     for (int64_t c0 = 0; c0 < nk8; c0 += CHUNK) {
         int64_t c1 = nk8 - c0 < CHUNK ? nk8 : c0 + CHUNK;
-        int16x8_t lo[4][2], hi[4][2];
-        for (int g = 0; g < 4; g++) lo[g][0] = lo[g][1] = hi[g][0] = hi[g][1] = vdupq_n_s16(0);
+        int16x8_t lo[2][2], hi[2][2];
+        for (int g = 0; g < 2; g++) lo[g][0] = lo[g][1] = hi[g][0] = hi[g][1] = vdupq_n_s16(0);
         for (int64_t s = c0; s < c1; s++) {
             const int8_t *tp = tab + s * 4 * ARM_LUT_PAIR_BYTES; /* pairs 4s .. 4s + 3 */
             int8x16_t tla = vld1q_s8(tp), tha = vld1q_s8(tp + 16), tlb = vld1q_s8(tp + 32), thb = vld1q_s8(tp + 48);
             int8x16_t tlc = vld1q_s8(tp + 64), thc = vld1q_s8(tp + 80), tld = vld1q_s8(tp + 96), thd = vld1q_s8(tp + 112);
-            _Pragma("GCC unroll 4") for (int g = 0; g < 4; g++) {
-                uint8x16_t v0 = vld1q_u8(w + 128 * s + 16 * g), v1 = vld1q_u8(w + 128 * s + 64 + 16 * g);
+            _Pragma("GCC unroll 2") for (int g = 0; g < 2; g++) {
+                uint8x16_t v0 = vld1q_u8(w + 128 * s + 16 * (g0 + g)), v1 = vld1q_u8(w + 128 * s + 64 + 16 * (g0 + g));
                 uint8x16_t ia = vandq_u8(v0, m0f), ib = vshrq_n_u8(v0, 4);
                 uint8x16_t ic = vandq_u8(v1, m0f), id = vshrq_n_u8(v1, 4);
                 int8x16_t l = vaddq_s8(vaddq_s8(vqtbl1q_s8(tla, ia), vqtbl1q_s8(tlb, ib)),
@@ -44,9 +46,9 @@ static void lut_tile(const uint8_t *w, int64_t nk8, const int8_t *tab, int32_t *
                 hi[g][1] = vaddw_high_s8(hi[g][1], h);
             }
         }
-        for (int g = 0; g < 4; g++)
+        for (int g = 0; g < 2; g++)
             for (int half = 0; half < 2; half++) {
-                int32_t *t = totals + 16 * g + 8 * half;
+                int32_t *t = totals + 16 * (g0 + g) + 8 * half;
                 int16x8_t l = lo[g][half], h = hi[g][half];
                 int32x4_t t0 = vmlal_n_s16(vaddw_s16(vld1q_s32(t), vget_low_s16(l)), vget_low_s16(h), 16);
                 int32x4_t t1 = vmlal_high_n_s16(vaddw_high_s16(vld1q_s32(t + 4), l), h, 16);
@@ -54,6 +56,14 @@ static void lut_tile(const uint8_t *w, int64_t nk8, const int8_t *tab, int32_t *
                 vst1q_s32(t + 4, t1);
             }
     }
+}
+
+/* One 64-row tile against one token's tables: totals[64] = sum w q. */
+static void lut_tile(const uint8_t *w, int64_t nk8, const int8_t *tab, int32_t *totals)
+{
+    memset(totals, 0, ARM_LUT_ROWS * sizeof *totals);
+    lut_half(w, nk8, tab, 0, totals);
+    lut_half(w, nk8, tab, 2, totals);
 }
 
 void arm_tmm_lut_neon(const tern_node *node, int64_t tile0, int64_t tile1, void *scratch)

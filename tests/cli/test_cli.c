@@ -12,7 +12,7 @@
 static int tern_cmd(char *out, size_t n, const char *args)
 {
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "%s/bin/tern %s 2>&1", tu_build_dir(), args);
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", tu_tern_exe(), args);
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
     size_t used = 0;
@@ -147,8 +147,8 @@ END_TEST
 START_TEST(test_chat)
 {
     char out[1 << 14], cmd[8192];
-    snprintf(cmd, sizeof cmd, "sh -c \"printf 'Tell me a story.\\nAnd another?\\n\\n' | %s/bin/tern chat -n 8 --temp 0\" 2>&1",
-             tu_build_dir());
+    snprintf(cmd, sizeof cmd, "printf 'Tell me a story.\\nAnd another?\\n\\n' | %s chat -n 8 --temp 0 2>&1",
+             tu_tern_exe());
     FILE *p = popen(cmd, "r");
     size_t n = fread(out, 1, sizeof out - 1, p);
     out[n] = 0;
@@ -157,8 +157,8 @@ START_TEST(test_chat)
     for (const char *q = out; (q = strstr(q, "> ")); q += 2) prompts++;
     ck_assert_msg(prompts == 3, "expected 3 prompts: %s", out);
     ck_assert_ptr_nonnull(strstr(out, "template plain"));
-    snprintf(cmd, sizeof cmd, "sh -c 'sleep 30 | %s/bin/tern chat & pid=$!; sleep 1; kill -INT $pid; wait $pid' 2>&1",
-             tu_build_dir());
+    snprintf(cmd, sizeof cmd, "{ sleep 30 | %s chat & pid=$!; sleep 1; kill -INT $pid; wait $pid; } 2>&1",
+             tu_tern_exe());
     p = popen(cmd, "r");
     n = fread(out, 1, sizeof out - 1, p);
     out[n] = 0;

@@ -34,6 +34,15 @@ const char *tu_build_dir(void)
     return env && *env ? env : TERN_SOURCE_DIR "/build";
 }
 
+const char *tu_tern_exe(void)
+{
+    static char cmd[4400];
+    const char *wrap = getenv("TERN_TEST_EXEC");
+    snprintf(cmd, sizeof cmd, "%s%s'%s/bin/tern'", wrap && *wrap ? wrap : "", wrap && *wrap ? " " : "",
+             tu_build_dir());
+    return cmd;
+}
+
 void *tu_read_file(const char *path, size_t *size)
 {
     FILE *f = fopen(path, "rb");

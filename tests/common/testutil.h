@@ -14,6 +14,10 @@ const char *tu_shared_dir(void);
 const char *tu_shared_path(char *buf, size_t n, const char *rel);
 /* The build folder ($TERN_BUILD, else build/ in the checkout). */
 const char *tu_build_dir(void);
+/* The command that runs the tern executable of the build folder, quoted for
+ * sh: its path, behind $TERN_TEST_EXEC when set (the cross build's tests
+ * run it under qemu: TERN_TEST_EXEC="qemu-aarch64-static -cpu max"). */
+const char *tu_tern_exe(void);
 /* Reads a whole file, NUL-terminated (not counted in *size); caller frees.
  * NULL on failure. */
 void *tu_read_file(const char *path, size_t *size);

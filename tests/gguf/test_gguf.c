@@ -604,7 +604,7 @@ END_TEST
 static int run_synth(const char *args, const char *out)
 {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s/bin/tern synth %s -o %s > /dev/null", tu_build_dir(), args, out);
+    snprintf(cmd, sizeof cmd, "%s synth %s -o %s > /dev/null", tu_tern_exe(), args, out);
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }

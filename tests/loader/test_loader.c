@@ -249,7 +249,7 @@ END_TEST
 START_TEST(test_tern_info)
 {
     char cmd[4200], line[1024];
-    snprintf(cmd, sizeof cmd, "env -u TERN_PLUGIN_PATH '%s/bin/tern' info 2>&1", tu_build_dir());
+    snprintf(cmd, sizeof cmd, "env -u TERN_PLUGIN_PATH %s info 2>&1", tu_tern_exe());
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
     int scalar_runnable = 0;

@@ -308,7 +308,7 @@ END_TEST
 static int tern_cmd(char *out, size_t n, const char *args)
 {
     char cmd[16384];
-    snprintf(cmd, sizeof cmd, "%s/bin/tern %s 2>&1", tu_build_dir(), args);
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", tu_tern_exe(), args);
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
     size_t used = fread(out, 1, n - 1, p);

@@ -1,0 +1,126 @@
+#!/bin/sh
+# run_qemu.sh BUILD ARCH - what `scons arch=aarch64 test` runs: the cross
+# build's Check runner under qemu user-mode emulation (qemu-ARCH-static),
+# on several CPU models so that every path of the arm backend runs:
+#   sve128, sve256, sve512  -cpu max (SVE2, i8mm, dotprod) at VL 128/256/512
+#   a76                     Cortex-A76: NEON + dotprod, no SVE
+#   a53                     Cortex-A53: NEON only, no dotprod
+#   a64fx                   A64FX: SVE at VL 512 without SVE2 or dotprod
+# On each: `tern info` must list arm as runnable; the conformance suite
+# (arm, and every forced arm kernel the model runs, against scalar over
+# every op) and the arm suite. The e2e backends case (the shared trained
+# models on arm: logits against the PyTorch references, greedy tokens
+# against scalar) runs on a76 and sve256; the library suites (core, chat,
+# loader, sampler, tokenizer, gguf) once, on sve256, with the tern command
+# they start run under qemu too ($TERN_TEST_EXEC). Not under qemu, because
+# qemu emulates floating point in software and they would take most of
+# CI's half hour while testing nothing ISA-specific: the e2e scalar-only
+# case (scalar against the references, minutes of double arithmetic), cli
+# and spec (whole generations and speculative runs of the float Llama
+# through the tern command: over 15 minutes), and the fuzz run (the host's
+# clang).
+# Two lanes run side by side (2 cores); the last line sums every run in
+# Check's format.
+set -u
+build=$1
+arch=$2
+qemu=qemu-$arch-static
+if ! command -v "$qemu" >/dev/null; then
+    echo "run_qemu.sh: $qemu not found; run tools/setup.sh" >&2
+    exit 1
+fi
+# The arm64 libc and libraries are Debian's multiarch packages (libc6:arm64
+# and the -dev:arm64 ones tools/setup.sh installs), which qemu finds at
+# their real paths. No QEMU_LD_PREFIX: with the cross toolchain's libc
+# (/usr/aarch64-linux-gnu) pthread_create hangs under qemu 7.2.
+unset QEMU_LD_PREFIX
+if [ ! -e /lib/ld-linux-aarch64.so.1 ]; then
+    echo "run_qemu.sh: no arm64 libc (/lib/ld-linux-aarch64.so.1); run tools/setup.sh" >&2
+    exit 1
+fi
+export TERN_BUILD="$build"
+export TERN_TEST_SLOWDOWN=50 # timing assertions scale by this under emulation
+KERNELS="arm:mad-dotprod arm:mad-sve arm:lut-neon arm:lut-sve2 arm:auto-neon"
+
+cpu_of() {
+    case $1 in
+    sve128) echo "max,sve-default-vector-length=16" ;;
+    sve256) echo "max,sve-default-vector-length=32" ;;
+    sve512) echo "max,sve-default-vector-length=64" ;;
+    a76) echo cortex-a76 ;;
+    a53) echo cortex-a53 ;;
+    a64fx) echo a64fx ;;
+    esac
+}
+
+# run LANE MODEL SUITE [CASE]: one Check run; appends a result line to the
+# lane's file; the log stays in BUILD/qemu/.
+run() {
+    lane=$1 model=$2 suite=$3 case=${4:-}
+    cpu=$(cpu_of "$model")
+    log="$build/qemu/$model-$suite${case:+-$case}.log"
+    t0=$(date +%s)
+    env CK_RUN_SUITE="$suite" ${case:+CK_RUN_CASE="$case"} TERN_CONFORMANCE_KERNELS="$KERNELS" \
+        TERN_TEST_EXEC="$qemu -cpu $cpu" \
+        "$qemu" -cpu "$cpu" "$build/tests/tern-check" >"$log" 2>&1
+    rc=$?
+    t1=$(date +%s)
+    summary=$(grep -E '^[0-9]+%: Checks: ' "$log" | tail -1)
+    [ -n "$summary" ] || summary="0%: Checks: 1, Failures: 0, Errors: 1 (no summary, exit $rc)"
+    printf '%-7s %-12s %5ds  %s\n' "$model" "$suite${case:+/$case}" $((t1 - t0)) "$summary" >>"$build/qemu/lane$lane.txt"
+    if [ $rc -ne 0 ]; then
+        grep -E '^(tests/|FAIL )' "$log" >>"$build/qemu/lane$lane.txt"
+        echo "        (log: $log)" >>"$build/qemu/lane$lane.txt"
+    fi
+}
+
+# info LANE MODEL: `tern info` lists arm, runnable, with what it found.
+info() {
+    line=$("$qemu" -cpu "$(cpu_of "$2")" "$build/bin/tern" info 2>&1 | grep -E '^  arm +runnable')
+    if [ -n "$line" ]; then
+        printf '%-7s %-12s %5ds  100%%: Checks: 1, Failures: 0, Errors: 0 |%s\n' "$2" "tern info" 0 \
+            "$(echo "$line" | sed 's/^  arm *runnable,//')" >>"$build/qemu/lane$1.txt"
+    else
+        printf '%-7s %-12s %5ds  0%%: Checks: 1, Failures: 1, Errors: 0 (arm not runnable)\n' "$2" "tern info" 0 \
+            >>"$build/qemu/lane$1.txt"
+    fi
+}
+
+model_runs() { # LANE MODEL
+    info "$1" "$2"
+    run "$1" "$2" conformance backends
+    run "$1" "$2" arm
+}
+
+rm -rf "$build/qemu"
+mkdir -p "$build/qemu"
+echo "qemu: $($qemu --version | head -1); lanes in $build/qemu/"
+start=$(date +%s)
+(
+    model_runs 1 sve256
+    run 1 sve256 e2e backends
+    for s in core chat loader sampler tokenizer gguf; do run 1 sve256 "$s"; done
+) &
+(
+    model_runs 2 a76
+    run 2 a76 e2e backends
+    model_runs 2 sve128
+    model_runs 2 sve512
+    model_runs 2 a53
+    model_runs 2 a64fx
+) &
+wait
+end=$(date +%s)
+echo "qemu: CPU time (user, system) of the shell, then of every run:"
+times
+cat "$build/qemu/lane1.txt" "$build/qemu/lane2.txt"
+awk -v secs=$((end - start)) '
+    /Checks:/ { runs++ }
+    { for (i = 1; i <= NF; i++) {
+        if ($i == "Checks:") checks += $(i + 1) + 0
+        if ($i == "Failures:") fails += $(i + 1) + 0
+        if ($i == "Errors:") errs += $(i + 1) + 0 } }
+    END { printf "qemu: %d runs in %d s\n", runs, secs
+          pct = checks ? int(100 * (checks - fails - errs) / checks) : 0
+          printf "%d%%: Checks: %d, Failures: %d, Errors: %d\n", pct, checks, fails, errs
+          exit (fails + errs) ? 1 : 0 }' "$build/qemu/lane1.txt" "$build/qemu/lane2.txt"
