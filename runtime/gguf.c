@@ -490,6 +490,15 @@ static tern_status parse_tensor_info(cur *c, tern_gguf *g, tern_gguf_tensor *t, 
     if (t->type < 0) return failf(c, TERN_EUNSUPPORTED, at, "type", "%s", why);
     const tern_type_traits *tt = tern_type_get(t->type);
     if (t->type == TERN_TYPE_I2_S) {
+        /* bitnet.cpp's ARM builds write 64-value blocks, its x86 builds 128
+         * (../shared/ref/README.md section 7) and no key says which; only
+         * an element count that is an odd multiple of 64 gives it away */
+        if (nel % TERN_I2S_BLOCK == TERN_I2S_BLOCK / 2 && t->ne[0] % 4 == 0)
+            return failf(c, TERN_EUNSUPPORTED, at, "type",
+                         "i2_s tensor of %llu elements (an odd multiple of 64): only bitnet.cpp's "
+                         "ARM build writes that (64-value blocks); tern reads the x86 layout "
+                         "(128-value blocks) - requantize the model on x86, or to tq2_0/tq1_0",
+                         (unsigned long long)nel);
         if (nel % TERN_I2S_BLOCK != 0 || t->ne[0] % 4 != 0)
             return failf(c, TERN_EFORMAT, at, "type",
                          "i2_s needs a multiple of %d elements and ne[0] a multiple of 4; shape has "

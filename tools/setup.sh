@@ -6,11 +6,23 @@
 #   check, libsubunit-dev      unit test framework (Check)
 #   ocl-icd-opencl-dev, opencl-headers, pocl-opencl-icd   the opencl backend and its CPU test device
 #   clang, libclang-rt-14-dev  libFuzzer target for the GGUF reader
+# and for the aarch64 cross build and its tests (`scons arch=aarch64 test`,
+# on an x86-64 host; the arm64 packages come from Debian multiarch):
+#   gcc-aarch64-linux-gnu      the cross compiler
+#   qemu-user-static           runs the aarch64 test binaries (qemu-aarch64-static)
+#   libc6:arm64, liblua5.4-dev:arm64, libpcre2-dev:arm64, check:arm64,
+#   libsubunit-dev:arm64       the target's libraries, headers and .pc files
 set -e
 export DEBIAN_FRONTEND=noninteractive
 if [ "$(id -u)" != 0 ]; then echo "setup.sh: run as root (apt-get install)" >&2; exit 1; fi
+cross=
+if [ "$(dpkg --print-architecture)" = amd64 ]; then
+    dpkg --add-architecture arm64 # no-op when it is there already
+    cross="gcc-aarch64-linux-gnu qemu-user-static libc6:arm64 liblua5.4-dev:arm64 libpcre2-dev:arm64
+           check:arm64 libsubunit-dev:arm64"
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     gcc libc6-dev scons pkg-config liblua5.4-dev libpcre2-dev check libsubunit-dev \
-    ocl-icd-opencl-dev opencl-headers clang libclang-rt-14-dev >/dev/null
+    ocl-icd-opencl-dev opencl-headers clang libclang-rt-14-dev $cross >/dev/null
 echo "setup.sh: dependencies installed"

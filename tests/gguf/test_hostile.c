@@ -269,6 +269,11 @@ MUT(m_i2_s_ne0) /* [66, 64]: 33 blocks of 128 values, but rows are not whole byt
     patch64(b, f->t_ne[1], 66);
     patch64(b, f->t_ne[1] + 8, 64);
 }
+MUT(m_i2_s_arm) /* [64, 3]: 192 values, 3 blocks of 64: bitnet.cpp's ARM layout */
+{
+    patch64(b, f->t_ne[1], 64);
+    patch64(b, f->t_ne[1] + 8, 3);
+}
 MUT(m_dup_tensor) { REBUILD(.names = {"a.weight", "a.weight", "c.weight"}); }
 MUT(m_name_256) { REBUILD(.long_name = 256); }
 MUT(m_tensor_name_nul) { REBUILD(.names = {"a.weight", "b.w\0ght", "c.weight"}, .name_len1 = 8); }
@@ -326,6 +331,7 @@ static const hcase cases[] = {
     {"q8_0 ne0 33", m_q8_0_ne0, TERN_EFORMAT, "q8_0's block size 32"},
     {"i2_s 8 values", m_i2_s_count, TERN_EFORMAT, "i2_s needs a multiple of 128 elements"},
     {"i2_s ne0 66", m_i2_s_ne0, TERN_EFORMAT, "ne[0] = 66"},
+    {"i2_s arm blocks", m_i2_s_arm, TERN_EUNSUPPORTED, "only bitnet.cpp's ARM build writes that"},
     {"duplicate tensor", m_dup_tensor, TERN_EFORMAT, "duplicate tensor name (first is tensor #0)"},
     {"name 256 bytes", m_name_256, TERN_EFORMAT, "tensor name of 256 bytes is longer than 255"},
     {"tensor name with NUL", m_tensor_name_nul, TERN_EFORMAT, "tensor #1 name at byte"},
