@@ -78,9 +78,27 @@ typedef struct arm_ctx {
  * and per pair of activations TL[c] = w0 al0 + w1 al1 (|TL| <= 30), TH[c] =
  * w0 ah0 + w1 ah1 (|TH| <= 16), so sum w a = 16 sum TH + sum TL with every
  * lookup an exact int8. */
+/* ---- ternary kernel variants: the table behind --kernel and auto, in the
+ * shape of the variant tables codegen's kernel plugins will export
+ * (DESIGN.md): what each needs, its tile, its function. A matrix is packed
+ * for one variant at load and always runs it. ---- */
+typedef void (*arm_tmm_fn)(const tern_node *node, int64_t tile0, int64_t tile1, void *scratch);
+typedef struct arm_tmm_variant {
+    const char *name; /* "mad-sve", as --kernel names it */
+    int family;       /* ARM_FAM_MAD or ARM_FAM_LUT: the tile layout */
+    int isa;          /* the tier it needs */
+    int rows;         /* tile rows: N is padded to this */
+    int kalign;       /* K is padded to this */
+    const char *what; /* "sve sdot", for describe and probe */
+    arm_tmm_fn run;   /* tiles [tile0, tile1) for every token */
+} arm_tmm_variant;
+extern const arm_tmm_variant arm_tmm_variants[];
+/* The variant of family with the highest tier <= isa; NULL when none. */
+const arm_tmm_variant *arm_tmm_pick(int family, int isa);
+
 typedef struct arm_tmat {
     const void *tag;  /* &arm_tmat_tag */
-    int family;       /* ARM_FAM_MAD or ARM_FAM_LUT */
+    const arm_tmm_variant *v; /* the kernel this matrix is packed for */
     int64_t K, N, Kp, Np;
     size_t tile_bytes;
 } arm_tmat;
@@ -101,9 +119,9 @@ static inline int arm_tag_is(const tern_tensor *w, const void *tag)
 
 /* The family auto picks for a [K, N] ternary matrix on this tier. */
 int arm_auto_family(int isa, int64_t K, int64_t N);
-/* Packs src (a file-layout ternary tensor) into dst for family; fills
+/* Packs src (a file-layout ternary tensor) into dst for variant v; fills
  * every field of dst. Counts nothing; backend.c does. */
-tern_status arm_repack_ternary(const tern_host_api *host, int family, const tern_tensor *src,
+tern_status arm_repack_ternary(const tern_host_api *host, const arm_tmm_variant *v, const tern_tensor *src,
                                tern_tensor *dst, char *err, size_t errlen);
 /* A float head quantized to Q8_0 at load (llama.cpp's quantizer) into an
  * owned file-layout copy; EUNSUPPORTED when K is not whole blocks of 32. */

@@ -28,9 +28,12 @@ static int isa_of(uint64_t f)
  * to plain NEON. */
 static int q8_sdot(uint64_t f, int isa) { return (f & TERN_CPU_DOTPROD) && isa >= ARM_ISA_DOTPROD; }
 
-/* What each kernel slot runs on a tier. */
-static const char *mad_kernel(int isa) { return isa >= ARM_ISA_SVE ? "sve sdot" : "neon sdot"; }
-static const char *lut_kernel(int isa) { return isa >= ARM_ISA_SVE2 ? "sve2 tbl" : "neon tbl"; }
+/* What a family runs on a tier ("sve sdot"); NULL when it cannot. */
+static const char *family_kernel(int fam, int isa)
+{
+    const arm_tmm_variant *v = arm_tmm_pick(fam, isa);
+    return v ? v->what : NULL;
+}
 
 static void arm_probe(const tern_host_api *host, tern_backend_probe *out)
 {
@@ -44,12 +47,12 @@ static void arm_probe(const tern_host_api *host, tern_backend_probe *out)
     }
     char vl[32] = "", mad[48] = "";
     if (isa >= ARM_ISA_SVE) snprintf(vl, sizeof vl, " (VL %d bits)", arm_sve_vector_bits());
-    if (isa >= ARM_ISA_DOTPROD) snprintf(mad, sizeof mad, "mad (%s), ", mad_kernel(isa));
+    if (family_kernel(ARM_FAM_MAD, isa)) snprintf(mad, sizeof mad, "mad (%s), ", family_kernel(ARM_FAM_MAD, isa));
     snprintf(out->desc, sizeof out->desc,
              "found neon%s%s%s%s%s%s: tier %s; ternary %slut (%s); q8_0 %s; f32/f16/bf16 matmul, q8 head",
              f & TERN_CPU_DOTPROD ? " asimddp" : "", f & TERN_CPU_I8MM ? " i8mm" : "",
              f & TERN_CPU_FP16 ? " fp16" : "", f & TERN_CPU_SVE ? " sve" : "",
-             f & TERN_CPU_SVE2 ? " sve2" : "", vl, arm_isa_names[isa], mad, lut_kernel(isa),
+             f & TERN_CPU_SVE2 ? " sve2" : "", vl, arm_isa_names[isa], mad, family_kernel(ARM_FAM_LUT, isa),
              q8_sdot(f, isa) ? "sdot" : "smull");
 }
 
@@ -102,7 +105,7 @@ static tern_status arm_init(const tern_host_api *host, const tern_backend_option
         return TERN_ECANNOTRUN;
     }
     if (!isa) isa = cpu_isa;
-    if (fam == ARM_FAM_MAD && isa < ARM_ISA_DOTPROD) {
+    if (fam == ARM_FAM_MAD && !arm_tmm_pick(ARM_FAM_MAD, isa)) {
         if (strchr(kernel, '-')) {
             snprintf(err, errlen, "arm: kernel '%s': mad needs sdot (tier dotprod or above)", kernel);
             return TERN_EINVAL;
@@ -146,8 +149,7 @@ static void arm_describe(void *ctx, char *buf, size_t n)
     for (int f = 1; f < ARM_FAM_COUNT; f++)
         if (c->n_family[f] && used < sizeof fams)
             used += (size_t)snprintf(fams + used, sizeof fams - used, "%s%s (%s) x%d", used ? ", " : "",
-                                     arm_family_names[f],
-                                     f == ARM_FAM_MAD ? mad_kernel(c->isa) : lut_kernel(c->isa), c->n_family[f]);
+                                     arm_family_names[f], family_kernel(f, c->isa), c->n_family[f]);
     if (c->isa >= ARM_ISA_SVE) snprintf(vl, sizeof vl, " VL %d", arm_sve_vector_bits());
     snprintf(buf, n, "arm %s%s%s, kernel %s%s (%s%s), q8_0 %s, head %s", arm_isa_names[c->isa], vl,
              c->isa < c->cpu_isa ? " (capped)" : "", arm_family_names[c->kernel],
@@ -177,7 +179,8 @@ static tern_status arm_repack(void *ctx, const tern_tensor *src, int purpose, te
     if (purpose == TERN_REPACK_TERNARY && tern_type_get(t) && tern_type_get(t)->is_ternary) {
         int64_t K = src->ne[0], N = tern_tensor_nrows(src);
         int fam = c->kernel == ARM_FAM_AUTO ? arm_auto_family(c->isa, K, N) : c->kernel;
-        tern_status st = arm_repack_ternary(c->host, fam, src, dst, err, errlen);
+        const arm_tmm_variant *v = arm_tmm_pick(fam, c->isa); /* init made sure there is one */
+        tern_status st = arm_repack_ternary(c->host, v, src, dst, err, errlen);
         if (st == TERN_OK) c->n_family[fam]++;
         return st;
     }
@@ -205,27 +208,16 @@ static void arm_release(void *ctx, tern_tensor *t)
     if (fam > 0) c->n_family[fam]--;
 }
 
-/* ---- the matmuls: split whole tiles (ternary) or rows, then the tier's
- * kernel ---- */
+/* ---- the matmuls: split whole tiles (ternary: the variant the matrix was
+ * packed for) or rows (float: the tier's kernel) ---- */
 
 static void arm_matmul_ternary(void *ctx, const tern_node *node, int ith, int nth, void *scratch)
 {
-    arm_ctx *c = ctx;
+    (void)ctx;
     const arm_tmat *m = node->src[1]->extra;
-    int64_t lo, hi, rows = m->family == ARM_FAM_MAD ? ARM_MAD_ROWS : ARM_LUT_ROWS;
-    arm_split(m->Np / rows, ith, nth, &lo, &hi);
-    if (lo >= hi) return;
-    if (m->family == ARM_FAM_MAD) {
-        if (c->isa >= ARM_ISA_SVE)
-            arm_tmm_mad_sve(node, lo, hi, scratch);
-        else
-            arm_tmm_mad_dotprod(node, lo, hi, scratch);
-    } else {
-        if (c->isa >= ARM_ISA_SVE2)
-            arm_tmm_lut_sve2(node, lo, hi, scratch);
-        else
-            arm_tmm_lut_neon(node, lo, hi, scratch);
-    }
+    int64_t lo, hi;
+    arm_split(m->Np / m->v->rows, ith, nth, &lo, &hi);
+    if (lo < hi) m->v->run(node, lo, hi, scratch);
 }
 
 static void arm_matmul(void *ctx, const tern_node *node, int ith, int nth, void *scratch)

@@ -24,7 +24,24 @@ const char *const arm_family_names[ARM_FAM_COUNT] = {"auto", "mad", "lut"};
 int arm_auto_family(int isa, int64_t K, int64_t N)
 {
     (void)K, (void)N;
-    return isa >= ARM_ISA_DOTPROD ? ARM_FAM_MAD : ARM_FAM_LUT;
+    return arm_tmm_pick(ARM_FAM_MAD, isa) ? ARM_FAM_MAD : ARM_FAM_LUT;
+}
+
+/* Tiers ascending within a family: arm_tmm_pick takes the last that fits. */
+const arm_tmm_variant arm_tmm_variants[] = {
+    {"mad-dotprod", ARM_FAM_MAD, ARM_ISA_DOTPROD, ARM_MAD_ROWS, 16, "neon sdot", arm_tmm_mad_dotprod},
+    {"mad-sve", ARM_FAM_MAD, ARM_ISA_SVE, ARM_MAD_ROWS, 16, "sve sdot", arm_tmm_mad_sve},
+    {"lut-neon", ARM_FAM_LUT, ARM_ISA_NEON, ARM_LUT_ROWS, 8, "neon tbl", arm_tmm_lut_neon},
+    {"lut-sve2", ARM_FAM_LUT, ARM_ISA_SVE2, ARM_LUT_ROWS, 8, "sve2 tbl", arm_tmm_lut_sve2},
+    {NULL, 0, 0, 0, 0, NULL, NULL},
+};
+
+const arm_tmm_variant *arm_tmm_pick(int family, int isa)
+{
+    const arm_tmm_variant *best = NULL;
+    for (const arm_tmm_variant *v = arm_tmm_variants; v->name; v++)
+        if (v->family == family && v->isa <= isa) best = v;
+    return best;
 }
 
 static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
@@ -65,7 +82,7 @@ static void pack_lut_tile(const int8_t *codes, int64_t K, int64_t rows, int64_t 
         }
 }
 
-tern_status arm_repack_ternary(const tern_host_api *host, int fam, const tern_tensor *src,
+tern_status arm_repack_ternary(const tern_host_api *host, const arm_tmm_variant *v, const tern_tensor *src,
                                tern_tensor *dst, char *err, size_t errlen)
 {
     const char *name = src->name ? src->name : "?";
@@ -80,8 +97,7 @@ tern_status arm_repack_ternary(const tern_host_api *host, int fam, const tern_te
         snprintf(err, errlen, "%s", e.msg);
         return e.status;
     }
-    int64_t rows = fam == ARM_FAM_MAD ? ARM_MAD_ROWS : ARM_LUT_ROWS;
-    int64_t Kp = round_up(K, fam == ARM_FAM_MAD ? 16 : 8), Np = round_up(N, rows);
+    int64_t rows = v->rows, Kp = round_up(K, v->kalign), Np = round_up(N, rows);
     size_t bytes, tile_bytes = (size_t)Kp * (size_t)rows / 4;
     if (tern_mul_overflows((size_t)(Np / rows), tile_bytes, &bytes)) {
         snprintf(err, errlen, "tensor '%s': too large", name);
@@ -104,7 +120,7 @@ tern_status arm_repack_ternary(const tern_host_api *host, int fam, const tern_te
             }
         if (st != TERN_OK) break;
         uint8_t *out = data + (size_t)t * tile_bytes;
-        if (fam == ARM_FAM_MAD)
+        if (v->family == ARM_FAM_MAD)
             pack_mad_tile(codes, K, n, Kp, out);
         else
             pack_lut_tile(codes, K, n, Kp, out);
@@ -115,7 +131,7 @@ tern_status arm_repack_ternary(const tern_host_api *host, int fam, const tern_te
         host->free(data);
         return st;
     }
-    *m = (arm_tmat){&arm_tmat_tag, fam, K, N, Kp, Np, tile_bytes};
+    *m = (arm_tmat){&arm_tmat_tag, v, K, N, Kp, Np, tile_bytes};
     *dst = *src;
     dst->layout = TERN_LAYOUT_BACKEND;
     dst->data = data;
@@ -171,7 +187,7 @@ int arm_release_tensor(const tern_host_api *host, tern_tensor *t)
     if (tag == &arm_owned_tag) {
         fam = 0;
     } else if (tag == &arm_tmat_tag) {
-        fam = ((const arm_tmat *)t->extra)->family;
+        fam = ((const arm_tmat *)t->extra)->v->family;
         host->free(t->extra);
     } else {
         return -1;
@@ -202,7 +218,7 @@ size_t arm_tmm_scratch(const tern_node *node)
     const tern_tensor *x = node->src[0], *w = node->src[1];
     if (!x || !w || !w->extra || *(const void *const *)w->extra != &arm_tmat_tag) return 0;
     const arm_tmat *m = w->extra;
-    if (m->family != ARM_FAM_LUT) return 0;
+    if (m->v->family != ARM_FAM_LUT) return 0;
     size_t n_tok = (size_t)tern_tensor_nrows(x), tb = n_tok < ARM_LUT_TOKENS ? n_tok : ARM_LUT_TOKENS;
     return tb * (size_t)(m->Kp / 2) * ARM_LUT_PAIR_BYTES + 64;
 }
