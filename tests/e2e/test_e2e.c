@@ -376,12 +376,15 @@ Suite *e2e_suite(void)
     tcase_add_loop_test(tc, test_peer_references, 0, 6);
     tcase_add_loop_test(tc, test_greedy_continuation, 0, 12);
     suite_add_tcase(s, tc);
-    /* the fast backends against the references and scalar: its own case,
-     * so the qemu runs (tests/run_qemu.sh) can pick it alone */
-    TCase *tb = tcase_create("backends");
-    tcase_set_timeout(tb, 900);
-    tcase_add_loop_test(tb, test_greedy_scalar_vs_backends, 0, 6);
-    tcase_add_loop_test(tb, test_trained_models_backends, 0, 6);
-    suite_add_tcase(s, tb);
+    /* the fast backends against scalar and the references: cases of their
+     * own, so the qemu runs (tests/run_qemu.sh) can pick them alone */
+    TCase *tg = tcase_create("backends_greedy");
+    tcase_set_timeout(tg, 1800);
+    tcase_add_loop_test(tg, test_greedy_scalar_vs_backends, 0, 6);
+    suite_add_tcase(s, tg);
+    TCase *tl = tcase_create("backends_logits");
+    tcase_set_timeout(tl, 1800);
+    tcase_add_loop_test(tl, test_trained_models_backends, 0, 6);
+    suite_add_tcase(s, tl);
     return s;
 }
