@@ -3,7 +3,8 @@
  *
  * Files: backend.c (the ABI-facing part: entry table, probe, init, describe,
  * op table with its ISA dispatch, supports_op, scratch sizes, repack
- * dispatch), repack.c (weight layouts; baseline), ops_neon.c (every float op,
+ * dispatch), repack.c (the ternary kernel variant table, the weight
+ * layouts, the LUT tables; baseline), ops_neon.c (every float op,
  * QUANTIZE_ACT, GET_ROWS, the F32/F16/BF16 matmul and the Q8_0 matmul
  * without dotprod; baseline AArch64 NEON), q8mm_dotprod.c (Q8_0 with sdot),
  * tmm_dotprod.c (ternary MAD, NEON sdot), tmm_neon.c (ternary LUT, NEON
