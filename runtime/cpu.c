@@ -1,5 +1,6 @@
 /* cpu.c - what this CPU can do: cpuid on x86, HWCAP on ARM. Backends get the
  * result through the host table and decide from it in probe(). */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -71,15 +72,15 @@ static uint64_t detect(void)
 static uint64_t detect(void) { return 0; }
 #endif
 
+static uint64_t cached_features;
+static void detect_once(void) { cached_features = detect(); }
+
+/* Detected once per process, whichever thread asks first. */
 uint64_t tern_cpu_features(void)
 {
-    static uint64_t cached;
-    static int done;
-    if (!done) {
-        cached = detect();
-        done = 1;
-    }
-    return cached;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, detect_once);
+    return cached_features;
 }
 
 static const struct {

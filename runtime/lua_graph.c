@@ -26,6 +26,7 @@ typedef struct build_ctx {
     tern_graph *g;
     tern_model *m;
     tern_tensor *kc, *vc;
+    int kv_space;                 /* memory space of the caches */
     int q_src[MAX_QUANT_MEMO], q_dst[MAX_QUANT_MEMO], n_q; /* quantize_act memo */
     tern_error err;
 } build_ctx;
@@ -191,8 +192,8 @@ static int g_attention(lua_State *L)
         v = tern_graph_add_view(c->g, v, 3, ne3, &c->err);
         if (v < 0) return fail(L, c);
     }
-    int kc_id = tern_graph_add_extern(c->g, &c->kc[layer], &c->err);
-    int vc_id = tern_graph_add_extern(c->g, &c->vc[layer], &c->err);
+    int kc_id = tern_graph_add_extern(c->g, &c->kc[layer], c->kv_space, &c->err);
+    int vc_id = tern_graph_add_extern(c->g, &c->vc[layer], c->kv_space, &c->err);
     if (kc_id < 0 || vc_id < 0) return fail(L, c);
     int sk[2] = {k, c->g->in_positions}, sv[2] = {v, c->g->in_positions};
     if (tern_graph_add_node_into(c->g, TERN_OP_KV_STORE, kc_id, sk, 2, &c->err) ||
@@ -292,7 +293,7 @@ static int add_weight(lua_State *L, build_ctx *c, const char *name)
 {
     tern_model_weight *w = tern_model_find_weight(c->m, name);
     if (!w) return -2;
-    return tern_graph_add_weight(c->g, w, TERN_REPACK_MATMUL, &c->err);
+    return tern_graph_add_weight(c->g, w, &c->err);
 }
 
 /* m:w(name) -> tensor id, or nil when the model has no such tensor. Each
@@ -406,7 +407,7 @@ static void push_methods(lua_State *L, build_ctx *c, const luaL_Reg *regs)
 }
 
 tern_status tern_graph_builder_run(tern_graph_builder *b, tern_graph *g, tern_tensor *k_cache,
-                                   tern_tensor *v_cache, tern_error *err)
+                                   tern_tensor *v_cache, int kv_space, tern_error *err)
 {
     lua_State *L = b->L;
     build_ctx c;
@@ -415,6 +416,7 @@ tern_status tern_graph_builder_run(tern_graph_builder *b, tern_graph *g, tern_te
     c.m = b->m;
     c.kc = k_cache;
     c.vc = v_cache;
+    c.kv_space = kv_space;
     int top = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, b->fn_ref);
     /* g */

@@ -16,9 +16,9 @@ tern_status tern_graph_builder_create(tern_model *m, const char *script, tern_gr
                                       tern_error *err);
 void tern_graph_builder_free(tern_graph_builder *b);
 /* Calls the script's function with a builder over g; k_cache/v_cache are
- * the session's per-layer caches. */
+ * the session's per-layer caches, in memory space kv_space. */
 tern_status tern_graph_builder_run(tern_graph_builder *b, tern_graph *g, tern_tensor *k_cache,
-                                   tern_tensor *v_cache, tern_error *err);
+                                   tern_tensor *v_cache, int kv_space, tern_error *err);
 
 /* Pushes a table of the hyper-parameters (the `m.hparams` graph scripts
  * see; pipelines get it from model:info()). */

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "tern/backend.h"
+#include "tern/threadpool.h"
 
 #define PLUGIN_PREFIX "tern-backend-"
 #define PLUGIN_SUFFIX ".so"
@@ -65,15 +66,28 @@ static int check_api(tern_plugin_info *info, const tern_backend_api *api)
                  TERN_BACKEND_ABI_VERSION);
         return 1;
     }
-    if (api->struct_size < sizeof(tern_backend_api)) {
+    if (api->struct_size < TERN_BACKEND_API_MIN_SIZE) {
         snprintf(info->error, sizeof info->error,
-                 "%s: plugin API struct is %u bytes, this tern needs at least %zu (ABI version %u)",
-                 path, api->struct_size, sizeof(tern_backend_api), TERN_BACKEND_ABI_VERSION);
+                 "%s: plugin API struct is %u bytes, ABI version %u needs at least %zu", path,
+                 api->struct_size, TERN_BACKEND_ABI_VERSION, (size_t)TERN_BACKEND_API_MIN_SIZE);
+        return 1;
+    }
+    if (api->op_semantics != TERN_OP_SEMANTICS_VERSION) {
+        snprintf(info->error, sizeof info->error,
+                 "%s: plugin implements op semantics %u, this tern defines version %u", path,
+                 api->op_semantics, TERN_OP_SEMANTICS_VERSION);
         return 1;
     }
     if (!api->name || !api->probe || !api->init || !api->free || (!api->ops && api->n_ops)) {
         snprintf(info->error, sizeof info->error,
                  "%s: plugin API table lacks a required member (name, probe, init, free, ops)", path);
+        return 1;
+    }
+    if (!(api->caps & TERN_BACKEND_CAP_HOST_MEMORY) &&
+        (!api->buffer_alloc || !api->buffer_free || !api->buffer_upload || !api->buffer_download)) {
+        snprintf(info->error, sizeof info->error,
+                 "%s: a device backend (no host-memory capability) needs buffer_alloc, buffer_free, "
+                 "buffer_upload and buffer_download", path);
         return 1;
     }
     if (strcmp(api->name, info->name) != 0) {
@@ -121,10 +135,18 @@ tern_status tern_plugin_load(tern_registry *reg, const char *path, const tern_pl
     return TERN_OK;
 }
 
-static int already_have(const tern_registry *reg, const char *name)
+/* A backend of that name was found earlier on the path: the first wins,
+ * and a second file of the same name is named in a warning, never hidden. */
+static int already_have(const tern_registry *reg, const char *name, const char *path)
 {
-    for (int i = 0; i < reg->n; i++)
-        if (strcmp(reg->items[i]->name, name) == 0) return 1;
+    for (int i = 0; i < reg->n; i++) {
+        if (strcmp(reg->items[i]->name, name) != 0) continue;
+        char a[PATH_MAX], b[PATH_MAX];
+        if (!realpath(reg->items[i]->path, a) || !realpath(path, b) || strcmp(a, b) != 0)
+            tern_host()->log(TERN_LOG_WARN, "backend '%s': using %s, ignoring %s found later on the "
+                             "plugin path", name, reg->items[i]->path, path);
+        return 1;
+    }
     return 0;
 }
 
@@ -149,9 +171,9 @@ static tern_status scan_dir(tern_registry *reg, const char *dir, tern_error *err
     tern_status st = TERN_OK;
     for (int i = 0; i < n; i++) {
         char name[64], path[PATH_MAX];
+        if (names[i]) snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         if (!st && names[i] && plugin_name_from_file(names[i], name, sizeof name) &&
-            !already_have(reg, name)) {
-            snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+            !already_have(reg, name, path)) {
             tern_error ignored;
             tern_status ls = tern_plugin_load(reg, path, NULL, &ignored);
             if (ls == TERN_ENOMEM) st = tern_error_set(err, ls, "%s", ignored.msg);
@@ -269,7 +291,7 @@ tern_backend_options tern_backend_default_options(void)
 }
 
 tern_status tern_backend_create(const tern_plugin_info *plugin, const tern_backend_options *opt,
-                                tern_backend **out, tern_error *err)
+                                tern_threadpool *pool, tern_backend **out, tern_error *err)
 {
     if (!plugin || !plugin->loaded)
         return tern_error_set(err, TERN_EINVAL, "backend plugin not loaded");
@@ -277,15 +299,18 @@ tern_status tern_backend_create(const tern_plugin_info *plugin, const tern_backe
     if (!opt) opt = &defaults;
     tern_backend *be = calloc(1, sizeof *be);
     if (!be) return tern_error_set(err, TERN_ENOMEM, "out of memory creating backend");
+    be->api = plugin->api;
+    be->plugin = plugin;
+    be->n_threads = opt->n_threads > 0 ? opt->n_threads : 1;
+    be->pool = pool;
+    be->host = *tern_host();
+    be->host.user = be;
     char msg[TERN_ERROR_MSG_MAX] = "";
-    tern_status st = plugin->api->init(tern_host(), opt, &be->ctx, msg, sizeof msg);
+    tern_status st = plugin->api->init(&be->host, opt, &be->ctx, msg, sizeof msg);
     if (st) {
         free(be);
         return tern_error_set(err, st, "backend '%s': %s", plugin->name, msg);
     }
-    be->api = plugin->api;
-    be->plugin = plugin;
-    be->n_threads = opt->n_threads > 0 ? opt->n_threads : 1;
     *out = be;
     return TERN_OK;
 }
@@ -307,4 +332,18 @@ int tern_backend_supports(const tern_backend *be, const tern_node *node)
 {
     if (!tern_backend_op(be, node->op)) return 0;
     return be->api->supports_op ? be->api->supports_op(be->ctx, node) : 1;
+}
+
+int tern_backend_is_host(const tern_backend *be)
+{
+    return (be->api->caps & TERN_BACKEND_CAP_HOST_MEMORY) != 0;
+}
+
+tern_status tern_backend_sync(const tern_backend *be, tern_error *err)
+{
+    if (!be->api->sync) return TERN_OK;
+    char msg[TERN_ERROR_MSG_MAX] = "";
+    tern_status st = be->api->sync(be->ctx, msg, sizeof msg);
+    if (st) return tern_error_set(err, st, "backend '%s': %s", be->plugin->name, msg[0] ? msg : tern_status_name(st));
+    return TERN_OK;
 }

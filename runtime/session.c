@@ -1,4 +1,6 @@
-/* session.c - KV cache, graphs per shape class, evaluation in chunks. */
+/* session.c - KV cache (on the backend that runs attention), graphs per
+ * shape class, evaluation in chunks, cancel. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,8 +23,9 @@ struct tern_session {
     tern_session_options opt;
     int n_past;
     tern_tensor *k_cache, *v_cache; /* per layer: [head_dim, n_head_kv, n_ctx] */
-    void *kv_mem;
-    tern_threadpool *pool;
+    void *kv_mem;                   /* host memory, or a buffer of be[kv_be] */
+    int kv_be;                      /* backend that runs attention and holds the cache */
+    atomic_int cancel;              /* set by tern_session_cancel, any thread */
     tern_graph_builder *builder;    /* Lua state running the graph script */
     cached_graph graphs[MAX_GRAPHS];
     unsigned long clock;
@@ -30,7 +33,7 @@ struct tern_session {
     size_t logits_cap;              /* floats */
     int64_t n_logit_rows;
     tern_graph_stats stats;
-    int fallback_nodes;
+    tern_graph_placement placement; /* of the last graph built */
 };
 
 tern_session_options tern_session_default_options(void)
@@ -44,6 +47,8 @@ tern_session_options tern_session_default_options(void)
     return o;
 }
 
+/* One allocation for every layer's K and V, on the backend the planner
+ * will run attention on (all layers have one shape, so one answer). */
 static tern_status alloc_kv(tern_session *s, tern_error *err)
 {
     const tern_hparams *hp = &s->m->hp;
@@ -53,20 +58,47 @@ static tern_status alloc_kv(tern_session *s, tern_error *err)
     size_t per = tern_tensor_nbytes(&proto), total;
     if (tern_mul_overflows(per, (size_t)hp->n_layer * 2, &total))
         return tern_error_set(err, TERN_ENOMEM, "KV cache size overflows");
+    s->kv_be = tern_graph_kv_backend(s->m->be, s->m->n_be, s->opt.kv_type, hp->head_dim, hp->n_head,
+                                     hp->n_head_kv, s->opt.n_ctx);
+    if (s->kv_be < 0)
+        return tern_error_set(err, TERN_EUNSUPPORTED, "no backend of the list runs attention over a "
+                              "%s KV cache of %d positions", tern_type_name(s->opt.kv_type), s->opt.n_ctx);
+    tern_backend *be = s->m->be[s->kv_be];
     s->k_cache = calloc((size_t)hp->n_layer, sizeof *s->k_cache);
     s->v_cache = calloc((size_t)hp->n_layer, sizeof *s->v_cache);
-    if (!s->k_cache || !s->v_cache || posix_memalign(&s->kv_mem, 64, total ? total : 64))
-        return tern_error_set(err, TERN_ENOMEM, "out of memory: KV cache of %zu bytes (n_ctx %d)",
-                              total, s->opt.n_ctx);
+    if (!s->k_cache || !s->v_cache)
+        return tern_error_set(err, TERN_ENOMEM, "out of memory creating session");
+    int host = tern_backend_is_host(be);
+    if (host ? posix_memalign(&s->kv_mem, 64, total ? total : 64) != 0
+             : !(s->kv_mem = be->api->buffer_alloc(be->ctx, total ? total : 64))) {
+        s->kv_mem = NULL;
+        return tern_error_set(err, TERN_ENOMEM, "out of %s memory: KV cache of %zu bytes (n_ctx %d)",
+                              host ? "host" : be->plugin->name, total, s->opt.n_ctx);
+    }
     /* not cleared: a row is read only after KV_STORE wrote it, and untouched
      * pages of a large context cost no resident memory */
     for (int64_t l = 0; l < hp->n_layer; l++) {
         s->k_cache[l] = proto;
         s->v_cache[l] = proto;
-        s->k_cache[l].data = (char *)s->kv_mem + (size_t)(2 * l) * per;
-        s->v_cache[l].data = (char *)s->kv_mem + (size_t)(2 * l + 1) * per;
+        size_t ko = (size_t)(2 * l) * per, vo = (size_t)(2 * l + 1) * per;
+        if (host) {
+            s->k_cache[l].data = (char *)s->kv_mem + ko;
+            s->v_cache[l].data = (char *)s->kv_mem + vo;
+        } else {
+            s->k_cache[l].buffer = s->v_cache[l].buffer = s->kv_mem;
+            s->k_cache[l].data = (void *)(uintptr_t)ko;
+            s->v_cache[l].data = (void *)(uintptr_t)vo;
+        }
     }
     return TERN_OK;
+}
+
+static void free_kv(tern_session *s)
+{
+    if (s->kv_mem && !tern_backend_is_host(s->m->be[s->kv_be]))
+        s->m->be[s->kv_be]->api->buffer_free(s->m->be[s->kv_be]->ctx, s->kv_mem);
+    else
+        free(s->kv_mem);
 }
 
 tern_status tern_session_create(tern_model *m, const tern_session_options *opt, tern_session **out,
@@ -87,7 +119,6 @@ tern_status tern_session_create(tern_model *m, const tern_session_options *opt, 
     if (!st && s->opt.n_ctx > (1 << 24))
         st = tern_error_set(err, TERN_EINVAL, "context size %d too large", s->opt.n_ctx);
     if (!st) st = alloc_kv(s, err);
-    if (!st) st = tern_threadpool_create(m->opt.n_threads, &s->pool, err);
     if (!st) st = tern_graph_builder_create(m, m->hp.graph, &s->builder, err);
     if (st) {
         tern_session_free(s);
@@ -102,10 +133,9 @@ void tern_session_free(tern_session *s)
     if (!s) return;
     for (int i = 0; i < MAX_GRAPHS; i++) tern_graph_free(s->graphs[i].g);
     tern_graph_builder_free(s->builder);
-    tern_threadpool_free(s->pool);
+    free_kv(s);
     free(s->k_cache);
     free(s->v_cache);
-    free(s->kv_mem);
     free(s->logits);
     free(s);
 }
@@ -128,13 +158,14 @@ static tern_status get_graph(tern_session *s, int n_tok, int n_out, tern_graph *
     tern_graph *g;
     tern_status st = tern_graph_create(n_tok, n_out, &g, err);
     if (st) return st;
-    st = tern_graph_builder_run(s->builder, g, s->k_cache, s->v_cache, err);
-    if (!st) st = tern_graph_plan(g, s->m->be, s->pool, err);
+    int kv_space = tern_graph_space_of(s->m->be[s->kv_be], s->kv_be);
+    st = tern_graph_builder_run(s->builder, g, s->k_cache, s->v_cache, kv_space, err);
+    if (!st) st = tern_graph_plan(g, s->m->be, s->m->n_be, s->m->pool, s->m->opt.n_threads, err);
     if (st) {
         tern_graph_free(g);
         return st;
     }
-    s->fallback_nodes = tern_graph_n_fallback(g);
+    tern_graph_placement_get(g, &s->placement);
     tern_graph_free(victim->g);
     victim->g = g;
     victim->n_tok = n_tok;
@@ -172,20 +203,21 @@ tern_status tern_session_eval(tern_session *s, const int32_t *tokens, size_t n, 
                                   i, tokens[i], (long long)n_vocab - 1);
     tern_status st = reserve_logits(s, all_logits ? n : 1, err);
     if (st) return st;
-    for (size_t start = 0; start < n; start += (size_t)s->opt.n_batch) {
+    int n_past0 = s->n_past;
+    for (size_t start = 0; start < n && !st; start += (size_t)s->opt.n_batch) {
         int len = (int)(n - start < (size_t)s->opt.n_batch ? n - start : (size_t)s->opt.n_batch);
         int n_out = all_logits ? len : 1;
         tern_graph *g;
         st = get_graph(s, len, n_out, &g, err);
-        if (st) return st;
+        if (st) break;
         int32_t *tok = tern_graph_tokens(g), *pos = tern_graph_positions(g), *ids = tern_graph_out_ids(g);
         for (int i = 0; i < len; i++) {
             tok[i] = tokens[start + (size_t)i];
             pos[i] = s->n_past + i;
         }
         for (int i = 0; i < n_out; i++) ids[i] = all_logits ? i : len - 1;
-        st = tern_graph_compute(g, &s->stats, err);
-        if (st) return st;
+        st = tern_graph_compute(g, &s->stats, &s->cancel, err);
+        if (st) break;
         s->n_past += len;
         const float *out = tern_graph_output(g, NULL, NULL);
         if (all_logits)
@@ -193,9 +225,17 @@ tern_status tern_session_eval(tern_session *s, const int32_t *tokens, size_t n, 
         else if (start + (size_t)len == n)
             memcpy(s->logits, out, (size_t)n_vocab * sizeof(float));
     }
+    if (st) { /* as if it never ran: the next evaluation starts where this one did */
+        if (st == TERN_ECANCELED) atomic_store(&s->cancel, 0); /* consumed */
+        s->n_past = n_past0;
+        s->n_logit_rows = 0;
+        return st;
+    }
     s->n_logit_rows = all_logits ? (int64_t)n : 1;
     return TERN_OK;
 }
+
+void tern_session_cancel(tern_session *s) { atomic_store(&s->cancel, 1); }
 
 const float *tern_session_logits(const tern_session *s, int64_t *n_rows)
 {
@@ -209,7 +249,9 @@ int tern_session_n_ctx(const tern_session *s) { return s->opt.n_ctx; }
 tern_model *tern_session_model(const tern_session *s) { return s->m; }
 const tern_graph_stats *tern_session_stats(const tern_session *s) { return &s->stats; }
 void tern_session_reset_stats(tern_session *s) { memset(&s->stats, 0, sizeof s->stats); }
-int tern_session_fallback_nodes(const tern_session *s) { return s->fallback_nodes; }
+int tern_session_fallback_nodes(const tern_session *s) { return s->placement.n_fallback; }
+const tern_graph_placement *tern_session_placement(const tern_session *s) { return &s->placement; }
+int tern_session_kv_backend(const tern_session *s) { return s->kv_be; }
 
 tern_status tern_session_rollback(tern_session *s, int n, tern_error *err)
 {

@@ -44,9 +44,10 @@ static void scalar_describe(void *ctx, char *buf, size_t n)
     snprintf(buf, n, "scalar reference kernels");
 }
 
-static const tern_backend_api scalar_api = {
+const tern_backend_api scalar_api = {
     .abi_version = TERN_BACKEND_ABI_VERSION,
     .struct_size = sizeof(tern_backend_api),
+    .op_semantics = TERN_OP_SEMANTICS_VERSION,
     .name = "scalar",
     .caps = TERN_BACKEND_CAP_HOST_MEMORY | TERN_BACKEND_CAP_THREADED,
     .probe = scalar_probe,

@@ -127,9 +127,11 @@ static void x86_matmul_ternary(void *ctx, const tern_node *node, int ith, int nt
     }
 }
 
+/* extra is read only of tensors this plugin repacked (owner). */
 static int tag_is(const tern_tensor *w, const void *tag)
 {
-    return w->layout == TERN_LAYOUT_BACKEND && w->extra && *(const void *const *)w->extra == tag;
+    return w->layout == TERN_LAYOUT_BACKEND && w->owner == &x86_api && w->extra &&
+           *(const void *const *)w->extra == tag;
 }
 
 /* ---- the float matmul: Q8_0 tiles split by tile, F32/F16/BF16 by rows
@@ -201,7 +203,8 @@ static int x86_supports_op(void *ctx, const tern_node *nd)
         const x86_q8mat *m = w->extra;
         return m->K == x->ne[0] && m->N == d->ne[0];
     }
-    return w->layout == TERN_LAYOUT_FILE && tern_op_is_float_weight(w->type);
+    return w->layout == TERN_LAYOUT_FILE && (!w->extra || w->owner == &x86_api) &&
+           tern_op_is_float_weight(w->type);
 }
 
 static size_t x86_scratch_size(void *ctx, const tern_node *nd, int nth)
@@ -211,9 +214,10 @@ static size_t x86_scratch_size(void *ctx, const tern_node *nd, int nth)
     return (n + 63) / 64 * 64;
 }
 
-static const tern_backend_api x86_api = {
+const tern_backend_api x86_api = {
     .abi_version = TERN_BACKEND_ABI_VERSION,
     .struct_size = sizeof(tern_backend_api),
+    .op_semantics = TERN_OP_SEMANTICS_VERSION,
     .name = "x86",
     .caps = TERN_BACKEND_CAP_HOST_MEMORY | TERN_BACKEND_CAP_THREADED,
     .probe = x86_probe,

@@ -146,6 +146,7 @@ static tern_status repack_ternary(x86_ctx *c, const tern_tensor *src, tern_tenso
     *m = (x86_tmat){&x86_tmat_tag, fam, K, N, Kp, Np};
     *dst = *src;
     dst->layout = TERN_LAYOUT_BACKEND;
+    dst->owner = &x86_api;
     dst->data = data;
     dst->nb[1] = (size_t)Kp / 4; /* packed bytes per row */
     dst->nb[2] = dst->nb[1] * (size_t)N;
@@ -194,6 +195,7 @@ static tern_status repack_q8_0(x86_ctx *c, const tern_tensor *src, tern_tensor *
     c->n_q8mat++;
     *dst = *src;
     dst->layout = TERN_LAYOUT_BACKEND;
+    dst->owner = &x86_api;
     dst->data = data;
     dst->extra = m;
     dst->name = src->name;
@@ -249,15 +251,11 @@ static tern_status repack_head_q8(x86_ctx *c, const tern_tensor *src, tern_tenso
         c->host->free(q);
     } else {
         *dst = q8;
+        dst->owner = &x86_api;
         dst->extra = (void *)&x86_owned; /* ours to free */
     }
     if (st == TERN_OK) c->n_head_q8++;
     return st;
-}
-
-static int is_head_name(const char *n)
-{
-    return n && (!strcmp(n, "output.weight") || !strcmp(n, "token_embd.weight"));
 }
 
 tern_status x86_repack(void *ctx, const tern_tensor *src, int purpose, tern_tensor *dst,
@@ -273,13 +271,13 @@ tern_status x86_repack(void *ctx, const tern_tensor *src, int purpose, tern_tens
     if (purpose == TERN_REPACK_TERNARY &&
         (t == TERN_TYPE_TQ1_0 || t == TERN_TYPE_TQ2_0 || t == TERN_TYPE_I2_S))
         return repack_ternary(c, src, dst, err, errlen);
-    if (purpose == TERN_REPACK_MATMUL &&
-        (t == TERN_TYPE_F32 || t == TERN_TYPE_F16 || t == TERN_TYPE_BF16 || t == TERN_TYPE_Q8_0)) {
+    int head = purpose == TERN_REPACK_HEAD;
+    if ((purpose == TERN_REPACK_MATMUL || head) && tern_op_is_float_weight(t)) {
         /* Q8_0 is int8 already: its tiles serve a head as well as the int16
          * q8 head would, and batches better */
         if (t == TERN_TYPE_Q8_0 && c->isa == X86_ISA_AVX512) return repack_q8_0(c, src, dst, err, errlen);
-        if (c->head_q8 && is_head_name(src->name)) return repack_head_q8(c, src, dst, err, errlen);
-        if (is_head_name(src->name)) c->n_head_f16++;
+        if (c->head_q8 && head) return repack_head_q8(c, src, dst, err, errlen);
+        if (head) c->n_head_f16++;
         *dst = *src;
         dst->extra = NULL;
         return TERN_OK;
@@ -293,7 +291,7 @@ tern_status x86_repack(void *ctx, const tern_tensor *src, int purpose, tern_tens
 void x86_release(void *ctx, tern_tensor *t)
 {
     x86_ctx *c = ctx;
-    if (!t || !t->extra) return; /* file layout: not ours */
+    if (!t || !t->extra || t->owner != &x86_api) return; /* file layout: not ours */
     if (*(const void *const *)t->extra == &x86_tmat_tag) {
         c->n_family[((const x86_tmat *)t->extra)->family]--;
         c->host->free(t->data);

@@ -20,7 +20,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "tern/backend.h"
+#include "tern/plugin.h"
 #include "tern/quant.h"
 
 #define TERN_EXPORT __attribute__((visibility("default")))
@@ -82,6 +82,9 @@ typedef struct x86_q8mat {
 } x86_q8mat;
 extern const char x86_q8mat_tag;
 
+/* This plugin's table: the owner of every tensor it repacks. */
+extern const tern_backend_api x86_api;
+
 tern_status x86_repack(void *ctx, const tern_tensor *src, int purpose, tern_tensor *dst,
                        char *err, size_t errlen);
 void x86_release(void *ctx, tern_tensor *t);
@@ -95,6 +98,13 @@ static inline void x86_split(int64_t n, int ith, int nth, int64_t *lo, int64_t *
     if (nth < 1) nth = 1;
     *lo = n * ith / nth;
     *hi = n * (ith + 1) / nth;
+}
+
+/* A position outside the KV cache: the evaluation's error. */
+static inline void x86_bad_position(void *ctx, const tern_node *node, int64_t p, int64_t n_ctx)
+{
+    ((const x86_ctx *)ctx)->host->node_error(node, TERN_ECONTEXT, "position %lld outside the KV cache of %lld",
+                                             (long long)p, (long long)n_ctx);
 }
 
 static inline uint8_t *x86_row(const tern_tensor *t, int64_t r)

@@ -172,7 +172,7 @@ START_TEST(test_auto_picks_best_score)
     /* fake has add and relu_sq only: the rest is NULL, i.e. scalar's */
     ck_assert_int_eq(tern_registry_select(reg, "fake", &sel, &err), TERN_OK);
     tern_backend *be;
-    ck_assert_int_eq(tern_backend_create(sel, NULL, &be, &err), TERN_OK);
+    ck_assert_int_eq(tern_backend_create(sel, NULL, NULL, &be, &err), TERN_OK);
     ck_assert_ptr_nonnull(tern_backend_op(be, TERN_OP_ADD));
     ck_assert_ptr_null(tern_backend_op(be, TERN_OP_MATMUL_TERNARY));
     ck_assert_ptr_null(tern_backend_op(be, TERN_OP_COUNT + 5));

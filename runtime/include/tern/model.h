@@ -62,7 +62,9 @@ typedef struct tern_model tern_model;
 
 typedef struct tern_model_options {
     uint32_t struct_size;
-    const char *backend; /* "auto" (best probe score), or a backend name */
+    const char *backend; /* backends in order of preference, comma-separated
+                          * ("opencl,x86"); "auto" = the best probe score.
+                          * scalar ends every list as the last resort. */
     int n_threads;       /* threads of the sessions on this model */
     const char *kernel;  /* backend kernel family: "auto" or a name */
     const char *head;    /* output head storage: "f16" (as stored) or "q8" */
@@ -77,8 +79,11 @@ void tern_model_free(tern_model *m); /* accepts NULL */
 const tern_hparams *tern_model_hparams(const tern_model *m);
 const tern_tokenizer *tern_model_tokenizer(const tern_model *m);
 const tern_gguf *tern_model_gguf(const tern_model *m);
-/* The backend the model runs on (never the scalar fallback slot). */
+/* The first backend of the model's list (the preferred one). */
 const tern_backend *tern_model_backend(const tern_model *m);
+/* The whole list, scalar last. */
+int tern_model_n_backends(const tern_model *m);
+const tern_backend *tern_model_backend_at(const tern_model *m, int i);
 double tern_model_load_seconds(const tern_model *m);
 /* Bytes of repacked weights the matmuls read for one decoded token (the
  * numerator of the bandwidth bound on decode speed). */

@@ -1,6 +1,8 @@
 /* tern/session.h - a session: one conversation over a shared model. It owns
- * the KV cache, the graphs built for its shape classes, the thread pool and
- * the last logits; one thread uses it at a time. */
+ * the KV cache (in the memory of the backend that runs attention), the
+ * graphs built for its shape classes and the last logits; one thread uses
+ * it at a time (tern_session_cancel excepted). Sessions of a process share
+ * one thread pool and may run in parallel threads. */
 #ifndef TERN_SESSION_H
 #define TERN_SESSION_H
 
@@ -32,7 +34,10 @@ void tern_session_free(tern_session *s); /* accepts NULL */
 /* Appends n tokens at the next positions and runs the model over them in
  * chunks of at most n_batch. With all_logits, the logits of every token are
  * kept ([n][n_vocab]); otherwise only the last token's. Fails with
- * TERN_ECONTEXT, leaving the session unchanged, when the tokens do not fit. */
+ * TERN_ECONTEXT when the tokens do not fit, with the kernel's or device's
+ * status when an evaluation fails, with TERN_ECANCELED after
+ * tern_session_cancel: each time leaving the session as it was before the
+ * call (usable; no logits). */
 tern_status tern_session_eval(tern_session *s, const int32_t *tokens, size_t n, int all_logits,
                               tern_error *err);
 /* Logits of the last evaluation: n_rows rows of n_vocab floats. */
@@ -40,6 +45,10 @@ const float *tern_session_logits(const tern_session *s, int64_t *n_rows);
 int64_t tern_session_n_vocab(const tern_session *s);
 int tern_session_n_past(const tern_session *s);
 int tern_session_n_ctx(const tern_session *s);
+/* Stops the evaluation running in another thread (or the next one) at
+ * the next node: it returns TERN_ECANCELED. Safe from any thread and from
+ * a signal handler. */
+void tern_session_cancel(tern_session *s);
 /* Forgets the last n tokens (speculative decoding rejects drafts). */
 tern_status tern_session_rollback(tern_session *s, int n, tern_error *err);
 /* Forgets everything. */
@@ -48,8 +57,12 @@ tern_model *tern_session_model(const tern_session *s);
 /* Per-op time and fallback counts since creation. */
 const tern_graph_stats *tern_session_stats(const tern_session *s);
 void tern_session_reset_stats(tern_session *s);
-/* Nodes per graph that run on scalar though the backend is another. */
+/* Nodes per graph that run past the first backend of the list. */
 int tern_session_fallback_nodes(const tern_session *s);
+/* Where the nodes of the last graph built run, and its copies. */
+const tern_graph_placement *tern_session_placement(const tern_session *s);
+/* Index in the model's backend list of the backend holding the KV cache. */
+int tern_session_kv_backend(const tern_session *s);
 
 #ifdef __cplusplus
 }

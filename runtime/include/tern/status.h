@@ -26,6 +26,7 @@ typedef enum tern_status {
     TERN_ESCRIPT,      /* Lua graph or pipeline script error */
     TERN_ECANCELED,    /* interrupted by the user */
     TERN_ECANNOTRUN,   /* backend probe says it cannot run here */
+    TERN_EDEVICE,      /* a device (or its driver) failed during an evaluation */
     TERN_STATUS_COUNT
 } tern_status;
 
