@@ -67,7 +67,12 @@ function M.print_stats(session)
     tern.log(string.format("%-16s %8d %10.2f %6.1f%% %9d\n", o.name, o.calls, o.seconds * 1000,
       total > 0 and 100 * o.seconds / total or 0, o.fallback))
   end
-  tern.log(string.format("nodes per graph on the scalar fallback: %d\n", st.fallback_nodes))
+  local where = {}
+  for _, p in ipairs(st.placement) do where[#where + 1] = string.format("%s %d", p.backend, p.nodes) end
+  tern.log(string.format("nodes per graph: %s; past the first backend: %d; KV cache on %s\n",
+    table.concat(where, ", "), st.fallback_nodes, st.kv_backend))
+  tern.log(string.format("copy nodes per graph: %d (%d bytes); copies run: %d, %.2f ms\n",
+    st.copy_nodes, st.copy_bytes, st.copies, st.copy_seconds * 1000))
 end
 
 return M

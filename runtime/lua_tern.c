@@ -24,8 +24,16 @@
 #define DETOK_MT "tern.Detok"
 
 static volatile sig_atomic_t interrupted;
+/* The session inside tern_session_eval now (pipelines run on one thread):
+ * an interrupt cancels it at its next node, a long prefill included. */
+static tern_session *volatile evaluating;
 
-void tern_lua_set_interrupted(int on) { interrupted = on; }
+void tern_lua_set_interrupted(int on)
+{
+    interrupted = on;
+    tern_session *s = evaluating;
+    if (on && s) tern_session_cancel(s);
+}
 
 /* Raises msg as a Lua error without position information. */
 static int raise_msg(lua_State *L, const char *msg)
@@ -77,6 +85,40 @@ static lua_Number opt_num(lua_State *L, int t, const char *k, lua_Number def)
     return v;
 }
 
+/* Field k of the options table at t: a backend name, a comma-separated
+ * list, or a Lua list of names (config.lua's backend = {"opencl", "x86"}),
+ * as one comma-separated string in buf; "auto" when absent. Raises no Lua
+ * error (the C commands call it unprotected): NULL with the message in buf. */
+const char *tern_lua_backend_list(lua_State *L, int t, const char *k, char *buf, size_t n)
+{
+    t = lua_absindex(L, t);
+    int type = lua_getfield(L, t, k);
+    const char *bad = NULL;
+    size_t used = 0;
+    if (type == LUA_TNIL) {
+        snprintf(buf, n, "auto");
+    } else if (type == LUA_TSTRING) {
+        used = (size_t)snprintf(buf, n, "%s", lua_tostring(L, -1));
+    } else if (type == LUA_TTABLE) {
+        buf[0] = 0;
+        lua_Integer len = (lua_Integer)lua_rawlen(L, -1);
+        if (len < 1) bad = "an empty list of backends";
+        for (lua_Integer i = 1; i <= len && !bad; i++) {
+            if (lua_rawgeti(L, -1, i) != LUA_TSTRING) bad = "a list entry that is not a backend name";
+            else used += (size_t)snprintf(buf + used, used < n ? n - used : 0, "%s%s", i > 1 ? "," : "",
+                                          lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    } else {
+        bad = "neither a backend name nor a list of names";
+    }
+    lua_pop(L, 1);
+    if (!bad && used >= n) bad = "a list of backends too long";
+    if (!bad) return buf;
+    snprintf(buf, n, "option '%s': %s", k, bad);
+    return NULL;
+}
+
 /* ---- tern.Model ---- */
 
 /* tern.load_model(path, {backend=, threads=, kernel=, head=}) */
@@ -86,7 +128,9 @@ static int l_load_model(lua_State *L)
     if (lua_isnoneornil(L, 2)) lua_newtable(L);
     else luaL_checktype(L, 2, LUA_TTABLE);
     tern_model_options o = tern_model_default_options();
-    o.backend = opt_string(L, 2, "backend", "auto");
+    char backends[256];
+    o.backend = tern_lua_backend_list(L, 2, "backend", backends, sizeof backends);
+    if (!o.backend) return raise_msg(L, backends);
     o.n_threads = (int)opt_int(L, 2, "threads", 1);
     o.kernel = opt_string(L, 2, "kernel", "auto");
     o.head = opt_string(L, 2, "head", "f16");
@@ -238,8 +282,11 @@ static int session_eval(lua_State *L)
         lua_pop(L, 1);
     }
     tern_error err;
-    tern_status st = tern_session_eval(s, ids, (size_t)n, lua_toboolean(L, 3), &err);
+    evaluating = s;
+    tern_status st = interrupted ? TERN_ECANCELED : tern_session_eval(s, ids, (size_t)n, lua_toboolean(L, 3), &err);
+    evaluating = NULL;
     if (ids != stackbuf) free(ids);
+    if (st == TERN_ECANCELED) return raise_msg(L, "interrupted");
     if (st) return raise_msg(L, err.msg);
     return 0;
 }
@@ -291,14 +338,38 @@ static int session_reset(lua_State *L)
     return 0;
 }
 
-/* s:stats() -> {fallback_nodes=, ops = { {name=, seconds=, calls=, fallback=}, ... }} */
+/* s:stats() -> {fallback_nodes=, copy_nodes=, copy_bytes=, copies=, copy_seconds=,
+ *   placement = { {backend=, nodes=}, ... }, kv_backend=,
+ *   ops = { {name=, seconds=, calls=, fallback=}, ... }} */
 static int session_stats(lua_State *L)
 {
     tern_session *s = check_session(L, 1);
     const tern_graph_stats *st = tern_session_stats(s);
+    const tern_graph_placement *pl = tern_session_placement(s);
+    const tern_model *m = tern_session_model(s);
     lua_newtable(L);
     lua_pushinteger(L, tern_session_fallback_nodes(s));
     lua_setfield(L, -2, "fallback_nodes");
+    lua_pushinteger(L, pl->n_copies);
+    lua_setfield(L, -2, "copy_nodes");
+    lua_pushinteger(L, (lua_Integer)pl->copy_bytes);
+    lua_setfield(L, -2, "copy_bytes");
+    lua_pushinteger(L, (lua_Integer)st->copy_calls);
+    lua_setfield(L, -2, "copies");
+    lua_pushnumber(L, st->copy_seconds);
+    lua_setfield(L, -2, "copy_seconds");
+    lua_pushstring(L, tern_model_backend_at(m, tern_session_kv_backend(s))->plugin->name);
+    lua_setfield(L, -2, "kv_backend");
+    lua_newtable(L);
+    for (int b = 0; b < tern_model_n_backends(m); b++) {
+        lua_newtable(L);
+        lua_pushstring(L, tern_model_backend_at(m, b)->plugin->name);
+        lua_setfield(L, -2, "backend");
+        lua_pushinteger(L, pl->nodes_on[b]);
+        lua_setfield(L, -2, "nodes");
+        lua_rawseti(L, -2, b + 1);
+    }
+    lua_setfield(L, -2, "placement");
     lua_newtable(L);
     int k = 1;
     for (int op = 0; op < TERN_OP_COUNT; op++) {

@@ -302,9 +302,9 @@ void tern_model_describe(const tern_model *m, char *buf, size_t n)
     for (int b = 1; b < m->n_be && used < sizeof rest; b++)
         used += (size_t)snprintf(rest + used, sizeof rest - used, "%s%s", b > 1 ? ", " : "",
                                  m->be[b]->plugin->name);
-    snprintf(buf, n, "backend %s (%s), then %s; %d thread%s, head %s", b0->plugin->name, inst,
-             m->n_be > 1 ? rest : "nothing", m->opt.n_threads, m->opt.n_threads == 1 ? "" : "s",
-             m->head_desc);
+    snprintf(buf, n, "backend %s%s%s%s, then %s; %d thread%s, head %s", b0->plugin->name,
+             inst[0] ? " (" : "", inst, inst[0] ? ")" : "", m->n_be > 1 ? rest : "nothing",
+             m->opt.n_threads, m->opt.n_threads == 1 ? "" : "s", m->head_desc);
 }
 
 /* What the matmuls read per decoded token: each linear weight as the first

@@ -160,7 +160,15 @@ static void print_ops(tern_session *s)
                 (unsigned long long)st->op_calls[op], total > 0 ? 100 * st->op_seconds[op] / total : 0,
                 (unsigned long long)st->fallback_calls[op]);
     }
-    fprintf(stderr, "nodes per graph on the scalar fallback: %d\n", tern_session_fallback_nodes(s));
+    const tern_graph_placement *pl = tern_session_placement(s);
+    const tern_model *m = tern_session_model(s);
+    fprintf(stderr, "nodes per graph:");
+    for (int b = 0; b < tern_model_n_backends(m); b++)
+        fprintf(stderr, "%s %s %d", b ? "," : "", tern_model_backend_at(m, b)->plugin->name, pl->nodes_on[b]);
+    fprintf(stderr, "; past the first backend: %d; KV cache on %s\n", pl->n_fallback,
+            tern_model_backend_at(m, tern_session_kv_backend(s))->plugin->name);
+    fprintf(stderr, "copy nodes per graph: %d (%zu bytes); copies run: %llu, %.2f ms\n", pl->n_copies,
+            pl->copy_bytes, (unsigned long long)st->copy_calls, st->copy_seconds * 1000);
 }
 
 int cmd_bench(int argc, char **argv)

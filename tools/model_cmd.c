@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "model_cmd.h"
 #include "options.h"
+#include "tern/lua.h"
 
 char *mc_read_file(const char *path, size_t *size)
 {
@@ -42,7 +43,9 @@ int mc_open(lua_State *L, int t, const char *cmd, tern_model **m, tern_session *
     const char *path = opt_model_path(L, t);
     if (!path) return cli_fail(cmd, "no model given (-m FILE) and the default model is not installed");
     tern_model_options mo = tern_model_default_options();
-    mo.backend = opt_str(L, t, "backend", "auto");
+    char backends[256];
+    mo.backend = tern_lua_backend_list(L, t, "backend", backends, sizeof backends);
+    if (!mo.backend) return cli_fail(cmd, "%s", backends);
     mo.n_threads = (int)opt_int(L, t, "threads", 1);
     mo.kernel = opt_str(L, t, "kernel", "auto");
     mo.head = opt_str(L, t, "head", "f16");
