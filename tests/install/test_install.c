@@ -63,17 +63,16 @@ static int exists(const char *dir, const char *rel)
 }
 
 /* Environment prefix for commands run from an installed tree: nothing
- * pointing at the build tree, and under ASan the runtime a stock program
- * (lua5.4) must load first. */
-static const char *clean_env(void)
-{
+ * pointing at the build tree. */
+#define CLEAN_ENV "env -u TERN_PLUGIN_PATH -u LD_LIBRARY_PATH"
+
+/* The same for the stock lua5.4, which under ASan must load the runtime
+ * first and whose own allocations are not ours to leak-check. */
 #if defined(__SANITIZE_ADDRESS__)
-    return "env -u TERN_PLUGIN_PATH -u LD_LIBRARY_PATH ASAN_OPTIONS=detect_leaks=0 "
-           "LD_PRELOAD=\"$(${CC:-gcc} -print-file-name=libasan.so)\"";
+#define LUA_ENV CLEAN_ENV " ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=\"$(${CC:-gcc} -print-file-name=libasan.so)\""
 #else
-    return "env -u TERN_PLUGIN_PATH -u LD_LIBRARY_PATH";
+#define LUA_ENV CLEAN_ENV
 #endif
-}
 
 /* What `tern run --temp 0` prints on stdout for the test prompt: the text
  * every other way of generating must reproduce. */
@@ -181,7 +180,7 @@ static void field(const char *text, const char *key, char *v, size_t n)
 static void check_version(const char *root, const char *plugins)
 {
     char cmd[PATH_MAX + 256], out[8192], v[PATH_MAX + 64], want[PATH_MAX + 64];
-    snprintf(cmd, sizeof cmd, "%s '%s/bin/tern' --version", clean_env(), root);
+    snprintf(cmd, sizeof cmd, CLEAN_ENV " '%s/bin/tern' --version", root);
     ck_assert_int_eq(run(out, sizeof out, cmd), 0);
     ck_assert_msg(strncmp(out, "tern " TERN_VERSION "\n", strlen(TERN_VERSION) + 6) == 0, "%s", out);
     snprintf(want, sizeof want, "%u", TERN_BACKEND_ABI_VERSION);
@@ -205,7 +204,7 @@ static void check_version(const char *root, const char *plugins)
 static void check_info(const char *root, const char *plugins)
 {
     char cmd[PATH_MAX + 256], out[1 << 15], dir[PATH_MAX + 64];
-    snprintf(cmd, sizeof cmd, "%s '%s/bin/tern' info", clean_env(), root);
+    snprintf(cmd, sizeof cmd, CLEAN_ENV " '%s/bin/tern' info", root);
     ck_assert_int_eq(run(out, sizeof out, cmd), 0);
     snprintf(dir, sizeof dir, "%s/%s/tern-backend-", root, plugins);
     int n = 0;
@@ -235,8 +234,8 @@ START_TEST(test_installed_run)
 {
     char cmd[PATH_MAX + 256], out[8192], want[8192];
     reference_text(want, sizeof want);
-    snprintf(cmd, sizeof cmd, "cd / && %s '%s/bin/tern' run -p '" PROMPT "' -n " N_PREDICT " --temp 0 2>/dev/null",
-             clean_env(), inst());
+    snprintf(cmd, sizeof cmd, "cd / && " CLEAN_ENV " '%s/bin/tern' run -p '" PROMPT "' -n " N_PREDICT
+             " --temp 0 2>/dev/null", inst());
     ck_assert_int_eq(run(out, sizeof out, cmd), 0);
     ck_assert_str_eq(out, want);
 }
@@ -275,7 +274,7 @@ START_TEST(test_example_pkg_config)
     int st = run(out, sizeof out, cmd);
     ck_assert_msg(st == 0, "building the example with pkg-config failed (%d):\n%s", st, out);
     reference_text(want, sizeof want);
-    snprintf(cmd, sizeof cmd, "cd / && %s '%s/generate' '" PROMPT "' " N_PREDICT, clean_env(), tmp);
+    snprintf(cmd, sizeof cmd, "cd / && " CLEAN_ENV " '%s/generate' '" PROMPT "' " N_PREDICT, tmp);
     ck_assert_int_eq(run(out, sizeof out, cmd), 0);
     ck_assert_str_eq(out, want);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
@@ -292,13 +291,13 @@ START_TEST(test_lua_require)
                   "lua5.4 not found: the stock interpreter is a test dependency (tools/setup.sh)");
     const char *root = inst();
     snprintf(cmd, sizeof cmd,
-             "cd / && %s LUA_CPATH='%s/lib/lua/5.4/?.so' lua5.4 -e '"
+             "cd / && " LUA_ENV " LUA_CPATH='%s/lib/lua/5.4/?.so' lua5.4 -e '"
              "local tern = require \"tern\" "
              "assert(package.loaded.tern == tern and tern.version == \"" TERN_VERSION "\") "
              "io.write(tern.default_model(), \"\\n\") "
              "tern.script(\"generate.lua\"){prompt = \"" PROMPT "\", n_predict = " N_PREDICT ", temp = 0}"
              "' 2>/dev/null",
-             clean_env(), root);
+             root);
     ck_assert_int_eq(run(out, sizeof out, cmd), 0);
     snprintf(model, sizeof model, "%s/share/tern/models/tiny-bitnet.gguf\n", root);
     ck_assert_msg(strncmp(out, model, strlen(model)) == 0, "want the installed model first, got:\n%s", out);
