@@ -7,7 +7,9 @@ function M.open(opts, prefix)
   prefix = prefix or ""
   local kt, vt = opts.cache_type_k or "f16", opts.cache_type_v or opts.cache_type_k or "f16"
   if kt ~= vt then error("tern keeps K and V in one type: -ctk " .. kt .. " and -ctv " .. vt .. " differ", 0) end
-  local model = tern.load_model(opts[prefix .. "model"] or opts.model, {
+  local path = opts[prefix .. "model"] or opts.model or tern.default_model()
+  if not path then error("no model given (opts.model) and the default model is not installed", 0) end
+  local model = tern.load_model(path, {
     backend = opts[prefix .. "backend"] or opts.backend, threads = opts[prefix .. "threads"] or opts.threads,
     kernel = opts.kernel, head = opts.head })
   local session = tern.session(model, { n_ctx = opts.ctx_size, n_batch = opts.batch_size, kv_type = kt })

@@ -590,8 +590,18 @@ static int l_script(lua_State *L)
     return 1;
 }
 
+/* tern.default_model() -> path | nil: the model shipped with this tree
+ * (tern/install.h), what `tern run` uses without -m. */
+static int l_default_model(lua_State *L)
+{
+    const char *path = tern_install_default_model();
+    if (path) lua_pushstring(L, path);
+    else lua_pushnil(L);
+    return 1;
+}
+
 static const luaL_Reg tern_funcs[] = {
-    {"script", l_script},
+    {"script", l_script},         {"default_model", l_default_model},
     {"load_model", l_load_model}, {"session", l_session}, {"sampler", l_sampler},
     {"detok", l_detok},           {"chat_format", l_chat_format}, {"now", l_now},
     {"write", l_write},           {"log", l_log},          {"interrupted", l_interrupted},

@@ -1,7 +1,8 @@
 /* registry.c - finds backend plugins, loads and checks them, picks one.
  *
- * Search order: $TERN_PLUGIN_PATH, the folder libtern was loaded from (the
- * build tree keeps plugins beside libtern.so), then <prefix>/lib/tern. A
+ * Search order: $TERN_PLUGIN_PATH, then this tree's plugin folder, found
+ * from where libtern itself lives (tern/install.h: <libdir>/tern installed,
+ * <libdir> in the build tree), so no tree loads another's plugins. A
  * plugin is dlopen'ed RTLD_NOW | RTLD_LOCAL and its ABI checked before any
  * other call into it. */
 #include <dirent.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "tern/backend.h"
+#include "tern/install.h"
 #include "tern/threadpool.h"
 
 #define PLUGIN_PREFIX "tern-backend-"
@@ -205,27 +207,15 @@ tern_status tern_registry_scan_path(const char *dirs, tern_registry **out, tern_
     return TERN_OK;
 }
 
-/* The folder holding libtern.so itself: in the build tree, the plugins. */
-static void self_dir(char *buf, size_t n)
-{
-    Dl_info info;
-    buf[0] = 0;
-    if (dladdr((void *)tern_registry_scan, &info) && info.dli_fname) {
-        snprintf(buf, n, "%s", info.dli_fname);
-        char *slash = strrchr(buf, '/');
-        if (slash) *slash = 0;
-        else buf[0] = 0;
-    }
-}
-
 tern_status tern_registry_scan(tern_registry **out, tern_error *err)
 {
-    char self[PATH_MAX], path[3 * PATH_MAX];
-    self_dir(self, sizeof self);
-    const char *env = getenv("TERN_PLUGIN_PATH");
-    snprintf(path, sizeof path, "%s%s%s:%s/lib/tern", env ? env : "", env ? ":" : "", self,
-             TERN_PREFIX);
-    return tern_registry_scan_path(path, out, err);
+    size_t n = tern_install_plugin_dirs(NULL, 0) + 1;
+    char *path = malloc(n);
+    if (!path) return tern_error_set(err, TERN_ENOMEM, "out of memory creating plugin registry");
+    tern_install_plugin_dirs(path, n);
+    tern_status st = tern_registry_scan_path(path, out, err);
+    free(path);
+    return st;
 }
 
 void tern_registry_free(tern_registry *reg)
@@ -258,8 +248,8 @@ tern_status tern_registry_select(const tern_registry *reg, const char *name,
         }
         if (!best)
             return tern_error_set(err, TERN_ENOTFOUND,
-                                  "no runnable backend plugin found (searched $TERN_PLUGIN_PATH, "
-                                  "the libtern folder and %s/lib/tern)", TERN_PREFIX);
+                                  "no runnable backend plugin found (searched $TERN_PLUGIN_PATH "
+                                  "and %s)", tern_install_plugin_dir());
         *out = best;
         return TERN_OK;
     }
@@ -274,8 +264,8 @@ tern_status tern_registry_select(const tern_registry *reg, const char *name,
         return TERN_OK;
     }
     return tern_error_set(err, TERN_ENOTFOUND,
-                          "backend '%s' not found: no tern-backend-%s.so in $TERN_PLUGIN_PATH, "
-                          "the libtern folder or %s/lib/tern", name, name, TERN_PREFIX);
+                          "backend '%s' not found: no tern-backend-%s.so in $TERN_PLUGIN_PATH "
+                          "or %s", name, name, tern_install_plugin_dir());
 }
 
 tern_backend_options tern_backend_default_options(void)

@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli.h"
 #include "options.h"
@@ -212,20 +211,8 @@ int opt_bool(lua_State *L, int t, const char *key)
     return v;
 }
 
-const char *default_model_path(void)
-{
-    static const char *const candidates[] = {
-        TERN_SOURCE_DIR "/graphs/models/tiny-bitnet.gguf",
-        TERN_PREFIX "/share/tern/models/tiny-bitnet.gguf",
-    };
-    struct stat st;
-    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++)
-        if (stat(candidates[i], &st) == 0) return candidates[i];
-    return NULL;
-}
-
 const char *opt_model_path(lua_State *L, int t)
 {
     const char *m = opt_str(L, t, "model", NULL);
-    return m ? m : default_model_path();
+    return m ? m : tern_install_default_model();
 }

@@ -31,9 +31,8 @@ long long opt_int(lua_State *L, int t, const char *key, long long def);
 double opt_num(lua_State *L, int t, const char *key, double def);
 int opt_bool(lua_State *L, int t, const char *key);
 
-/* The model to use: opts.model, else the embedded default model. */
+/* The model to use: opts.model, else the default model shipped with tern
+ * (tern_install_default_model); NULL when neither. */
 const char *opt_model_path(lua_State *L, int t);
-/* Path of the default model shipped with tern; NULL when missing. */
-const char *default_model_path(void);
 
 #endif

@@ -4,6 +4,7 @@
 #   liblua5.4-dev              graphs and pipelines are Lua 5.4 scripts
 #   libpcre2-dev               tokenizer pre-tokenizer regexes (UTF + UCP)
 #   check, libsubunit-dev      unit test framework (Check)
+#   lua5.4                     the stock interpreter, to test require "tern"
 #   ocl-icd-opencl-dev, opencl-headers, pocl-opencl-icd   the opencl backend and its CPU test device
 #   clang, libclang-rt-14-dev  libFuzzer target for the GGUF reader
 set -e
@@ -11,6 +12,6 @@ export DEBIAN_FRONTEND=noninteractive
 if [ "$(id -u)" != 0 ]; then echo "setup.sh: run as root (apt-get install)" >&2; exit 1; fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-    gcc libc6-dev scons pkg-config liblua5.4-dev libpcre2-dev check libsubunit-dev \
+    gcc libc6-dev scons pkg-config liblua5.4-dev lua5.4 libpcre2-dev check libsubunit-dev \
     ocl-icd-opencl-dev opencl-headers clang libclang-rt-14-dev >/dev/null
 echo "setup.sh: dependencies installed"

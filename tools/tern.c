@@ -63,16 +63,30 @@ static void usage(FILE *f)
     fprintf(f, "\n'tern COMMAND --help' describes a command's options.\n");
 }
 
+/* `tern --version`: what was built and which tree it runs from, so a
+ * mismatched library or plugin folder shows at a glance. */
+static int version(void)
+{
+    char dirs[8192];
+    const char *model = tern_install_default_model();
+    tern_install_plugin_dirs(dirs, sizeof dirs);
+    printf("tern %s\n", TERN_VERSION);
+    printf("libtern %s in %s\n", tern_install_version(), *tern_install_libdir() ? tern_install_libdir() : "?");
+    printf("backend ABI version %u\n", TERN_BACKEND_ABI_VERSION);
+    printf("build: %s\n", tern_install_build());
+    printf("compiler: %s\n", tern_install_compiler());
+    printf("plugins: %s\n", dirs);
+    printf("default model: %s\n", model ? model : "(none)");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 1 : 0;
     }
-    if (strcmp(argv[1], "--version") == 0) {
-        printf("tern %s\n", TERN_VERSION);
-        return 0;
-    }
+    if (strcmp(argv[1], "--version") == 0) return version();
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "tern: unknown command '%s' (try 'tern --help')\n", argv[1]);

@@ -45,8 +45,9 @@ typedef struct tern_plugin_info {
 typedef struct tern_registry tern_registry;
 
 /* Scans, in order: every directory in $TERN_PLUGIN_PATH (':'-separated),
- * the directory libtern itself was loaded from (the build tree), and
- * <prefix>/lib/tern. The first file of a given backend name wins. */
+ * then this tree's plugin folder (tern/install.h: <libdir>/tern when
+ * installed, <libdir> in the build tree). The first file of a given
+ * backend name wins. */
 tern_status tern_registry_scan(tern_registry **out, tern_error *err);
 /* Same, over exactly the given ':'-separated directories (tests). */
 tern_status tern_registry_scan_path(const char *dirs, tern_registry **out, tern_error *err);

@@ -9,6 +9,7 @@
 #include "checked.h"
 #include "gguf.h"
 #include "graph.h"
+#include "install.h"
 #include "model.h"
 #include "op.h"
 #include "quant.h"
