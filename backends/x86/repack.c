@@ -2,6 +2,7 @@
  * into the layout of the kernel family chosen for the matrix, and the
  * optional int8 output head. Baseline x86-64: runs once at load. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "tern/checked.h"
@@ -97,6 +98,44 @@ static void pack_bitserial_tile(const int8_t *codes, int64_t K, int64_t rows, in
         }
 }
 
+/* Tiles are packed in parallel (host->parallel_for: the runtime's threads),
+ * a contiguous run of tiles per task, each with its own row codes. */
+typedef struct pack_job {
+    const x86_ctx *c;
+    const tern_tensor *src;
+    int fam;
+    int64_t K, N, Kp, n_tiles;
+    size_t tile_bytes;
+    uint8_t *data;
+    atomic_int failed;   /* first failure's task + 1 */
+    tern_status st;
+    char err[256];
+} pack_job;
+
+static void pack_tiles(void *arg, int task, int n_tasks)
+{
+    pack_job *j = arg;
+    int64_t t0 = j->n_tiles * task / n_tasks, t1 = j->n_tiles * (task + 1) / n_tasks;
+    int8_t *codes = j->c->host->alloc((size_t)j->K * 16, 64);
+    char err[256] = "out of memory for row codes";
+    tern_status st = codes ? TERN_OK : TERN_ENOMEM;
+    for (int64_t t = t0; st == TERN_OK && t < t1 && !atomic_load(&j->failed); t++) {
+        st = row_codes(j->src, 16 * t, 16, codes, err, sizeof err);
+        uint8_t *out = j->data + (size_t)t * j->tile_bytes;
+        int64_t rows = j->N - 16 * t < 16 ? j->N - 16 * t : 16;
+        if (st != TERN_OK) break;
+        if (j->fam == X86_FAM_MAD) pack_mad_tile(codes, j->K, rows, j->Kp, out);
+        if (j->fam == X86_FAM_LUT) pack_lut_tile(codes, j->K, rows, j->Kp, out);
+        if (j->fam == X86_FAM_BITSERIAL) pack_bitserial_tile(codes, j->K, rows, j->Kp, out);
+    }
+    j->c->host->free(codes);
+    int none = 0;
+    if (st != TERN_OK && atomic_compare_exchange_strong(&j->failed, &none, task + 1)) {
+        j->st = st;
+        snprintf(j->err, sizeof j->err, "%s", err);
+    }
+}
+
 static tern_status repack_ternary(x86_ctx *c, const tern_tensor *src, tern_tensor *dst, char *err,
                                   size_t errlen)
 {
@@ -122,26 +161,24 @@ static tern_status repack_ternary(x86_ctx *c, const tern_tensor *src, tern_tenso
     }
     x86_tmat *m = c->host->alloc(sizeof *m, 64);
     uint8_t *data = c->host->alloc(bytes, 64);
-    int8_t *codes = c->host->alloc((size_t)K * 16, 64);
-    tern_status st = TERN_OK;
-    if (!m || !data || !codes) {
-        snprintf(err, errlen, "tensor '%s': out of memory repacking %zu bytes", name, bytes);
-        st = TERN_ENOMEM;
-    }
-    for (int64_t t = 0; st == TERN_OK && t < Np / 16; t++) {
-        st = row_codes(src, 16 * t, 16, codes, err, errlen);
-        uint8_t *out = data + (size_t)t * tile_bytes;
-        int64_t rows = N - 16 * t < 16 ? N - 16 * t : 16;
-        if (st != TERN_OK) break;
-        if (fam == X86_FAM_MAD) pack_mad_tile(codes, K, rows, Kp, out);
-        if (fam == X86_FAM_LUT) pack_lut_tile(codes, K, rows, Kp, out);
-        if (fam == X86_FAM_BITSERIAL) pack_bitserial_tile(codes, K, rows, Kp, out);
-    }
-    c->host->free(codes);
-    if (st != TERN_OK) {
+    if (!m || !data) {
         c->host->free(m);
         c->host->free(data);
-        return st;
+        snprintf(err, errlen, "tensor '%s': out of memory repacking %zu bytes", name, bytes);
+        return TERN_ENOMEM;
+    }
+    pack_job job = {.c = c, .src = src, .fam = fam, .K = K, .N = N, .Kp = Kp, .n_tiles = Np / 16,
+                    .tile_bytes = tile_bytes, .data = data};
+    int n_tasks = (int)(job.n_tiles < 64 ? job.n_tiles : 64);
+    if (TERN_STRUCT_HAS(c->host, tern_host_api, parallel_for) && c->host->parallel_for)
+        c->host->parallel_for(c->host, n_tasks, pack_tiles, &job);
+    else
+        for (int i = 0; i < n_tasks; i++) pack_tiles(&job, i, n_tasks);
+    if (atomic_load(&job.failed)) {
+        c->host->free(m);
+        c->host->free(data);
+        snprintf(err, errlen, "%s", job.err);
+        return job.st;
     }
     *m = (x86_tmat){&x86_tmat_tag, fam, K, N, Kp, Np};
     *dst = *src;
