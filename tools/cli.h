@@ -25,6 +25,8 @@ int cmd_info(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 /* `tern info -m FILE`: describes a model from its header (info_model.c). */
 int info_model(const char *path);
+/* `tern info -m FILE --backend LIST`: where its graphs run (info_placement.c). */
+int info_placement(const char *path, const char *backend);
 int cmd_tokenize(int argc, char **argv);
 
 /* Prints "tern <cmd>: <message>" on stderr and returns 1. */

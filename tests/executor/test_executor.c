@@ -15,6 +15,7 @@
  * Tests run in forked processes, so the environment they set stays theirs. */
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 
 #include "common/testutil.h"
 #include "graph_impl.h"
@@ -354,6 +355,40 @@ START_TEST(test_two_sessions_in_threads)
 }
 END_TEST
 
+/* Runs a tern command line with stderr folded in; returns its exit status
+ * and the first line that contains `want` (or "" ) in line. */
+static int tern_cli(const char *args, const char *want, char *line, size_t n)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s/bin/tern %s 2>&1", tu_build_dir(), args);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    char buf[1024];
+    line[0] = 0;
+    while (fgets(buf, sizeof buf, p))
+        if (!line[0] && strstr(buf, want)) snprintf(line, n, "%s", buf);
+    int st = pclose(p);
+    ck_assert_msg(WIFEXITED(st), "%s died", cmd);
+    return WEXITSTATUS(st);
+}
+
+/* The command line shows placement and copies, and a device failure is a
+ * one-line error with a non-zero exit. */
+START_TEST(test_cli_placement_and_failure)
+{
+    use_devsim(half_ops);
+    char args[4096], line[1024];
+    snprintf(args, sizeof args, "info -m %s --backend devsim,scalar", default_model());
+    ck_assert_int_eq(tern_cli(args, "decode  graph", line, sizeof line), 0);
+    ck_assert_msg(strstr(line, "devsim") && strstr(line, "copy nodes") && !strstr(line, "copy nodes 0 "),
+                  "%s", line);
+    setenv("TERN_DEVSIM_FAIL", "quantize_act:3", 1);
+    snprintf(args, sizeof args, "run -m %s --backend devsim -p Hello -n 4", default_model());
+    ck_assert_int_eq(tern_cli(args, "tern run:", line, sizeof line), 1);
+    ck_assert_msg(strstr(line, "injected failure of quantize_act") && strstr(line, "on devsim"), "%s", line);
+}
+END_TEST
+
 Suite *executor_suite(void)
 {
     Suite *s = suite_create("executor");
@@ -365,6 +400,7 @@ Suite *executor_suite(void)
     tcase_add_loop_test(tc, test_device_failure, 0, 2);
     tcase_add_loop_test(tc, test_kernel_errors, 0, 3);
     tcase_add_test(tc, test_two_sessions_in_threads);
+    tcase_add_test(tc, test_cli_placement_and_failure);
     suite_add_tcase(s, tc);
     return s;
 }
