@@ -26,7 +26,9 @@ static tern_status scalar_init(const tern_host_api *host, const tern_backend_opt
     }
     memset(c, 0, sizeof *c);
     c->host = host;
-    c->n_threads = opt && opt->n_threads > 0 ? opt->n_threads : 1;
+    /* an older runtime's options may end before a member: read what is there */
+    c->n_threads = opt && TERN_STRUCT_HAS(opt, tern_backend_options, n_threads) && opt->n_threads > 0
+                       ? opt->n_threads : 1;
     *ctx = c;
     return TERN_OK;
 }

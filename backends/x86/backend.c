@@ -52,7 +52,9 @@ static tern_status x86_init(const tern_host_api *host, const tern_backend_option
         snprintf(err, errlen, "x86 backend cannot run here: needs AVX2, FMA and F16C");
         return TERN_ECANNOTRUN;
     }
-    const char *kernel = opt ? opt->kernel : NULL, *head = opt ? opt->head : NULL;
+    /* an older runtime's options may end before a member: read what is there */
+    const char *kernel = opt && TERN_STRUCT_HAS(opt, tern_backend_options, kernel) ? opt->kernel : NULL;
+    const char *head = opt && TERN_STRUCT_HAS(opt, tern_backend_options, head) ? opt->head : NULL;
     /* "mad-avx2" runs the AVX2 kernels on an AVX-512 machine, so tests can
      * check that path where it does not run by itself. */
     int force_avx2 = kernel && !strcmp(kernel, "mad-avx2");
@@ -72,7 +74,8 @@ static tern_status x86_init(const tern_host_api *host, const tern_backend_option
     }
     memset(c, 0, sizeof *c);
     c->host = host;
-    c->n_threads = opt && opt->n_threads > 0 ? opt->n_threads : 1;
+    c->n_threads = opt && TERN_STRUCT_HAS(opt, tern_backend_options, n_threads) && opt->n_threads > 0
+                       ? opt->n_threads : 1;
     c->isa = force_avx2 ? X86_ISA_AVX2 : isa;
     c->kernel = fam;
     c->head_q8 = head && !strcmp(head, "q8");
