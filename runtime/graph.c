@@ -85,16 +85,21 @@ int tern_graph_add_tensor(tern_graph *g, int kind, int type, int n_dims, const i
                           const char *name, tern_error *err)
 {
     if (g->planned) return tern_error_set(err, TERN_EINVAL, "graph already planned"), -1;
-    for (int i = 0; i < n_dims; i++)
+    if (n_dims < 1 || n_dims > TERN_MAX_DIMS)
+        return tern_error_set(err, TERN_EINVAL, "tensor '%s': %d dimensions", name ? name : "?", n_dims), -1;
+    int64_t shape[TERN_MAX_DIMS]; /* ne may point into the array new_tensor moves */
+    for (int i = 0; i < n_dims; i++) {
+        shape[i] = ne[i];
         if (ne[i] < 1 || ne[i] > ((int64_t)1 << 40))
             return tern_error_set(err, TERN_EINVAL, "tensor '%s': dimension %d is %lld",
                                   name ? name : "?", i, (long long)ne[i]), -1;
+    }
     int id = new_tensor(g, err);
     if (id < 0) return -1;
     graph_tensor *gt = &g->tensors[id];
     gt->kind = kind;
     if (kind == GT_INPUT) gt->space = 0;
-    tern_tensor_init(&gt->t, type, n_dims, ne);
+    tern_tensor_init(&gt->t, type, n_dims, shape);
     snprintf(gt->name, sizeof gt->name, "%s", name ? name : "");
     gt->t.name = NULL;
     return id;
@@ -296,8 +301,8 @@ static int copy_into(tern_graph *g, plan_state *ps, int id, int space, tern_erro
 {
     int *memo = &ps->copy_of[(size_t)id * GRAPH_MAX_SPACES + (size_t)space];
     if (*memo >= 0) return *memo;
-    const tern_tensor *t = &g->tensors[id].t;
-    int c = tern_graph_add_tensor(g, GT_INTERMEDIATE, t->type, TERN_MAX_DIMS, t->ne, "copy", err);
+    tern_tensor t = g->tensors[id].t; /* adding a tensor may move the array */
+    int c = tern_graph_add_tensor(g, GT_INTERMEDIATE, t.type, TERN_MAX_DIMS, t.ne, "copy", err);
     if (c < 0) return -1;
     g->tensors[c].space = space;
     graph_node *n = &ps->out[ps->n_out++];

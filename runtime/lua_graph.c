@@ -182,7 +182,7 @@ static int g_attention(lua_State *L)
     float scale = (float)luaL_checknumber(L, 6);
     if (layer < 0 || layer >= c->m->hp.n_layer) return luaL_error(L, "attention: no layer %lld", (long long)layer);
     const tern_tensor *kc = &c->kc[layer];
-    int64_t hd = kc->ne[0], n_kv = kc->ne[1], n = tq->ne[2];
+    int64_t hd = kc->ne[0], n_kv = kc->ne[1], n = tq->ne[2], n_head = tq->ne[1];
     if (tq->ne[0] != hd || tq->ne[1] % n_kv || tk->ne[0] != hd || tk->ne[1] != n_kv ||
         tern_tensor_nelements(tv) != hd * n_kv * n)
         return luaL_error(L, "attention: q/k/v shapes do not match the cache (head %lld, kv heads %lld)",
@@ -201,10 +201,11 @@ static int g_attention(lua_State *L)
         return fail(L, c);
     int src[4] = {q, kc_id, vc_id, c->g->in_positions};
     float fp[TERN_NODE_MAX_PARAMS] = {scale};
-    int a = tern_graph_add_node(c->g, TERN_OP_ATTENTION, TERN_TYPE_F32, 3, tq->ne, src, 4, NULL, fp,
+    int64_t q_ne[3] = {hd, n_head, n}; /* tq may have moved: tensors were added since */
+    int a = tern_graph_add_node(c->g, TERN_OP_ATTENTION, TERN_TYPE_F32, 3, q_ne, src, 4, NULL, fp,
                                 &c->err);
     if (a < 0) return fail(L, c);
-    int64_t ne2[2] = {tq->ne[0] * tq->ne[1], n};
+    int64_t ne2[2] = {hd * n_head, n};
     return push_id(L, c, tern_graph_add_view(c->g, a, 2, ne2, &c->err));
 }
 

@@ -131,7 +131,7 @@ static int l_load_model(lua_State *L)
     char backends[256];
     o.backend = tern_lua_backend_list(L, 2, "backend", backends, sizeof backends);
     if (!o.backend) return raise_msg(L, backends);
-    o.n_threads = (int)opt_int(L, 2, "threads", 1);
+    o.n_threads = (int)opt_int(L, 2, "threads", 0);
     o.kernel = opt_string(L, 2, "kernel", "auto");
     o.head = opt_string(L, 2, "head", "f16");
     lmodel *u = lua_newuserdatauv(L, sizeof *u, 0);

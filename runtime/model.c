@@ -15,7 +15,7 @@ tern_model_options tern_model_default_options(void)
     memset(&o, 0, sizeof o);
     o.struct_size = sizeof o;
     o.backend = "auto";
-    o.n_threads = 1;
+    o.n_threads = 0; /* the physical cores */
     o.kernel = "auto";
     o.head = "f16";
     return o;
@@ -230,7 +230,7 @@ tern_status tern_model_load(const char *path, const tern_model_options *opt, ter
     if (!m) return tern_error_set(err, TERN_ENOMEM, "out of memory loading %s", path);
     pthread_mutex_init(&m->mu, NULL);
     m->opt = opt ? *opt : tern_model_default_options();
-    if (m->opt.n_threads < 1) m->opt.n_threads = 1;
+    if (m->opt.n_threads < 1) m->opt.n_threads = tern_cpu_physical_cores();
     snprintf(m->path, sizeof m->path, "%s", path);
     tern_status st = tern_threadpool_acquire(m->opt.n_threads, &m->pool, err);
     if (!st) st = tern_gguf_open(path, &m->gguf, err);

@@ -3,24 +3,30 @@
  * Workers wait for a new job generation: they spin briefly (a job usually
  * follows the previous one within microseconds while a model runs), then
  * sleep on a condition variable so an idle pool costs no CPU. The barrier
- * is a sense-reversing counter over the job's threads; it spins with a
- * pause and yields after a while, so oversubscribed machines still make
- * progress.
+ * is a sense-reversing counter over the job's threads; a waiter spins with
+ * a pause, then yields a few times, then sleeps on a futex: with more
+ * threads than free cores, the thread everyone waits for gets a core
+ * instead of competing with spinners.
  *
  * One job runs at a time: callers from several threads (two sessions, a
  * draft and a verifier) take turns per job instead of running two spinning
  * pools against each other. A job may use fewer threads than the pool has;
  * the others sit it out. A job started from inside a job runs inline on
  * the calling thread. */
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "tern/threadpool.h"
 
-#define SPIN_BEFORE_SLEEP 200000
-#define SPIN_BEFORE_YIELD 2000
+#define SPIN_BEFORE_SLEEP 200000 /* idle workers, between jobs */
+#define SPIN_BEFORE_YIELD 2000   /* barrier and job end: then yield ... */
+#define YIELDS_BEFORE_SLEEP 64   /* ... then sleep on the futex */
 #define MAX_THREADS 512
 
 struct tern_threadpool {
@@ -38,6 +44,7 @@ struct tern_threadpool {
     /* barrier */
     atomic_int bar_count;
     atomic_uint bar_sense;
+    atomic_int bar_sleepers;   /* waiters asleep on bar_sense */
     int refs;               /* users of the shared pool */
 };
 
@@ -56,6 +63,16 @@ static inline void cpu_relax(void)
 #elif defined(__aarch64__)
     __asm__ volatile("yield");
 #endif
+}
+
+static void futex_wait(atomic_uint *addr, unsigned val)
+{
+    syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake_all(atomic_uint *addr)
+{
+    syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
 static void *worker_main(void *p)
@@ -182,13 +199,21 @@ void tern_threadpool_barrier(tern_threadpool *tp, int nth)
     unsigned sense = atomic_load_explicit(&tp->bar_sense, memory_order_acquire);
     if (atomic_fetch_add_explicit(&tp->bar_count, 1, memory_order_acq_rel) == nth - 1) {
         atomic_store_explicit(&tp->bar_count, 0, memory_order_relaxed);
-        atomic_store_explicit(&tp->bar_sense, sense + 1, memory_order_release);
+        atomic_store(&tp->bar_sense, sense + 1); /* seq_cst: pairs with the sleepers count */
+        if (atomic_load(&tp->bar_sleepers)) futex_wake_all(&tp->bar_sense);
         return;
     }
     int spins = 0;
     while (atomic_load_explicit(&tp->bar_sense, memory_order_acquire) == sense) {
-        if (++spins < SPIN_BEFORE_YIELD) cpu_relax();
-        else sched_yield();
+        if (++spins < SPIN_BEFORE_YIELD) {
+            cpu_relax();
+        } else if (spins < SPIN_BEFORE_YIELD + YIELDS_BEFORE_SLEEP) {
+            sched_yield();
+        } else { /* either the last arriver sees us counted, or we see its new sense */
+            atomic_fetch_add(&tp->bar_sleepers, 1);
+            if (atomic_load(&tp->bar_sense) == sense) futex_wait(&tp->bar_sense, sense);
+            atomic_fetch_sub(&tp->bar_sleepers, 1);
+        }
     }
 }
 

@@ -256,7 +256,8 @@ int cmd_bench(int argc, char **argv)
             }
         summarize(r);
     }
-    int threads = (int)opt_int(L, -1, "threads", 1);
+    int threads = (int)opt_int(L, -1, "threads", 0);
+    if (threads < 1) threads = tern_cpu_physical_cores();
     double bw = opt_bool(L, -1, "roofline") ? measure_bandwidth(threads) : 0;
     double bpt = (double)tern_model_weight_bytes_per_token(m);
     char desc[512];

@@ -46,7 +46,7 @@ int mc_open(lua_State *L, int t, const char *cmd, tern_model **m, tern_session *
     char backends[256];
     mo.backend = tern_lua_backend_list(L, t, "backend", backends, sizeof backends);
     if (!mo.backend) return cli_fail(cmd, "%s", backends);
-    mo.n_threads = (int)opt_int(L, t, "threads", 1);
+    mo.n_threads = (int)opt_int(L, t, "threads", 0);
     mo.kernel = opt_str(L, t, "kernel", "auto");
     mo.head = opt_str(L, t, "head", "f16");
     tern_error err;

@@ -12,7 +12,7 @@ static const tern_flag flags[] = {
     {"-p", "--prompt", "prompt", OPT_STR, "prompt text"},
     {"-f", "--file", "file", OPT_STR, "read the prompt / text from a file"},
     {"-n", "--n-predict", "n_predict", OPT_INT, "tokens to generate (-1 = until end of text or context)"},
-    {"-t", "--threads", "threads", OPT_INT, "threads (default 1)"},
+    {"-t", "--threads", "threads", OPT_INT, "threads (default: the physical cores)"},
     {"-c", "--ctx-size", "ctx_size", OPT_INT, "context size in tokens (default: the model's, at most 4096)"},
     {"-b", "--batch-size", "batch_size", OPT_INT, "most tokens per evaluation (default 512)"},
     {NULL, "--batch", "batch_size", OPT_INT, "same as --batch-size"},

@@ -31,6 +31,9 @@ const tern_host_api *tern_host(void);
 uint64_t tern_cpu_features(void);
 /* Writes the names of the set feature bits, space separated. */
 void tern_cpu_features_string(uint64_t features, char *buf, size_t n);
+/* Physical cores this process may use (SMT siblings once): the default
+ * thread count. */
+int tern_cpu_physical_cores(void);
 
 /* One plugin file found on the search path, loaded or not. */
 typedef struct tern_plugin_info {

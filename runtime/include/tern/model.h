@@ -65,7 +65,8 @@ typedef struct tern_model_options {
     const char *backend; /* backends in order of preference, comma-separated
                           * ("opencl,x86"); "auto" = the best probe score.
                           * scalar ends every list as the last resort. */
-    int n_threads;       /* threads of the sessions on this model */
+    int n_threads;       /* threads of the sessions on this model; 0 = the
+                          * physical cores (tern_cpu_physical_cores) */
     const char *kernel;  /* backend kernel family: "auto" or a name */
     const char *head;    /* output head storage: "f16" (as stored) or "q8" */
 } tern_model_options;
