@@ -40,6 +40,8 @@ char *mc_read_file(const char *path, size_t *size)
 
 int mc_open(lua_State *L, int t, const char *cmd, tern_model **m, tern_session **s)
 {
+    *m = NULL;
+    *s = NULL;
     const char *path = opt_model_path(L, t);
     if (!path) return cli_fail(cmd, "no model given (-m FILE) and the default model is not installed");
     tern_model_options mo = tern_model_default_options();
@@ -57,11 +59,13 @@ int mc_open(lua_State *L, int t, const char *cmd, tern_model **m, tern_session *
     const char *kt = opt_str(L, t, "cache_type_k", "f16"), *vt = opt_str(L, t, "cache_type_v", kt);
     if (strcmp(kt, vt) != 0) {
         tern_model_free(*m);
+        *m = NULL;
         return cli_fail(cmd, "tern keeps K and V in one type: -ctk %s and -ctv %s differ", kt, vt);
     }
     so.kv_type = tern_type_from_name(kt);
     if (tern_session_create(*m, &so, s, &err)) {
         tern_model_free(*m);
+        *m = NULL;
         return cli_fail(cmd, "%s", err.msg);
     }
     return 0;

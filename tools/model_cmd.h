@@ -8,7 +8,8 @@
 #include "tern/session.h"
 
 /* Loads the model (opts.model or the default) and a session on it, from the
- * options at index t. Prints the error and returns 1 on failure. */
+ * options at index t. Prints the error and returns 1 on failure, having
+ * freed what it created: *m and *s are NULL then (tern/status.h's rule). */
 int mc_open(lua_State *L, int t, const char *cmd, tern_model **m, tern_session **s);
 /* Token ids from --ids FILE (int32 LE) or by tokenizing -p/-f text. *ids is
  * malloc'ed. Returns 0 or 1 after printing an error. */
