@@ -16,9 +16,8 @@
 #define MAX_QUANT_MEMO 64
 
 struct tern_graph_builder {
-    lua_State *L;
+    lua_State *L;                 /* stack: [1] the script's function(g, m), nothing else */
     tern_model *m;
-    int fn_ref;                   /* the script's function(g, m) */
 };
 
 /* What the methods of one build reach through the `g` table. */
@@ -376,16 +375,13 @@ tern_status tern_graph_builder_create(tern_model *m, const char *script, tern_gr
     b->L = tern_lua_newstate(GRAPH_LUA_CAP);
     tern_status st = b->L ? tern_lua_load_script(b->L, script, err)
                           : tern_error_set(err, TERN_ENOMEM, "cannot create Lua state");
-    if (!st && lua_pcall(b->L, 0, 1, 0) != LUA_OK) {
-        st = tern_error_set(err, TERN_ESCRIPT, "%s", lua_tostring(b->L, -1));
-    } else if (!st && !lua_isfunction(b->L, -1)) {
+    if (!st) st = tern_lua_pcall(b->L, 0, 1, TERN_ESCRIPT, err);
+    if (!st && !lua_isfunction(b->L, -1))
         st = tern_error_set(err, TERN_ESCRIPT, "graph script %s must return a function(g, m)", script);
-    }
     if (st) {
         tern_graph_builder_free(b);
         return st;
     }
-    b->fn_ref = luaL_ref(b->L, LUA_REGISTRYINDEX);
     *out = b;
     return TERN_OK;
 }
@@ -406,22 +402,17 @@ static void push_methods(lua_State *L, build_ctx *c, const luaL_Reg *regs)
     }
 }
 
-tern_status tern_graph_builder_run(tern_graph_builder *b, tern_graph *g, tern_tensor *k_cache,
-                                   tern_tensor *v_cache, int kv_space, tern_error *err)
+/* build(c, fn): makes `g` and `m` over the build context and returns
+ * fn(g, m). Runs under tern_lua_pcall, so a failed allocation while the
+ * tables are made is an error like any other. */
+static int build(lua_State *L)
 {
-    lua_State *L = b->L;
-    build_ctx c;
-    memset(&c, 0, sizeof c);
-    c.g = g;
-    c.m = b->m;
-    c.kc = k_cache;
-    c.vc = v_cache;
-    c.kv_space = kv_space;
-    int top = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, b->fn_ref);
+    build_ctx *c = lua_touserdata(L, 1);
+    tern_graph *g = c->g;
+    lua_settop(L, 2);
     /* g */
     lua_newtable(L);
-    push_methods(L, &c, graph_methods);
+    push_methods(L, c, graph_methods);
     lua_pushinteger(L, g->in_tokens);
     lua_setfield(L, -2, "tokens");
     lua_pushinteger(L, g->in_positions);
@@ -435,16 +426,38 @@ tern_status tern_graph_builder_run(tern_graph_builder *b, tern_graph *g, tern_te
     /* m */
     lua_newtable(L);
     static const luaL_Reg model_methods[] = {{"w", m_w}, {"layer", m_layer}, {NULL, NULL}};
-    push_methods(L, &c, model_methods);
+    push_methods(L, c, model_methods);
     lua_newtable(L);
     lua_setfield(L, -2, "_w");
-    tern_lua_push_hparams(L, &b->m->hp);
+    tern_lua_push_hparams(L, &c->m->hp);
     lua_setfield(L, -2, "hparams");
-    tern_status st = TERN_OK;
-    if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
-        st = tern_error_set(err, TERN_ESCRIPT, "%s", lua_tostring(L, -1));
-    } else if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 ||
-               lua_tointeger(L, -1) >= g->n_tensors) {
+    lua_call(L, 2, 1);
+    return 1;
+}
+
+tern_status tern_graph_builder_run(tern_graph_builder *b, tern_graph *g, tern_tensor *k_cache,
+                                   tern_tensor *v_cache, int kv_space, tern_error *err)
+{
+    lua_State *L = b->L;
+    build_ctx c;
+    memset(&c, 0, sizeof c);
+    c.g = g;
+    c.m = b->m;
+    c.kc = k_cache;
+    c.vc = v_cache;
+    c.kv_space = kv_space;
+    int top = lua_gettop(L);
+    lua_pushcfunction(L, build);
+    lua_pushlightuserdata(L, &c);
+    lua_pushvalue(L, 1);
+    tern_status st = tern_lua_pcall(L, 2, 1, TERN_ESCRIPT, err);
+    if (st && c.err.status == TERN_ENOMEM) /* a graph call ran out: say so, not ESCRIPT */
+        st = tern_error_set(err, TERN_ENOMEM, "%s", c.err.msg);
+    if (st) {
+        lua_settop(L, top);
+        return st;
+    }
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 || lua_tointeger(L, -1) >= g->n_tensors) {
         st = tern_error_set(err, TERN_ESCRIPT, "graph script %s returned %s, not a tensor",
                             b->m->hp.graph, luaL_typename(L, -1));
     } else {

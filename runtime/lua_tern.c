@@ -875,8 +875,11 @@ lua_State *tern_lua_pipeline_state(size_t cap)
 {
     lua_State *L = tern_lua_newstate(cap);
     if (!L) return NULL;
-    tern_lua_open(L);
-    lua_pop(L, 1);
+    lua_pushcfunction(L, tern_lua_open);
+    if (tern_lua_pcall(L, 0, 0, TERN_ENOMEM, NULL)) {
+        tern_lua_close(L);
+        return NULL;
+    }
     return L;
 }
 
@@ -886,18 +889,12 @@ tern_status tern_lua_run_pipeline(lua_State *L, const char *name, int opts_index
 {
     opts_index = lua_absindex(L, opts_index);
     tern_status st = tern_lua_load_script(L, name, err);
+    if (!st) st = tern_lua_pcall(L, 0, 1, TERN_ESCRIPT, err);
     if (st) return st;
-    if (lua_pcall(L, 0, 1, 0) != LUA_OK || !lua_isfunction(L, -1)) {
-        st = tern_error_set(err, TERN_ESCRIPT, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1)
-                                                    : "pipeline script must return a function(opts)");
+    if (!lua_isfunction(L, -1)) {
         lua_pop(L, 1);
-        return st;
+        return tern_error_set(err, TERN_ESCRIPT, "pipeline script %s must return a function(opts)", name);
     }
     lua_pushvalue(L, opts_index);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-        st = tern_error_set(err, TERN_ESCRIPT, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "error");
-        lua_pop(L, 1);
-        return st;
-    }
-    return TERN_OK;
+    return tern_lua_pcall(L, 1, 0, TERN_ESCRIPT, err);
 }
