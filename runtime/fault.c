@@ -1,10 +1,11 @@
 /* fault.c - the allocation fault injection of fault.h (the short reads are
- * input.c's, which the fuzz targets link without these wrappers).
+ * input.c's, which the fuzz targets link without these wrappers), and a
+ * count of the blocks libtern holds, for leak checks without ASan.
  *
  * The wrappers below are what libtern's calls to malloc, calloc, realloc,
- * strdup and posix_memalign resolve to (-Wl,--wrap in SConstruct); they
+ * strdup, posix_memalign and free resolve to (-Wl,--wrap in SConstruct); they
  * forward to the C library unless a test armed a failure. Disarmed, the
- * cost is one relaxed atomic load per allocation. */
+ * cost is a relaxed atomic load and add per allocation. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "fault.h"
 
 void *__real_malloc(size_t n);
+void __real_free(void *p);
 void *__real_calloc(size_t n, size_t size);
 void *__real_realloc(void *p, size_t n);
 int __real_posix_memalign(void **p, size_t align, size_t n);
@@ -21,10 +23,12 @@ void *__wrap_calloc(size_t n, size_t size);
 void *__wrap_realloc(void *p, size_t n);
 char *__wrap_strdup(const char *s);
 int __wrap_posix_memalign(void **p, size_t align, size_t n);
+void __wrap_free(void *p);
 
 static atomic_long fail_at;     /* 0 = disarmed; else the allocation number that fails */
 static atomic_int fail_after;   /* persistent: every allocation from fail_at on fails */
 static atomic_long seen, failed;
+static atomic_long live; /* blocks allocated and not yet freed */
 
 void tern_fault_alloc_fail(long n, int persistent)
 {
@@ -37,6 +41,13 @@ void tern_fault_alloc_fail(long n, int persistent)
 
 long tern_fault_alloc_count(void) { return atomic_load(&seen); }
 long tern_fault_alloc_failures(void) { return atomic_load(&failed); }
+long tern_fault_alloc_live(void) { return atomic_load(&live); }
+
+static void *counted(void *p)
+{
+    if (p) atomic_fetch_add_explicit(&live, 1, memory_order_relaxed);
+    return p;
+}
 
 /* 1 when this allocation is to fail. */
 static int inject(void)
@@ -57,7 +68,7 @@ void *__wrap_malloc(size_t n)
         errno = ENOMEM;
         return NULL;
     }
-    return __real_malloc(n);
+    return counted(__real_malloc(n));
 }
 
 void *__wrap_calloc(size_t n, size_t size)
@@ -66,7 +77,7 @@ void *__wrap_calloc(size_t n, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    return __real_calloc(n, size);
+    return counted(__real_calloc(n, size));
 }
 
 void *__wrap_realloc(void *p, size_t n)
@@ -75,7 +86,16 @@ void *__wrap_realloc(void *p, size_t n)
         errno = ENOMEM;
         return NULL;
     }
-    return __real_realloc(p, n);
+    void *q = __real_realloc(p, n);
+    if (!p) counted(q);
+    else if (!n) atomic_fetch_sub_explicit(&live, 1, memory_order_relaxed);
+    return q;
+}
+
+void __wrap_free(void *p)
+{
+    if (p) atomic_fetch_sub_explicit(&live, 1, memory_order_relaxed);
+    __real_free(p);
 }
 
 char *__wrap_strdup(const char *s)
@@ -88,5 +108,7 @@ char *__wrap_strdup(const char *s)
 int __wrap_posix_memalign(void **p, size_t align, size_t n)
 {
     if (inject()) return ENOMEM;
-    return __real_posix_memalign(p, align, n);
+    int rc = __real_posix_memalign(p, align, n);
+    if (!rc) counted(*p);
+    return rc;
 }

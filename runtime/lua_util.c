@@ -106,6 +106,14 @@ void tern_lua_close(lua_State *L)
     free(ud);
 }
 
+static tern_status load_failed(lua_State *L, int rc, tern_error *err)
+{
+    tern_status st = rc == LUA_ERRMEM ? TERN_ENOMEM : TERN_ESCRIPT;
+    tern_error_set(err, st, "%s", rc == LUA_ERRMEM ? "out of memory loading a Lua script" : lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return st;
+}
+
 tern_status tern_lua_load_script(lua_State *L, const char *name, tern_error *err)
 {
     const char *dir = getenv("TERN_GRAPH_PATH");
@@ -117,11 +125,8 @@ tern_status tern_lua_load_script(lua_State *L, const char *name, tern_error *err
             if (!S_ISREG(st.st_mode))
                 return tern_error_set(err, TERN_EIO, "%s: not a regular file", path);
             /* text only: a precompiled chunk is not checked by Lua's loader */
-            if (luaL_loadfilex(L, path, "t") != LUA_OK) {
-                tern_error_set(err, TERN_ESCRIPT, "%s", lua_tostring(L, -1));
-                lua_pop(L, 1);
-                return TERN_ESCRIPT;
-            }
+            int rc = luaL_loadfilex(L, path, "t");
+            if (rc != LUA_OK) return load_failed(L, rc, err);
             return TERN_OK;
         }
     }
@@ -129,11 +134,8 @@ tern_status tern_lua_load_script(lua_State *L, const char *name, tern_error *err
         if (strcmp(f->name, name) != 0) continue;
         char chunk[128];
         snprintf(chunk, sizeof chunk, "@graphs/%s", name);
-        if (luaL_loadbufferx(L, f->text, f->size, chunk, "t") != LUA_OK) {
-            tern_error_set(err, TERN_ESCRIPT, "%s", lua_tostring(L, -1));
-            lua_pop(L, 1);
-            return TERN_ESCRIPT;
-        }
+        int rc = luaL_loadbufferx(L, f->text, f->size, chunk, "t");
+        if (rc != LUA_OK) return load_failed(L, rc, err);
         return TERN_OK;
     }
     return tern_error_set(err, TERN_ENOTFOUND, "script '%s' not found (embedded or in $TERN_GRAPH_PATH)", name);

@@ -189,18 +189,19 @@ static tern_status scan_dir(tern_registry *reg, const char *dir, const char *onl
     if (!d) return TERN_OK; /* a missing search folder is normal */
     char *names[256];
     int n = 0;
+    tern_status st = TERN_OK;
     struct dirent *e;
-    while ((e = readdir(d)) && n < 256) {
+    while (!st && (e = readdir(d)) && n < 256) {
         char name[64];
-        if (plugin_name_from_file(e->d_name, name, sizeof name)) names[n++] = strdup(e->d_name);
+        if (!plugin_name_from_file(e->d_name, name, sizeof name)) continue;
+        if (!(names[n++] = strdup(e->d_name))) st = tern_error_set(err, TERN_ENOMEM, "out of memory listing plugins");
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof names[0], cmp_str);
-    tern_status st = TERN_OK;
+    if (!st) qsort(names, (size_t)n, sizeof names[0], cmp_str);
     for (int i = 0; i < n; i++) {
         char name[64], path[PATH_MAX];
         if (names[i]) snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        if (!st && names[i] && plugin_name_from_file(names[i], name, sizeof name) && listed(only, name) &&
+        if (!st && plugin_name_from_file(names[i], name, sizeof name) && listed(only, name) &&
             !already_have(reg, name, path)) {
             tern_error ignored;
             tern_status ls = tern_plugin_load(reg, path, NULL, &ignored);
