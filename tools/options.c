@@ -384,6 +384,8 @@ static int sandbox_panic(lua_State *L)
 
 #define STEP_HOOK_EVERY 1000
 
+long long opt_config_steps = OPT_CONFIG_STEPS;
+
 static void step_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
@@ -391,9 +393,9 @@ static void step_hook(lua_State *L, lua_Debug *ar)
     lua_getallocf(L, &ud);
     sandbox *sb = ud;
     sb->steps += STEP_HOOK_EVERY;
-    if (sb->steps > OPT_CONFIG_STEPS)
+    if (sb->steps > opt_config_steps)
         luaL_error(L, "ran past %lld million Lua instructions, the config limit (an endless loop?)",
-                   OPT_CONFIG_STEPS / 1000000);
+                   opt_config_steps / 1000000);
 }
 
 typedef struct config_job {
@@ -783,6 +785,26 @@ const char *opt_model_path(const tern_opts *o)
 {
     const char *m = opt_str(o, "model", NULL);
     return m ? m : tern_install_default_model();
+}
+
+const char *options_check(const tern_opts *o)
+{
+    for (size_t k = 0; k < N_KEYS; k++) {
+        const opt_key *key = &keys[k];
+        const opt_value *v = &o->v[k];
+        if (!v->set) continue;
+        int ok = 1;
+        switch (key->kind) {
+        case OPT_INT: ok = v->i >= key->lo && v->i <= key->hi; break;
+        case OPT_NUM: ok = isfinite(v->d) && v->d >= key->flo && v->d <= key->fhi; break;
+        case OPT_BOOL: ok = v->i == 0 || v->i == 1; break;
+        case OPT_LIST: ok = v->n > 0 || !v->list; break;
+        case OPT_BACKENDS: ok = v->s && *v->s && strlen(v->s) <= 255; break;
+        default: ok = v->s && (!key->choices || is_choice(key->choices, v->s));
+        }
+        if (!ok) return key->key;
+    }
+    return NULL;
 }
 
 /* ---- the pipelines' opts table ---- */

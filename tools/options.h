@@ -25,6 +25,9 @@ enum { OPT_STR, OPT_INT, OPT_NUM, OPT_BOOL, OPT_LIST, OPT_BACKENDS };
 
 typedef struct tern_opts tern_opts;
 
+/* The VM instructions config.lua may run (fuzz targets lower it). */
+extern long long opt_config_steps;
+
 /* Parses argv (argv[0] is the subcommand): --config FILE first, then the
  * flags over it. Flags whose key is not in `allowed` (a NULL-terminated
  * list of keys) are unknown options; config keys outside it are ignored
@@ -54,6 +57,10 @@ const char *opt_backends(const tern_opts *o, const char *key);
 int opt_set_int(tern_opts *o, const char *key, long long v);
 int opt_set_str(tern_opts *o, const char *key, const char *v);
 int opt_set_bool(tern_opts *o, const char *key, int v);
+
+/* Checks every value set against its key's type and range (the fuzz
+ * target's oracle): NULL when all hold, else the first key that does not. */
+const char *options_check(const tern_opts *o);
 
 /* The model to use: opts.model, else the default model shipped with tern
  * (tern_install_default_model); NULL when neither. */
