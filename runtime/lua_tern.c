@@ -298,7 +298,7 @@ static const float *row_of(lua_State *L, tern_session *s, int arg)
     int64_t rows;
     const float *lg = tern_session_logits(s, &rows);
     lua_Integer r = luaL_optinteger(L, arg, rows);
-    if (rows < 1 || r < 1 || r > rows) luaL_error(L, "no logits row %lld (have %lld)", (long long)r, (long long)rows);
+    if (rows < 1 || r < 1 || r > rows) luaL_error(L, "no logits row %I (have %I)", (lua_Integer)r, (lua_Integer)rows);
     return lg + (size_t)(r - 1) * (size_t)tern_session_n_vocab(s);
 }
 
@@ -520,7 +520,7 @@ static int l_chat_format(lua_State *L)
         lua_pop(L, 3); /* the strings stay referenced by the message tables */
         if (!msgs[i].role || !msgs[i].content) {
             free(msgs);
-            return luaL_error(L, "chat message %lld needs role and content", (long long)i + 1);
+            return luaL_error(L, "chat message %I needs role and content", (lua_Integer)i + 1);
         }
     }
     tern_chat_style style = tern_chat_detect(tmpl);
@@ -664,9 +664,9 @@ static float *probs_row(lua_State *L, int arg, int64_t n_vocab, lprobs **out)
 {
     lprobs *u = luaL_checkudata(L, arg, PROBS_MT);
     lua_Integer r = luaL_checkinteger(L, arg + 1);
-    if (r < 1 || r > u->rows) luaL_error(L, "probs row %lld outside 1..%d", (long long)r, u->rows);
+    if (r < 1 || r > u->rows) luaL_error(L, "probs row %I outside 1..%d", (lua_Integer)r, u->rows);
     if (n_vocab >= 0 && n_vocab != u->n_vocab)
-        luaL_error(L, "probs buffer holds %d entries, the vocabulary has %lld", u->n_vocab, (long long)n_vocab);
+        luaL_error(L, "probs buffer holds %d entries, the vocabulary has %I", u->n_vocab, (lua_Integer)n_vocab);
     if (out) *out = u;
     return u->p + (size_t)(r - 1) * (size_t)u->n_vocab;
 }

@@ -394,8 +394,8 @@ static void step_hook(lua_State *L, lua_Debug *ar)
     sandbox *sb = ud;
     sb->steps += STEP_HOOK_EVERY;
     if (sb->steps > opt_config_steps)
-        luaL_error(L, "ran past %lld million Lua instructions, the config limit (an endless loop?)",
-                   opt_config_steps / 1000000);
+        luaL_error(L, "ran past %d million Lua instructions, the config limit (an endless loop?)",
+                   (int)(opt_config_steps / 1000000));
 }
 
 typedef struct config_job {
@@ -568,7 +568,11 @@ static int run_config(lua_State *L)
     open_sandbox_libs(L);
     char chunk[256];
     snprintf(chunk, sizeof chunk, "@%s", j->name);
-    if (luaL_loadbufferx(L, j->text, j->len, chunk, "t") != LUA_OK) return lua_error(L);
+    if (luaL_loadbufferx(L, j->text, j->len, chunk, "t") != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        if (strncmp(msg, j->name, strlen(j->name)) == 0) return lua_error(L); /* "FILE:3: ..." */
+        return config_fail(L, j, "%s", msg);
+    }
     /* the hook stays set: finalizers the config left run at lua_close */
     lua_sethook(L, step_hook, LUA_MASKCOUNT, STEP_HOOK_EVERY);
     lua_call(L, 0, 1);
