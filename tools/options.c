@@ -533,6 +533,23 @@ static void config_value(lua_State *L, const config_job *j, int k)
 #undef BAD
 }
 
+/* setmetatable without finalizers: Lua runs __gc with hooks off, so the
+ * instruction limit could not stop an endless one (at lua_close or in any
+ * collection). A metatable is checked when it is set; a __gc added later
+ * marks nothing for finalization (Lua 5.4 manual, 2.5.3). */
+static int safe_setmetatable(lua_State *L)
+{
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) != LUA_TNIL) return luaL_error(L, "config.lua may not set __gc finalizers");
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
 static void open_sandbox_libs(lua_State *L)
 {
     static const luaL_Reg libs[] = {
@@ -550,6 +567,9 @@ static void open_sandbox_libs(lua_State *L)
         lua_pushnil(L);
         lua_setglobal(L, drop[i]);
     }
+    lua_getglobal(L, "setmetatable");
+    lua_pushcclosure(L, safe_setmetatable, 1);
+    lua_setglobal(L, "setmetatable");
     luaL_requiref(L, "os", luaopen_os, 0);
     lua_newtable(L);
     static const char *const keep[] = {"getenv", "time", "clock", "date", NULL};

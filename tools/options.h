@@ -7,7 +7,8 @@
  *
  * config.lua (--config FILE, at most 1 MiB, a regular file) runs in a Lua
  * state of its own: the base, string, table, math and utf8 libraries and
- * os.getenv/time/clock/date only (no io, no load/dofile, no os.exit), 16
+ * os.getenv/time/clock/date only (no io, no load/dofile, no os.exit, no
+ * __gc finalizers, which Lua runs with the instruction hook off), 16
  * MiB of memory and 100 million VM instructions at most. It returns a table
  * of known keys with values of the key's type; it is read raw (no
  * metamethod runs), and the state is closed before any model loads. */

@@ -1,8 +1,10 @@
 /* tern.c - the tern command: a table of subcommands. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -57,11 +59,34 @@ static int finish(const char *cmd, int rc)
     return 1;
 }
 
+/* A standard descriptor the caller closed would be reused by the next
+ * open(), and a model or a logits file would then receive what tern
+ * prints. Reopen them: input as empty, output as a full device (so writing
+ * to a closed standard output fails, as it should), errors as nothing. */
+static void reopen_closed_std(void)
+{
+    static const char *const dev[3] = {"/dev/null", "/dev/full", "/dev/null"};
+    for (int fd = 0; fd < 3; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF) continue;
+        int f = open(dev[fd], fd ? O_WRONLY : O_RDONLY);
+        if (f >= 0 && f != fd) {
+            dup2(f, fd);
+            close(f);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        usage(argc < 2 ? stderr : stdout);
-        return finish(NULL, argc < 2 ? 1 : 0);
+    reopen_closed_std();
+    if (argc < 2) {
+        usage(stderr);
+        fprintf(stderr, "tern: no command given\n");
+        return 1;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return finish(NULL, 0);
     }
     if (strcmp(argv[1], "--version") == 0) return finish(NULL, version());
     for (size_t i = 0; i < N_COMMANDS; i++)
