@@ -715,6 +715,8 @@ int options_parse_text(const char *cmd, int argc, char **argv, const char *const
     }
     for (int i = 0; i < n; i++) /* flags over the config */
         if (set_from_flag(o, cmd, key_index(p[i].f->key), p[i].name, p[i].val)) goto done;
+    opt_value *seed = &o->v[key_index("seed")];
+    if (seed->set && seed->i == -1) seed->i = 4294967295LL; /* llama.cpp's "random" spelled both ways */
     rc = 0;
 done:
     free(p);
