@@ -614,7 +614,8 @@ static tern_status compile_regexes(tern_tokenizer *t, const pre_def *pd, const c
         if (!re) {
             PCRE2_UCHAR msg[160];
             pcre2_get_error_message(ec, msg, sizeof msg);
-            st = tern_error_set(err, ec == PCRE2_ERROR_NOMEMORY ? TERN_ENOMEM : TERN_EUNSUPPORTED,
+            int oom = ec == PCRE2_ERROR_HEAP_FAILED || ec == PCRE2_ERROR_NOMEMORY;
+            st = tern_error_set(err, oom ? TERN_ENOMEM : TERN_EUNSUPPORTED,
                                 "%s: pre-tokenizer '%s' regex %d: %s at offset %zu", name, t->pre, i,
                                 (const char *)msg, (size_t)eo);
             break;
