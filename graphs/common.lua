@@ -18,13 +18,7 @@ end
 
 function M.prompt_text(opts)
   if opts.prompt then return opts.prompt end
-  if opts.file then
-    local f, err = io.open(opts.file, "rb")
-    if not f then error("cannot read prompt file: " .. err, 0) end
-    local t = f:read("a")
-    f:close()
-    return t
-  end
+  if opts.file then return tern.read_file(opts.file) end -- a regular file or "-", at most 64 MiB
   error("no prompt: give -p TEXT or -f FILE", 0)
 end
 

@@ -28,7 +28,7 @@ tern_status tern_graph_create(int n_tok, int n_out, tern_graph **out, tern_error
     g->in_tokens = tern_graph_add_tensor(g, GT_INPUT, TERN_TYPE_I32, 1, &ne_tok, "tokens", err);
     g->in_positions = tern_graph_add_tensor(g, GT_INPUT, TERN_TYPE_I32, 1, &ne_tok, "positions", err);
     g->in_out_ids = tern_graph_add_tensor(g, GT_INPUT, TERN_TYPE_I32, 1, &ne_out, "out_ids", err);
-    if (g->in_out_ids < 0) {
+    if (g->in_tokens < 0 || g->in_positions < 0 || g->in_out_ids < 0) {
         tern_graph_free(g);
         return TERN_ENOMEM;
     }

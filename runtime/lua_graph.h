@@ -28,6 +28,13 @@ void tern_lua_push_hparams(lua_State *L, const tern_hparams *hp);
  * the standard libraries opened. NULL when out of memory. */
 lua_State *tern_lua_newstate(size_t cap);
 void tern_lua_close(lua_State *L);
+/* lua_pcall of the function below nargs arguments, with a message handler
+ * that turns any error value into one line of text. On failure: err gets
+ * st (TERN_ENOMEM for a memory error) and the message, the stack loses the
+ * function and its arguments, and the status is returned. Every call tern
+ * makes into a Lua state goes through here or lua_pcall: none raises
+ * outside protected mode (each state's panic handler reports a bug). */
+tern_status tern_lua_pcall(lua_State *L, int nargs, int nresults, tern_status st, tern_error *err);
 /* Pushes the loaded chunk of a graph/pipeline script by file name
  * ("generate.lua"): $TERN_GRAPH_PATH/<name> when that file exists, else the
  * embedded copy. Returns TERN_OK or ENOTFOUND/ESCRIPT with err filled. */

@@ -2,6 +2,7 @@
  * runtime object, lauxlib style. Errors that come from user input (a
  * prompt too long for the context, a missing file) are raised as plain
  * messages without a script position, so the command prints them as is. */
+#include <errno.h>
 #include <lauxlib.h>
 #include <math.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include "lua_graph.h"
 #include "model_impl.h"
 #include "tern/chat.h"
+#include "tern/io.h"
 #include "tern/lua.h"
 #include "tern/sampler.h"
 #include "tern/tern.h"
@@ -296,7 +298,7 @@ static const float *row_of(lua_State *L, tern_session *s, int arg)
     int64_t rows;
     const float *lg = tern_session_logits(s, &rows);
     lua_Integer r = luaL_optinteger(L, arg, rows);
-    if (rows < 1 || r < 1 || r > rows) luaL_error(L, "no logits row %lld (have %lld)", (long long)r, (long long)rows);
+    if (rows < 1 || r < 1 || r > rows) luaL_error(L, "no logits row %I (have %I)", (lua_Integer)r, (lua_Integer)rows);
     return lg + (size_t)(r - 1) * (size_t)tern_session_n_vocab(s);
 }
 
@@ -518,7 +520,7 @@ static int l_chat_format(lua_State *L)
         lua_pop(L, 3); /* the strings stay referenced by the message tables */
         if (!msgs[i].role || !msgs[i].content) {
             free(msgs);
-            return luaL_error(L, "chat message %lld needs role and content", (long long)i + 1);
+            return luaL_error(L, "chat message %I needs role and content", (lua_Integer)i + 1);
         }
     }
     tern_chat_style style = tern_chat_detect(tmpl);
@@ -548,8 +550,9 @@ static int l_write(lua_State *L)
 {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
-    fwrite(s, 1, n, stdout);
-    fflush(stdout);
+    errno = 0;
+    if (fwrite(s, 1, n, stdout) != n || fflush(stdout) != 0) /* a full disk, a closed pipe: stop */
+        return raise_msg(L, lua_pushfstring(L, "writing standard output failed: %s", strerror(errno ? errno : EIO)));
     return 0;
 }
 
@@ -661,9 +664,9 @@ static float *probs_row(lua_State *L, int arg, int64_t n_vocab, lprobs **out)
 {
     lprobs *u = luaL_checkudata(L, arg, PROBS_MT);
     lua_Integer r = luaL_checkinteger(L, arg + 1);
-    if (r < 1 || r > u->rows) luaL_error(L, "probs row %lld outside 1..%d", (long long)r, u->rows);
+    if (r < 1 || r > u->rows) luaL_error(L, "probs row %I outside 1..%d", (lua_Integer)r, u->rows);
     if (n_vocab >= 0 && n_vocab != u->n_vocab)
-        luaL_error(L, "probs buffer holds %d entries, the vocabulary has %lld", u->n_vocab, (long long)n_vocab);
+        luaL_error(L, "probs buffer holds %d entries, the vocabulary has %I", u->n_vocab, (lua_Integer)n_vocab);
     if (out) *out = u;
     return u->p + (size_t)(r - 1) * (size_t)u->n_vocab;
 }
@@ -836,6 +839,62 @@ static int l_same_vocab(lua_State *L)
     return 2;
 }
 
+/* ---- bounded input (tern/io.h) ---- */
+
+#define LINE_MAX_BYTES ((size_t)1 << 20)
+
+static int push_buffer(lua_State *L)
+{
+    lua_pushlstring(L, lua_touserdata(L, 1), (size_t)lua_tointeger(L, 2));
+    return 1;
+}
+
+/* tern.read_file(path) -> text: a regular file, or "-" for standard input,
+ * of at most 64 MiB (TERN_IO_INPUT_MAX). */
+static int l_read_file(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    char *buf;
+    size_t n;
+    tern_error err;
+    tern_status st = tern_io_read(path, TERN_IO_INPUT_MAX, &buf, &n, &err);
+    if (st == TERN_ECANCELED) return raise_msg(L, "interrupted");
+    if (st) return raise_msg(L, err.msg);
+    lua_pushcfunction(L, push_buffer); /* protected, so buf is freed whatever happens */
+    lua_pushlightuserdata(L, buf);
+    lua_pushinteger(L, (lua_Integer)n);
+    int rc = lua_pcall(L, 2, 1, 0);
+    free(buf);
+    return rc == LUA_OK ? 1 : lua_error(L);
+}
+
+/* tern.read_line() -> a line of standard input without its newline, or nil
+ * at the end of input or when Ctrl-C interrupts the wait; at most 1 MiB. */
+static int l_read_line(lua_State *L)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    size_t n = 0;
+    int c;
+    while ((c = getc(stdin)) != EOF && c != '\n') {
+        if (++n > LINE_MAX_BYTES) return raise_msg(L, "an input line longer than 1 MiB, the line limit");
+        luaL_addchar(&b, (char)c);
+    }
+    if (c == EOF && (n == 0 || ferror(stdin))) {
+        clearerr(stdin);
+        lua_pushnil(L);
+        return 1;
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static void io_register(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {{"read_file", l_read_file}, {"read_line", l_read_line}, {NULL, NULL}};
+    luaL_setfuncs(L, funcs, 0);
+}
+
 /* Adds the speculative functions to the module table (on the stack top)
  * and the methods to the existing types. */
 static void spec_register(lua_State *L)
@@ -864,6 +923,7 @@ int tern_lua_open(lua_State *L)
     new_type(L, DETOK_MT, detok_methods, NULL);
     luaL_newlib(L, tern_funcs);
     spec_register(L);
+    io_register(L);
     lua_pushstring(L, TERN_VERSION);
     lua_setfield(L, -2, "version");
     lua_pushvalue(L, -1);
@@ -875,8 +935,11 @@ lua_State *tern_lua_pipeline_state(size_t cap)
 {
     lua_State *L = tern_lua_newstate(cap);
     if (!L) return NULL;
-    tern_lua_open(L);
-    lua_pop(L, 1);
+    lua_pushcfunction(L, tern_lua_open);
+    if (tern_lua_pcall(L, 0, 0, TERN_ENOMEM, NULL)) {
+        tern_lua_close(L);
+        return NULL;
+    }
     return L;
 }
 
@@ -886,18 +949,12 @@ tern_status tern_lua_run_pipeline(lua_State *L, const char *name, int opts_index
 {
     opts_index = lua_absindex(L, opts_index);
     tern_status st = tern_lua_load_script(L, name, err);
+    if (!st) st = tern_lua_pcall(L, 0, 1, TERN_ESCRIPT, err);
     if (st) return st;
-    if (lua_pcall(L, 0, 1, 0) != LUA_OK || !lua_isfunction(L, -1)) {
-        st = tern_error_set(err, TERN_ESCRIPT, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1)
-                                                    : "pipeline script must return a function(opts)");
+    if (!lua_isfunction(L, -1)) {
         lua_pop(L, 1);
-        return st;
+        return tern_error_set(err, TERN_ESCRIPT, "pipeline script %s must return a function(opts)", name);
     }
     lua_pushvalue(L, opts_index);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-        st = tern_error_set(err, TERN_ESCRIPT, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "error");
-        lua_pop(L, 1);
-        return st;
-    }
-    return TERN_OK;
+    return tern_lua_pcall(L, 1, 0, TERN_ESCRIPT, err);
 }

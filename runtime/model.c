@@ -193,10 +193,13 @@ static tern_status add_backend(tern_model *m, const tern_plugin_info *p, tern_er
  * scalar, the last resort. A named backend that cannot run is an error. */
 static tern_status load_backends(tern_model *m, tern_error *err)
 {
-    tern_status st = tern_registry_scan(&m->reg, err);
-    if (st) return st;
     const char *list = m->opt.backend && *m->opt.backend ? m->opt.backend : "auto";
-    char name[64];
+    char name[64], only[512];
+    if ((size_t)snprintf(only, sizeof only, "%s,scalar", list) >= sizeof only)
+        return tern_error_set(err, TERN_EINVAL, "backend list '%.64s...': too long", list);
+    /* only the plugins the list names are opened (every one for auto) */
+    tern_status st = tern_registry_scan_only(only, &m->reg, err);
+    if (st) return st;
     for (const char *p = list; !st && *p;) {
         size_t len = strcspn(p, ",");
         const char *q = p;

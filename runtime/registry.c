@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "tern/backend.h"
 #include "tern/install.h"
@@ -113,6 +114,13 @@ tern_status tern_plugin_load(tern_registry *reg, const char *path, const tern_pl
     base = base ? base + 1 : path;
     if (!plugin_name_from_file(base, info->name, sizeof info->name))
         snprintf(info->name, sizeof info->name, "%s", base);
+    struct stat sb; /* a FIFO or a device would block dlopen's read */
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        reg->handles[reg->n++] = NULL;
+        if (out) *out = info;
+        snprintf(info->error, sizeof info->error, "%s: cannot load: not a regular file", path);
+        return tern_error_set(err, TERN_EIO, "%s", info->error);
+    }
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     reg->handles[reg->n] = h;
     reg->n++;
@@ -157,24 +165,43 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static tern_status scan_dir(tern_registry *reg, const char *dir, tern_error *err)
+/* 1 when name is in the comma-separated list (spaces around names are
+ * ignored); every name is when the list is NULL or holds "auto". */
+static int listed(const char *list, const char *name)
+{
+    if (!list) return 1;
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ",");
+        const char *q = p;
+        p += len;
+        if (*p == ',') p++;
+        while (len && *q == ' ') q++, len--;
+        while (len && q[len - 1] == ' ') len--;
+        if ((len == n && memcmp(q, name, n) == 0) || (len == 4 && memcmp(q, "auto", 4) == 0)) return 1;
+    }
+    return 0;
+}
+
+static tern_status scan_dir(tern_registry *reg, const char *dir, const char *only, tern_error *err)
 {
     DIR *d = opendir(dir);
     if (!d) return TERN_OK; /* a missing search folder is normal */
     char *names[256];
     int n = 0;
+    tern_status st = TERN_OK;
     struct dirent *e;
-    while ((e = readdir(d)) && n < 256) {
+    while (!st && (e = readdir(d)) && n < 256) {
         char name[64];
-        if (plugin_name_from_file(e->d_name, name, sizeof name)) names[n++] = strdup(e->d_name);
+        if (!plugin_name_from_file(e->d_name, name, sizeof name)) continue;
+        if (!(names[n++] = strdup(e->d_name))) st = tern_error_set(err, TERN_ENOMEM, "out of memory listing plugins");
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof names[0], cmp_str);
-    tern_status st = TERN_OK;
+    if (!st) qsort(names, (size_t)n, sizeof names[0], cmp_str);
     for (int i = 0; i < n; i++) {
         char name[64], path[PATH_MAX];
         if (names[i]) snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        if (!st && names[i] && plugin_name_from_file(names[i], name, sizeof name) &&
+        if (!st && plugin_name_from_file(names[i], name, sizeof name) && listed(only, name) &&
             !already_have(reg, name, path)) {
             tern_error ignored;
             tern_status ls = tern_plugin_load(reg, path, NULL, &ignored);
@@ -185,8 +212,9 @@ static tern_status scan_dir(tern_registry *reg, const char *dir, tern_error *err
     return st;
 }
 
-tern_status tern_registry_scan_path(const char *dirs, tern_registry **out, tern_error *err)
+static tern_status scan_path(const char *dirs, const char *only, tern_registry **out, tern_error *err)
 {
+    *out = NULL;
     tern_registry *reg = calloc(1, sizeof *reg);
     if (!reg) return tern_error_set(err, TERN_ENOMEM, "out of memory creating plugin registry");
     char *copy = strdup(dirs ? dirs : "");
@@ -197,7 +225,7 @@ tern_status tern_registry_scan_path(const char *dirs, tern_registry **out, tern_
     tern_status st = TERN_OK;
     for (char *save = NULL, *dir = strtok_r(copy, ":", &save); dir && !st;
          dir = strtok_r(NULL, ":", &save))
-        st = scan_dir(reg, dir, err);
+        st = scan_dir(reg, dir, only, err);
     free(copy);
     if (st) {
         tern_registry_free(reg);
@@ -207,15 +235,26 @@ tern_status tern_registry_scan_path(const char *dirs, tern_registry **out, tern_
     return TERN_OK;
 }
 
-tern_status tern_registry_scan(tern_registry **out, tern_error *err)
+tern_status tern_registry_scan_path(const char *dirs, tern_registry **out, tern_error *err)
 {
+    return scan_path(dirs, NULL, out, err);
+}
+
+tern_status tern_registry_scan_only(const char *names, tern_registry **out, tern_error *err)
+{
+    *out = NULL;
     size_t n = tern_install_plugin_dirs(NULL, 0) + 1;
     char *path = malloc(n);
     if (!path) return tern_error_set(err, TERN_ENOMEM, "out of memory creating plugin registry");
     tern_install_plugin_dirs(path, n);
-    tern_status st = tern_registry_scan_path(path, out, err);
+    tern_status st = scan_path(path, names, out, err);
     free(path);
     return st;
+}
+
+tern_status tern_registry_scan(tern_registry **out, tern_error *err)
+{
+    return tern_registry_scan_only(NULL, out, err);
 }
 
 void tern_registry_free(tern_registry *reg)

@@ -13,7 +13,6 @@
 
 #include "cli.h"
 #include "model_cmd.h"
-#include "options.h"
 #include "tern/lua.h"
 
 static double now_s(void)
@@ -112,20 +111,23 @@ static const char *const bench_keys[] = {
  * the cost model predicts and the one measured. The pipeline code is
  * graphs/speculative.lua (M.bench), so the rounds timed are the ones
  * `tern run --model-draft` runs. Options table on the stack top. */
-static int bench_speculative(lua_State *L, int n_gen)
+static int bench_speculative(tern_opts *o, int n_gen)
 {
-    const char *model = opt_model_path(L, -1);
+    const char *model = opt_model_path(o);
     if (!model) return cli_fail("bench", "no model given (-m FILE) and the default model is not installed");
-    lua_pushstring(L, model);
-    lua_setfield(L, -2, "model");
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "spec_bench");
-    if (!opt_int(L, -1, "ctx_size", 0)) { /* short built-in prompts + n_gen + one round */
-        lua_pushinteger(L, n_gen + 96);
-        lua_setfield(L, -2, "ctx_size");
+    /* short built-in prompts + n_gen + one round */
+    if (opt_set_str(o, "model", model) || opt_set_bool(o, "spec_bench", 1) ||
+        (!opt_int(o, "ctx_size", 0) && opt_set_int(o, "ctx_size", n_gen + 96)))
+        return cli_fail("bench", "out of memory");
+    lua_State *L = tern_lua_pipeline_state(0);
+    if (!L || options_push_protected(L, o)) {
+        tern_lua_pipeline_close(L);
+        return cli_fail("bench", "out of memory");
     }
     tern_error err;
-    if (tern_lua_run_pipeline(L, "speculative.lua", -1, &err)) return cli_fail("bench", "%s", err.msg);
+    tern_status st = tern_lua_run_pipeline(L, "speculative.lua", -1, &err);
+    tern_lua_pipeline_close(L);
+    if (st) return cli_fail("bench", "%s", err.msg);
     return 0;
 }
 
@@ -174,11 +176,12 @@ static void print_ops(tern_session *s)
 int cmd_bench(int argc, char **argv)
 {
     /* llama-bench spells -p/-n/-r/-o differently from run: map them here */
-    char *args[256];
-    int n = 0;
-    for (int i = 0; i < argc && n < 250; i++) {
+    char **args = calloc((size_t)argc + 1, sizeof *args);
+    if (!args) return cli_fail("bench", "out of memory");
+    for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0) {
+            free(args);
             options_help("bench", "[-m MODEL] [-t N] [-p 128] [-n 64] [-r 5] [-o md|json] [--roofline]\n"
                          "       tern bench --model-draft DRAFT -m VERIFIER [--draft-max K] [-n 64] [-r 3] "
                          "[--spec-accept-rate P] [--spec-prompts N]", bench_keys);
@@ -188,35 +191,44 @@ int cmd_bench(int argc, char **argv)
         else if (strcmp(a, "-n") == 0 || strcmp(a, "--n-gen") == 0) a = "--n-gen-bench";
         else if (strcmp(a, "-r") == 0 || strcmp(a, "--repetitions") == 0) a = "--reps";
         else if (strcmp(a, "-o") == 0) a = "--output";
-        args[n++] = (char *)a;
+        args[i] = (char *)a;
+        if (i + 1 < argc && options_takes_value(a)) args[i + 1] = argv[i + 1], i++; /* never renamed */
     }
-    lua_State *L = tern_lua_pipeline_state(0);
-    if (!L) return cli_fail("bench", "out of memory");
     int rc = 1;
+    tern_opts *o = NULL;
     tern_model *m = NULL;
     tern_session *s = NULL;
     int32_t *toks = NULL;
-    if (options_parse(L, "bench", n, args, bench_keys)) goto done;
-    int n_prompt = (int)opt_int(L, -1, "n_prompt_bench", 128), n_gen = (int)opt_int(L, -1, "n_gen_bench", 64);
-    int reps = (int)opt_int(L, -1, "reps", 5);
-    const char *output = opt_str(L, -1, "output", "md");
-    if (reps < 1 || reps > 64 || n_prompt < 0 || n_gen < 0 || (strcmp(output, "md") && strcmp(output, "json"))) {
-        cli_fail("bench", "need 1 <= -r <= 64, -p/-n >= 0, -o md|json");
+    if (options_parse("bench", argc, args, bench_keys, &o)) goto done;
+    /* each at most 2^20 (options.c), so the sums below fit an int */
+    int n_prompt = (int)opt_int(o, "n_prompt_bench", 128), n_gen = (int)opt_int(o, "n_gen_bench", 64);
+    int reps = (int)opt_int(o, "reps", 5);
+    const char *output = opt_str(o, "output", "md");
+    if (opt_has(o, "model_draft")) {
+        rc = bench_speculative(o, n_gen);
         goto done;
     }
-    if (opt_str(L, -1, "model_draft", NULL)) {
-        rc = bench_speculative(L, n_gen);
+    if (!n_prompt && !n_gen) {
+        cli_fail("bench", "nothing to measure: -p 0 and -n 0");
         goto done;
     }
-    if (!opt_int(L, -1, "ctx_size", 0)) {
-        int need = (n_prompt > n_gen ? n_prompt : n_gen) + 16;
-        lua_pushinteger(L, need);
-        lua_setfield(L, -2, "ctx_size");
+    if (!opt_int(o, "ctx_size", 0) && opt_set_int(o, "ctx_size", (n_prompt > n_gen ? n_prompt : n_gen) + 16)) {
+        cli_fail("bench", "out of memory");
+        goto done;
     }
-    if (mc_open(L, -1, "bench", &m, &s)) goto done;
+    if (opt_int(o, "ctx_size", 0) < (n_prompt > n_gen ? n_prompt : n_gen)) {
+        cli_fail("bench", "-c %lld is smaller than the %d tokens of the test (-p %d, -n %d)",
+                 opt_int(o, "ctx_size", 0), n_prompt > n_gen ? n_prompt : n_gen, n_prompt, n_gen);
+        goto done;
+    }
+    if (mc_open(o, "bench", &m, &s)) goto done;
     int64_t nv = tern_model_hparams(m)->n_vocab;
     int maxn = (n_prompt > n_gen ? n_prompt : n_gen) + 1;
     toks = malloc((size_t)maxn * sizeof *toks);
+    if (!toks) {
+        cli_fail("bench", "out of memory");
+        goto done;
+    }
     unsigned long long seed = 1234;
     for (int i = 0; i < maxn; i++) {
         seed = seed * 6364136223846793005ull + 1442695040888963407ull;
@@ -227,8 +239,9 @@ int cmd_bench(int argc, char **argv)
     tern_error err;
     /* warm-up: build the graphs, fault the weights in */
     double dummy;
+    mc_catch_interrupt(s);
     if ((n_prompt && run_pp(s, toks, n_prompt, &dummy, &err)) || (n_gen && run_tg(s, toks, n_gen < 4 ? n_gen : 4, &dummy, &err))) {
-        cli_fail("bench", "%s", err.msg);
+        rc = mc_eval_failed("bench", &err);
         goto done;
     }
     tern_session_reset_stats(s);
@@ -239,7 +252,7 @@ int cmd_bench(int argc, char **argv)
         r->n_prompt = n_prompt;
         for (int i = 0; i < reps; i++)
             if (run_pp(s, toks, n_prompt, &r->samples[r->n++], &err)) {
-                cli_fail("bench", "%s", err.msg);
+                rc = mc_eval_failed("bench", &err);
                 goto done;
             }
         summarize(r);
@@ -251,18 +264,18 @@ int cmd_bench(int argc, char **argv)
         r->n_gen = n_gen;
         for (int i = 0; i < reps; i++)
             if (run_tg(s, toks, n_gen, &r->samples[r->n++], &err)) {
-                cli_fail("bench", "%s", err.msg);
+                rc = mc_eval_failed("bench", &err);
                 goto done;
             }
         summarize(r);
     }
-    int threads = (int)opt_int(L, -1, "threads", 0);
+    int threads = (int)opt_int(o, "threads", 0);
     if (threads < 1) threads = tern_cpu_physical_cores();
-    double bw = opt_bool(L, -1, "roofline") ? measure_bandwidth(threads) : 0;
+    double bw = opt_bool(o, "roofline") ? measure_bandwidth(threads) : 0;
     double bpt = (double)tern_model_weight_bytes_per_token(m);
     char desc[512];
     tern_model_describe(m, desc, sizeof desc);
-    const char *path = opt_model_path(L, -1), *base = strrchr(path, '/');
+    const char *path = opt_model_path(o), *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     if (strcmp(output, "json") == 0) {
         printf("[\n");
@@ -299,9 +312,11 @@ int cmd_bench(int argc, char **argv)
     print_ops(s);
     rc = 0;
 done:
+    mc_catch_interrupt(NULL);
     free(toks);
     tern_session_free(s);
     tern_model_free(m);
-    tern_lua_pipeline_close(L);
+    options_free(o);
+    free(args);
     return rc;
 }

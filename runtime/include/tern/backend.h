@@ -52,6 +52,11 @@ typedef struct tern_registry tern_registry;
  * installed, <libdir> in the build tree). The first file of a given
  * backend name wins. */
 tern_status tern_registry_scan(tern_registry **out, tern_error *err);
+/* Same, but opens only the plugins named in names (comma-separated; every
+ * one for NULL or a list holding "auto"): others are never dlopen'ed, so
+ * their constructors never run. A file that is not a regular one is listed
+ * as not loadable, never opened. */
+tern_status tern_registry_scan_only(const char *names, tern_registry **out, tern_error *err);
 /* Same, over exactly the given ':'-separated directories (tests). */
 tern_status tern_registry_scan_path(const char *dirs, tern_registry **out, tern_error *err);
 void tern_registry_free(tern_registry *reg);

@@ -73,7 +73,8 @@ typedef struct tern_model_options {
 
 tern_model_options tern_model_default_options(void);
 /* Opens the file, checks it, loads the backend, repacks the weights for
- * it and releases the file pages the repacked copies replace. */
+ * it and releases the file pages the repacked copies replace. On failure
+ * *out is NULL and nothing is left to free (tern/status.h). */
 tern_status tern_model_load(const char *path, const tern_model_options *opt, tern_model **out,
                             tern_error *err);
 void tern_model_free(tern_model *m); /* accepts NULL */

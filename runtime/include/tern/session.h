@@ -27,6 +27,8 @@ typedef struct tern_session_options {
 } tern_session_options;
 
 tern_session_options tern_session_default_options(void);
+/* A session on m (which must outlive it). On failure *out is NULL and m is
+ * untouched: the caller still owns m and frees it (tern/status.h). */
 tern_status tern_session_create(tern_model *m, const tern_session_options *opt, tern_session **out,
                                 tern_error *err);
 void tern_session_free(tern_session *s); /* accepts NULL */

@@ -10,6 +10,7 @@
 #include "gguf.h"
 #include "graph.h"
 #include "install.h"
+#include "io.h"
 #include "model.h"
 #include "op.h"
 #include "quant.h"
