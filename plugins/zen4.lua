@@ -1,0 +1,23 @@
+-- plugins/zen4.lua - AMD Zen 4 (AVX-512 F/BW/VL/VNNI/VBMI/VPOPCNTDQ, 512-bit
+-- ops double-pumped on 256-bit units): the kernel record SCons turns into
+-- build/lib/tern-kernels-zen4.so through codegen/gen.lua. Per-shape choices
+-- for the BitNet b1.58 2B4T shapes (K x N) come from `tern tune` on this
+-- machine (2 threads; see the commit log). `grid` adds the whole tuning
+-- grid of the isa so tests check every variant of it.
+return {
+    target = "zen4",
+    isa = "avx512",
+    grid = "measure",
+    variants = {
+        { family = "mad", tiles = 2, tokens = 1, prefetch = 4096 },
+        { family = "mad", tiles = 4, tokens = 4, prefetch = 0 },
+        { family = "dense5", tiles = 2, tokens = 1, prefetch = 4096 },
+        { family = "dense5", tiles = 4, tokens = 4, prefetch = 0 },
+    },
+    choices = {
+        { K = 2560, N = 2560, gemv = "zen4.mad.v2p4096", gemm = "zen4.mad.m4x4" },
+        { K = 2560, N = 640, gemv = "zen4.mad.v2p4096", gemm = "zen4.mad.m4x4" },
+        { K = 2560, N = 6912, gemv = "zen4.mad.v2p4096", gemm = "zen4.mad.m4x4" },
+        { K = 6912, N = 2560, gemv = "zen4.mad.v2p4096", gemm = "zen4.mad.m4x4" },
+    },
+}
