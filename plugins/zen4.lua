@@ -7,6 +7,7 @@
 return {
     target = "zen4",
     isa = "avx512",
+    cpu = "AMD",
     grid = "measure",
     variants = {
         { family = "mad", tiles = 2, tokens = 1, prefetch = 4096 },

@@ -12,4 +12,7 @@ if [ -x "$build/tests/fuzz_gguf" ] && [ "$fuzz_seconds" -gt 0 ]; then
         "$build/fuzz-corpus" tests/fuzz/corpus 2>"$build/fuzz.log" || { tail -50 "$build/fuzz.log"; exit 1; }
     grep -E "stat::number_of_executed_units|stat::average_exec_per_sec" "$build/fuzz.log" || true
 fi
+# tests never read the user's tuning records
+export XDG_CACHE_HOME="$build/test-cache"
+unset TERN_CACHE_DIR
 exec "$build/tests/tern-check"

@@ -259,7 +259,7 @@ int cmd_bench(int argc, char **argv)
     int threads = (int)opt_int(L, -1, "threads", 1);
     double bw = opt_bool(L, -1, "roofline") ? measure_bandwidth(threads) : 0;
     double bpt = (double)tern_model_weight_bytes_per_token(m);
-    char desc[512];
+    char desc[2048];
     tern_model_describe(m, desc, sizeof desc);
     const char *path = opt_model_path(L, -1), *base = strrchr(path, '/');
     base = base ? base + 1 : path;

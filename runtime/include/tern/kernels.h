@@ -95,6 +95,10 @@ typedef struct tern_kernels_table {
     const tern_kernel_choice *choices; /* the record's per-shape choices */
     uint32_t n_choices;
     uint32_t choice_size;
+    /* CPU models the record was tuned for: a substring of the CPU's model
+     * name ("AMD"), "" for any. Among plugins whose records choose for a
+     * shape, a matching one wins over a generic one. */
+    const char *cpu_match;
 } tern_kernels_table;
 
 typedef const tern_kernels_table *(*tern_kernels_entry_fn)(void);
