@@ -28,6 +28,7 @@ int info_model(const char *path);
 /* `tern info -m FILE --backend LIST`: where its graphs run (info_placement.c). */
 int info_placement(const char *path, const char *backend);
 int cmd_tokenize(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
 
 /* Prints "tern <cmd>: <message>" on stderr and returns 1. */
 int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -143,6 +143,7 @@ static void load_wisdom(x86_ctx *c)
         }
         for (int i = 0; !why && i < r->n_shapes; i++) {
             const tw_shape *s = &r->shapes[i];
+            if (!strcmp(s->gemv, "builtin") && !strcmp(s->gemm, "builtin")) continue;
             const tern_kernel_variant *gv = x86_find_variant(c, s->gemv, 1), *gm = x86_find_variant(c, s->gemm, 1);
             if (!gv || !gm) {
                 snprintf(err, sizeof err, "shape %lldx%lld names variant '%s', which no loaded plugin has",
@@ -175,6 +176,9 @@ void x86_kernels_load(x86_ctx *c)
             load_dir(c, dir);
         }
     }
+    /* `tern tune` points here at the plugin it is timing */
+    const char *extra = getenv("TERN_KERNELS_PLUGIN");
+    if (extra && *extra) load_one(c, extra, 0);
     if (c->kernel == X86_FAM_AUTO && !c->forced) load_wisdom(c);
 }
 
@@ -232,6 +236,10 @@ int x86_kernels_choose(x86_ctx *c, int64_t K, int64_t N, const tern_kernel_varia
         for (int i = 0; i < c->wisdom->n_shapes; i++) {
             const tw_shape *s = &c->wisdom->shapes[i];
             if (s->K != K || s->N != N) continue;
+            if (!strcmp(s->gemv, "builtin") && !strcmp(s->gemm, "builtin")) {
+                remember(c, K, N, NULL, NULL, "wisdom: built-in won");
+                return 0;
+            }
             const tern_kernel_variant *a = x86_find_variant(c, s->gemv, 1), *b = x86_find_variant(c, s->gemm, 1);
             if (a && b && a->applicable(K, N, nth) && b->applicable(K, N, nth)) {
                 *gv = a, *gm = b;
