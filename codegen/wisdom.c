@@ -223,7 +223,7 @@ int tw_read(const char *path, tw_record *r, char *err, size_t errlen)
     }
     lua_close(L);
     free(text);
-    if (rc) snprintf(err, errlen, "%s: %s", path, why);
+    if (rc) snprintf(err, errlen, "%s", why);
     return rc;
 }
 
