@@ -79,17 +79,16 @@ static void load_dir(x86_ctx *c, const char *dir)
     int n = 0;
     for (struct dirent *e; (e = readdir(d)) && n < X86_MAX_KPLUG;) {
         size_t len = strlen(e->d_name);
-        if (len > 16 && !strncmp(e->d_name, "tern-kernels-", 13) && !strcmp(e->d_name + len - 3, ".so"))
-            names[n++] = strdup(e->d_name);
+        if (len > 16 && !strncmp(e->d_name, "tern-kernels-", 13) && !strcmp(e->d_name + len - 3, ".so") &&
+            (names[n] = strdup(e->d_name)) != NULL)
+            n++;
     }
     closedir(d);
     qsort(names, (size_t)n, sizeof *names, cmp_str);
     for (int i = 0; i < n; i++) {
         char path[4096];
-        if (names[i]) {
-            snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-            load_one(c, path, 0);
-        }
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        load_one(c, path, 0);
         free(names[i]);
     }
 }
