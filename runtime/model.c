@@ -298,7 +298,7 @@ const tern_backend *tern_model_backend_at(const tern_model *m, int i)
 
 void tern_model_describe(const tern_model *m, char *buf, size_t n)
 {
-    char inst[256] = "", rest[160] = "";
+    char inst[1536] = "", rest[160] = "";
     const tern_backend *b0 = m->be[0];
     if (TERN_API_HAS(b0->api, describe)) b0->api->describe(b0->ctx, inst, sizeof inst);
     size_t used = 0;

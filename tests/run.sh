@@ -18,4 +18,7 @@ for name in gguf tokenizer chat options; do
         "$build/fuzz-corpus-$name" "$seeds" 2>"$build/fuzz-$name.log" || { tail -50 "$build/fuzz-$name.log"; exit 1; }
     grep -E "stat::number_of_executed_units|stat::average_exec_per_sec" "$build/fuzz-$name.log" || true
 done
+# tests never read the user's tuning records
+export XDG_CACHE_HOME="$build/test-cache"
+unset TERN_CACHE_DIR
 exec "$build/tests/tern-check"

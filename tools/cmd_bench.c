@@ -273,7 +273,7 @@ int cmd_bench(int argc, char **argv)
     if (threads < 1) threads = tern_cpu_physical_cores();
     double bw = opt_bool(o, "roofline") ? measure_bandwidth(threads) : 0;
     double bpt = (double)tern_model_weight_bytes_per_token(m);
-    char desc[512];
+    char desc[2048];
     tern_model_describe(m, desc, sizeof desc);
     const char *path = opt_model_path(o), *base = strrchr(path, '/');
     base = base ? base + 1 : path;

@@ -37,7 +37,7 @@ int info_placement(const char *path, const char *backend)
         tern_model_free(m);
         return cli_fail("info", "%s", err.msg);
     }
-    char desc[512];
+    char desc[2048];
     tern_model_describe(m, desc, sizeof desc);
     printf("placement on %s\n  %s\n  KV cache on %s\n", backend, desc,
            tern_model_backend_at(m, tern_session_kv_backend(s))->plugin->name);

@@ -13,7 +13,7 @@ const char x86_q8mat_tag = 'q';
 const char x86_owned_tag = 'o';
 /* extra of a file-layout copy this backend allocated (the AVX2 q8 head) */
 static const void *const x86_owned = &x86_owned_tag;
-const char *const x86_family_names[X86_FAM_COUNT] = {"auto", "mad", "bitserial", "lut"};
+const char *const x86_family_names[X86_FAM_COUNT] = {"auto", "mad", "bitserial", "lut", "plugin"};
 
 /* The built-in table behind kernel = "auto" (a table rather than a timing
  * at load, so that a model loads the same way every time and the choice is
@@ -104,6 +104,7 @@ typedef struct pack_job {
     const x86_ctx *c;
     const tern_tensor *src;
     int fam;
+    const tern_kernel_variant *v; /* X86_FAM_PLUGIN */
     int64_t K, N, Kp, n_tiles;
     size_t tile_bytes;
     uint8_t *data;
@@ -127,6 +128,7 @@ static void pack_tiles(void *arg, int task, int n_tasks)
         if (j->fam == X86_FAM_MAD) pack_mad_tile(codes, j->K, rows, j->Kp, out);
         if (j->fam == X86_FAM_LUT) pack_lut_tile(codes, j->K, rows, j->Kp, out);
         if (j->fam == X86_FAM_BITSERIAL) pack_bitserial_tile(codes, j->K, rows, j->Kp, out);
+        if (j->fam == X86_FAM_PLUGIN) j->v->repack(codes, j->K, rows, t, j->data);
     }
     j->c->host->free(codes);
     int none = 0;
@@ -151,11 +153,17 @@ static tern_status repack_ternary(x86_ctx *c, const tern_tensor *src, tern_tenso
         snprintf(err, errlen, "%s", e.msg);
         return e.status;
     }
+    const tern_kernel_variant *gv, *gm;
     int fam = c->kernel == X86_FAM_AUTO ? x86_auto_family(c->isa, K, N) : c->kernel;
     if (c->isa != X86_ISA_AVX512) fam = X86_FAM_MAD; /* the only AVX2 family */
+    if (x86_kernels_choose(c, K, N, &gv, &gm)) fam = X86_FAM_PLUGIN;
     int64_t Kp = round_up(K, fam == X86_FAM_BITSERIAL ? 512 : 16), Np = round_up(N, 16);
     size_t bytes, tile_bytes = (size_t)Kp * 4;
-    if (tern_mul_overflows((size_t)Np / 16, tile_bytes, &bytes)) {
+    if (fam == X86_FAM_PLUGIN) {
+        bytes = gv->packed_size(K, N);
+        tile_bytes = bytes / (size_t)(Np / 16);
+    }
+    if ((fam == X86_FAM_PLUGIN && !bytes) || tern_mul_overflows((size_t)Np / 16, tile_bytes, &bytes)) {
         snprintf(err, errlen, "tensor '%s': too large", name);
         return TERN_EINVAL;
     }
@@ -167,7 +175,7 @@ static tern_status repack_ternary(x86_ctx *c, const tern_tensor *src, tern_tenso
         snprintf(err, errlen, "tensor '%s': out of memory repacking %zu bytes", name, bytes);
         return TERN_ENOMEM;
     }
-    pack_job job = {.c = c, .src = src, .fam = fam, .K = K, .N = N, .Kp = Kp, .n_tiles = Np / 16,
+    pack_job job = {.c = c, .src = src, .fam = fam, .v = fam == X86_FAM_PLUGIN ? gv : NULL, .K = K, .N = N, .Kp = Kp, .n_tiles = Np / 16,
                     .tile_bytes = tile_bytes, .data = data};
     int n_tasks = (int)(job.n_tiles < 64 ? job.n_tiles : 64);
     if (TERN_STRUCT_HAS(c->host, tern_host_api, parallel_for) && c->host->parallel_for)
@@ -180,12 +188,13 @@ static tern_status repack_ternary(x86_ctx *c, const tern_tensor *src, tern_tenso
         snprintf(err, errlen, "%s", job.err);
         return job.st;
     }
-    *m = (x86_tmat){&x86_tmat_tag, fam, K, N, Kp, Np};
+    *m = (x86_tmat){&x86_tmat_tag, fam, K, N, Kp, Np, fam == X86_FAM_PLUGIN ? gv : NULL,
+                    fam == X86_FAM_PLUGIN ? gm : NULL};
     *dst = *src;
     dst->layout = TERN_LAYOUT_BACKEND;
     dst->owner = &x86_api;
     dst->data = data;
-    dst->nb[1] = (size_t)Kp / 4; /* packed bytes per row */
+    dst->nb[1] = tile_bytes / 16; /* packed bytes per row */
     dst->nb[2] = dst->nb[1] * (size_t)N;
     dst->nb[3] = dst->nb[2];
     dst->scale = scale;
@@ -352,6 +361,10 @@ size_t x86_tmm_scratch(const tern_node *node)
     if (!x || !w || !w->extra) return 0;
     const x86_tmat *m = w->extra;
     size_t n_tok = (size_t)tern_tensor_nrows(x);
+    if (m->family == X86_FAM_PLUGIN) {
+        size_t a = m->gemv->scratch_size(m->K, (int64_t)n_tok), b = m->gemm->scratch_size(m->K, (int64_t)n_tok);
+        return a > b ? a : b;
+    }
     if (m->family == X86_FAM_BITSERIAL) return n_tok * (size_t)m->Kp; /* 8 bit planes */
     if (m->family == X86_FAM_LUT) {
         size_t tb = n_tok < X86_LUT_TOKENS ? n_tok : X86_LUT_TOKENS;
