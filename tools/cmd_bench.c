@@ -103,15 +103,16 @@ static const char *const bench_keys[] = {
     "model", "threads", "backend", "kernel", "head", "ctx_size", "batch_size", "cache_type_k",
     "cache_type_v", "n_prompt_bench", "n_gen_bench", "reps", "output", "roofline",
     "model_draft", "backend_draft", "threads_draft", "draft_max", "draft_p_min", "spec_accept_rate",
-    "spec_prompts", NULL,
+    "spec_prompts", "overlap", NULL,
 };
 
 /* With --model-draft, bench measures speculative decoding instead: the
  * draft's decode cost, the verifier's cost per batch of 1..k+1, the
  * acceptance rate (or a replayed one, --spec-accept-rate), the speed-up
- * the cost model predicts and the one measured. The pipeline code is
- * graphs/speculative.lua (M.bench), so the rounds timed are the ones
- * `tern run --model-draft` runs. Options table on the stack top. */
+ * the cost model predicts and the one measured; with --overlap,
+ * sequential rounds against overlapped ones. The code is
+ * graphs/spec_bench.lua, on graphs/lib/spec.lua, so the rounds timed are
+ * the ones `tern run --model-draft` runs. Options table on the stack top. */
 static int bench_speculative(lua_State *L, int n_gen)
 {
     const char *model = opt_model_path(L, -1);
@@ -125,7 +126,7 @@ static int bench_speculative(lua_State *L, int n_gen)
         lua_setfield(L, -2, "ctx_size");
     }
     tern_error err;
-    if (tern_lua_run_pipeline(L, "speculative.lua", -1, &err)) return cli_fail("bench", "%s", err.msg);
+    if (tern_lua_run_pipeline(L, "spec_bench.lua", -1, &err)) return cli_fail("bench", "%s", err.msg);
     return 0;
 }
 
@@ -181,7 +182,7 @@ int cmd_bench(int argc, char **argv)
         if (strcmp(a, "--help") == 0) {
             options_help("bench", "[-m MODEL] [-t N] [-p 128] [-n 64] [-r 5] [-o md|json] [--roofline]\n"
                          "       tern bench --model-draft DRAFT -m VERIFIER [--draft-max K] [-n 64] [-r 3] "
-                         "[--spec-accept-rate P] [--spec-prompts N]", bench_keys);
+                         "[--spec-accept-rate P] [--spec-prompts N] [--overlap]", bench_keys);
             return 0;
         }
         if (strcmp(a, "-p") == 0 || strcmp(a, "--n-prompt") == 0) a = "--n-prompt-bench";

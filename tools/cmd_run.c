@@ -1,5 +1,7 @@
 /* cmd_run.c - `tern run` and `tern chat`: parse the options, then hand
- * them to a Lua pipeline (graphs/generate.lua, graphs/chat.lua). */
+ * them to a Lua pipeline (graphs/generate.lua, graphs/chat.lua; for run,
+ * speculative.lua with a draft model, examples/lookup.lua with --lookup,
+ * or the user's own file with --pipeline FILE). */
 #include <signal.h>
 #include <string.h>
 
@@ -12,7 +14,7 @@ static const char *const run_keys[] = {
     "top_p", "min_p", "seed", "repeat_penalty", "repeat_last_n", "frequency_penalty",
     "presence_penalty", "stop", "backend", "kernel", "head", "cache_type_k", "cache_type_v",
     "verbose", "special", "no_bos", "system", "model_draft", "backend_draft", "threads_draft",
-    "draft_max", "draft_min", "draft_p_min", NULL,
+    "draft_max", "draft_min", "draft_p_min", "pipeline", "lookup", "overlap", NULL,
 };
 
 static void on_sigint(int sig)
@@ -43,13 +45,18 @@ static int run_pipeline(const char *cmd, const char *script, const char *usage, 
     lua_pushstring(L, model);
     lua_setfield(L, -2, "model");
     /* a draft model turns generation into speculative decoding */
-    if (strcmp(script, "generate.lua") == 0 && opt_str(L, -1, "model_draft", NULL)) script = "speculative.lua";
+    const char *file = NULL;
+    if (strcmp(script, "generate.lua") == 0) {
+        file = opt_str(L, -1, "pipeline", NULL);
+        if (opt_bool(L, -1, "lookup")) script = "examples/lookup.lua";
+        else if (opt_str(L, -1, "model_draft", NULL)) script = "speculative.lua";
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint; /* no SA_RESTART: a blocked read returns */
     sigaction(SIGINT, &sa, NULL);
     tern_error err;
-    tern_status st = tern_lua_run_pipeline(L, script, -1, &err);
+    tern_status st = file ? tern_lua_run_pipeline_file(L, file, -1, &err) : tern_lua_run_pipeline(L, script, -1, &err);
     tern_lua_pipeline_close(L);
     if (st) return cli_fail(cmd, "%s", err.msg);
     return 0;
