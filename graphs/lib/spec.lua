@@ -148,7 +148,7 @@ end
 -- overlap mode drafts ahead while the verifier runs).
 function Draft:sync(run)
   local h, toks = run.tokens, self.toks
-  local c = math.min(self.base, #toks)
+  local c = math.min(self.base, #toks, #h) -- the first `base` were the text's at the last sync
   while c < #toks and c < #h and toks[c + 1] == h[c + 1] do c = c + 1 end
   self.base = #h
   if c == #h then
@@ -172,7 +172,7 @@ function Draft:propose(run, k)
   local head = self:sync(run)
   if not head then return {} end
   local q = not self.greedy and qbuf(self, run.n_vocab, k) or nil
-  local ids, n_text = {}, #run.tokens
+  local ids, conf, n_text = {}, {}, #run.tokens
   for i = 1, math.min(#head, k) do
     ids[i] = head[i]
     if q then q:onehot(i, head[i]) end -- drafted last round: judged one-hot
@@ -180,7 +180,7 @@ function Draft:propose(run, k)
   if #head > k then -- keep k: the cache holds the text and ids[1..k-1]
     self:cut(n_text + k - 1)
     self.next = ids[k]
-    return ids
+    return ids, q
   end
   while #ids < k do
     local n = #ids
@@ -190,10 +190,10 @@ function Draft:propose(run, k)
     end
     local id, p = self:pick(q, n + 1)
     if not self.policy:keep(n + 1, p) then break end
-    ids[n + 1] = id
+    ids[n + 1], conf[n + 1] = id, p
   end
   self.next = #self.toks < n_text + #ids and ids[#ids] or nil
-  return ids, q
+  return ids, q, conf
 end
 
 -- Drafts past ids while the verifier checks them, as long as ready() is
@@ -300,7 +300,7 @@ function M.best_of(list, o)
         prod = prod * (conf and conf[i] or a)
         s = s + prod
       end
-      if s > score then best, score, who = ids, s, p end
+      if s > score or (s == score and #ids > #best) then best, score, who = ids, s, p end
       if s >= self.enough then break end
     end
     self.winner = who
@@ -470,11 +470,11 @@ function Run:counters(p)
   return c
 end
 
--- p's running per-token acceptance (accepted / tokens judged), 0.5 before
--- it has any.
+-- p's running per-token acceptance: (accepted + 1) / (tokens judged + 2),
+-- so one bad round does not rule a proposer out for good.
 function Run:acceptance(p)
   local c = self.stats.by[p]
-  return c and c.trials > 0 and c.accepted / c.trials or 0.5
+  return c and (c.accepted + 1) / (c.trials + 2) or 0.5
 end
 
 -- Asks proposer p for up to k tokens and checks what comes back.
@@ -667,13 +667,17 @@ function M.main(opts, cfg)
   local detok, text, toks = tern.detok(v.model), {}, {}
   local stops = common.stop_list(opts)
   local t_gen = tern.now()
-  local n_gen, why = run:generate(opts.n_predict or -1, function(id)
+  local ok, n_gen, why = pcall(run.generate, run, opts.n_predict or -1, function(id)
     toks[#toks + 1] = id
     local piece = detok:push(id)
     if not quiet then tern.write(piece) end
     text[#text + 1] = piece
     if common.hit_stop(text, stops) then return "stop string" end
   end)
+  if not ok then -- the message on a line of its own, after the text so far
+    if not quiet then tern.write("\n") end
+    error(n_gen, 0)
+  end
   t_gen = tern.now() - t_gen
   if quiet then return toks, run end
   tern.write(detok:flush() .. "\n")
