@@ -80,8 +80,21 @@ Draft.__index = Draft
 -- command line (opts.model_draft on backend_draft, threads_draft).
 -- Greedy it drafts its argmax, sampling it draws from the verifier's
 -- sampler chain (without penalties) and returns q. It stops when the
--- policy says so (keep). Its cache holds a prefix of the text and what it
--- drafted past it, with a mark after each drafted token.
+-- policy says so (keep).
+--
+-- Its cache (self.toks) holds a prefix of the text, then maybe tokens it
+-- drafted past the text; self.next is the token it picked after the
+-- last one without evaluating it yet. A mark taken before each batch it
+-- evaluates (self.starts) lets it rewind to any position.
+--
+-- Sequential rounds: it catches up with the text and drafts up to k
+-- tokens. Overlapped rounds (run.overlap): it proposes only what it has
+-- drafted already, so the verifier never waits for it; while the
+-- verifier checks a proposal (ahead), it catches up with the text and the
+-- proposal and drafts past them, and if the verifier takes the whole
+-- proposal and its own next token is the first one drafted past it, the
+-- rest is the next proposal. Tokens drafted in an earlier round are
+-- judged one-hot.
 function M.draft_model(a)
   local d = setmetatable({ name = a.name or "draft" }, Draft)
   if a.sess then
@@ -105,25 +118,28 @@ function Draft:start(run)
     self.qa = tern.probs(run.n_vocab, 1)
   end
   self.sess:reset()
-  self.toks, self.marks, self.h, self.base, self.next = {}, { [0] = self.sess:mark() }, run.tokens, 0, nil
-  self:sync(run)
+  self.toks, self.starts, self.base, self.next = {}, {}, 0, nil
+  self:align(run.tokens, {}, true)
 end
 
--- Evaluates ids[i..j] (one batch) and marks the end.
+-- Evaluates ids[i..j] (one batch), with a mark before it.
 function Draft:push(ids, i, j)
   local batch = table.move(ids, i, j, 1, {})
+  local mark = self.sess:mark()
   self.sess:eval(batch)
-  for _, id in ipairs(batch) do self.toks[#self.toks + 1] = id end
-  self.marks[#self.toks] = self.sess:mark()
+  self.starts[#self.starts + 1] = mark
+  table.move(batch, 1, #batch, #self.toks + 1, self.toks)
   self.fresh = true -- the logits are the last token's
 end
 
--- Back to the first n tokens of the cache (n has a mark: a drafted token
--- or the end of a catch-up batch).
+-- Back to the first n tokens of the cache: to the mark of the batch
+-- position n + 1 was in, keeping what came before it in that batch.
 function Draft:cut(n)
   if n >= #self.toks then return end
-  self.sess:rewind(self.marks[n])
-  for i = #self.toks, n + 1, -1 do self.toks[i], self.marks[i] = nil, nil end
+  local st = self.starts
+  while st[#st].pos > n do st[#st] = nil end
+  self.sess:rewind(st[#st], n - st[#st].pos)
+  for i = #self.toks, n + 1, -1 do self.toks[i] = nil end
   self.fresh = false
 end
 
@@ -131,10 +147,8 @@ end
 -- top probability); sampling, its distribution goes to q[row].
 function Draft:pick(q, row)
   if not self.fresh then -- after a cut: evaluate the last token again
-    local n = #self.toks
-    local last = self.toks[n]
-    self.sess:rollback(1)
-    self.toks[n], self.marks[n] = nil, nil
+    local last = self.toks[#self.toks]
+    self:cut(#self.toks - 1)
     self:push({ last }, 1, 1)
   end
   if self.greedy then return self.sess:top() end
@@ -142,25 +156,26 @@ function Draft:pick(q, row)
   return self.smp:draw(q, row), pmax
 end
 
--- Puts the cache in step with the text: keeps the longest prefix they
--- share and evaluates the rest of the text. Returns the head start: what
--- it drafted past the text that the text has since caught up with (the
--- overlap mode drafts ahead while the verifier runs).
-function Draft:sync(run)
-  local h, toks = run.tokens, self.toks
-  local c = math.min(self.base, #toks, #h) -- the first `base` were the text's at the last sync
-  while c < #toks and c < #h and toks[c + 1] == h[c + 1] do c = c + 1 end
-  self.base = #h
-  if c == #h then
-    local head = table.move(toks, c + 1, #toks, 1, {})
-    if self.next then head[#head + 1] = self.next end
-    return head
+-- Puts the cache in step with the text h followed by extra (a proposal
+-- under verification, or {}): keeps the longest prefix they share, and
+-- with eval evaluates the rest in one batch (without, the cache may lag).
+-- Tokens past h .. extra stay. Returns whether the cache holds h .. extra.
+function Draft:align(h, extra, eval)
+  local toks, n = self.toks, #h + #extra
+  local c = math.min(self.base, #toks, #h) -- the first `base` were the text's at the last alignment
+  while c < #toks and c < n and toks[c + 1] == (c < #h and h[c + 1] or extra[c + 1 - #h]) do c = c + 1 end
+  if c == n then
+    self.base = #h
+    return true
   end
   self:cut(c)
-  self.next = nil
-  if #h > self.sess:n_ctx() then return nil end -- the text outgrew the draft's context
-  self:push(h, c + 1, #h)
-  return {}
+  self.next, self.base = nil, math.min(c, #h)
+  if not eval or n > self.sess:n_ctx() then return false end
+  local batch = table.move(h, c + 1, #h, 1, {})
+  table.move(extra, math.max(1, c + 1 - #h), #extra, #batch + 1, batch)
+  self:push(batch, 1, #batch)
+  self.base = #h
+  return true
 end
 
 local function qbuf(self, n_vocab, k)
@@ -169,22 +184,23 @@ local function qbuf(self, n_vocab, k)
 end
 
 function Draft:propose(run, k)
-  local head = self:sync(run)
-  if not head then return {} end
+  local h = run.tokens
+  if not self:align(h, {}, not run.overlap) then return {} end
   local q = not self.greedy and qbuf(self, run.n_vocab, k) or nil
-  local ids, conf, n_text = {}, {}, #run.tokens
-  for i = 1, math.min(#head, k) do
-    ids[i] = head[i]
-    if q then q:onehot(i, head[i]) end -- drafted last round: judged one-hot
-  end
-  if #head > k then -- keep k: the cache holds the text and ids[1..k-1]
-    self:cut(n_text + k - 1)
+  local ids, conf = {}, {}
+  -- the head start: drafted past the text in an earlier round, judged one-hot
+  table.move(self.toks, #h + 1, #self.toks, 1, ids)
+  if self.next then ids[#ids + 1] = self.next end
+  if #ids > k then -- keep k: the cache holds the text and ids[1..k-1]
+    self:cut(#h + k - 1)
     self.next = ids[k]
-    return ids, q
+    for i = #ids, k + 1, -1 do ids[i] = nil end
   end
+  if q then for i = 1, #ids do q:onehot(i, ids[i]) end end
+  if run.overlap then return ids, q end
   while #ids < k do
     local n = #ids
-    if n > 0 and #self.toks < n_text + n then -- ids[n] into the cache first
+    if n > 0 and #self.toks < #h + n then -- ids[n] into the cache first
       if self.sess:n_past() >= self.sess:n_ctx() then break end
       self:push(ids, n, n)
     end
@@ -192,20 +208,22 @@ function Draft:propose(run, k)
     if not self.policy:keep(n + 1, p) then break end
     ids[n + 1], conf[n + 1] = id, p
   end
-  self.next = #self.toks < n_text + #ids and ids[#ids] or nil
+  self.next = #self.toks < #h + #ids and ids[#ids] or nil
   return ids, q, conf
 end
 
--- Drafts past ids while the verifier checks them, as long as ready() is
--- false and the policy keeps the tokens: if the verifier takes all of ids
--- and its own next token is the first drafted here, the rest are the next
--- round's head start, already in the cache.
+-- While the verifier checks ids (overlapped rounds): catches up with the
+-- text and ids, then drafts past them until ready() is true, k_ahead
+-- tokens are drafted or the policy stops it.
 function Draft:ahead(run, ids, ready)
-  local j = 0
-  while self.next and j < run.k_ahead and not ready() do
-    if self.sess:n_past() >= self.sess:n_ctx() - 1 then break end
-    self:push({ self.next }, 1, 1)
-    self.next = nil
+  if not self:align(run.tokens, ids, true) then return end
+  local j = #self.toks - #run.tokens - #ids + (self.next and 1 or 0) -- drafted past ids already
+  while j < run.k_ahead and not ready() do
+    if self.next then
+      if self.sess:n_past() >= self.sess:n_ctx() - 1 then break end
+      self:push({ self.next }, 1, 1)
+      self.next = nil
+    end
     local id, p = self:pick(self.qa, 1)
     j = j + 1
     if j > 1 and not self.policy:keep(j - 1, p) then break end
@@ -279,7 +297,7 @@ end
 -- proposer says (a draft model: its probability) or else that proposer's
 -- running acceptance. The winner's q is dropped: a choice made on the
 -- drafted tokens would bias it, and one-hot judging is exact whatever
--- chose them. ahead goes to the last winner.
+-- chose them. ahead goes to every part that has it.
 function M.best_of(list, o)
   o = o or {}
   local parts, names = {}, {}
@@ -306,9 +324,8 @@ function M.best_of(list, o)
     self.winner = who
     return best, nil, nil, who
   end
-  function b.ahead(self, run, ids, ready)
-    local w = self.winner
-    if w and w.ahead then w:ahead(run, ids, ready) end
+  function b.ahead(self, run, ids, ready) -- every part may use the verifier's time, whoever won
+    for _, p in ipairs(self.parts) do if p.ahead then p:ahead(run, ids, ready) end end
   end
   return b
 end
@@ -538,7 +555,7 @@ function Run:round(limit)
   table.move(ids, 1, n, 2, batch)
   local t1 = tern.now()
   local mark = vs:mark()
-  if self.overlap and n > 0 and self.proposer.ahead then
+  if self.overlap and self.proposer.ahead then
     vs:eval_async(batch, true)
     local ok, err = pcall(self.proposer.ahead, self.proposer, self, ids, function() return vs:ready() end)
     vs:wait()

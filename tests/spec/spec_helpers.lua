@@ -186,8 +186,8 @@ end
 -- fixed context, n rounds (temperature 1, top_k 8 in both chains, one
 -- token drafted) each emit a first token; its distribution must be the
 -- verifier's own chain. kind picks the proposal: "draft" (sampled, with
--- q), "overlap" (the same, verified on the worker thread while the draft
--- drafts ahead), "onehot" (a user function proposing the verifier's
+-- q), "overlap" (rounds verified on the worker thread, proposing what
+-- the draft drafted ahead: judged one-hot), "onehot" (a user function proposing the verifier's
 -- second likeliest token every time: judged one-hot) and "best_of" (n-gram
 -- lookup and the draft, the winner judged one-hot).
 function H.sampling_e2e(vpath, dpath, prompt, n, seed, kind)
@@ -220,13 +220,19 @@ function H.sampling_e2e(vpath, dpath, prompt, n, seed, kind)
   run:prefill(head)
   local mark = vs:mark()
   local counts = {}
+  run.tokens[#head + 1] = last
   for _ = 1, n do
-    run.tokens[#head + 1] = last
     local out = run:round(2)
     counts[out[1]] = (counts[out[1]] or 0) + 1
     vs:rewind(mark)
     for i = #run.tokens, #head + 2, -1 do run.tokens[i] = nil end
-    if d.toks then d:cut(#head + 1); d.next = nil end -- no head start from the last round: a fresh draw each time
+    if d.toks then -- no head start from the last round: a fresh draw each time
+      d:cut(#head + 1)
+      d.next = nil
+      -- overlapped rounds propose only what was drafted ahead: draft one
+      -- token past the text as a round's ahead would (judged one-hot)
+      if kind == "overlap" then d:ahead(run, {}, function() return false end) end
+    end
   end
   local chi2, df, impossible = chi_square(counts, probs, n)
   return chi2, df, impossible, run.stats.accepted / run.stats.drafted
