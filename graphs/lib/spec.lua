@@ -111,8 +111,9 @@ end
 
 function Draft:start(run)
   self.greedy, self.policy = run.greedy, run.policy
-  if not self.greedy and not self.smp then
+  if not self.greedy and self.sp ~= run.sp then
     local sp = run.sp -- any q is exact as long as it is what the token was drawn from
+    self.sp = sp
     self.smp = tern.sampler({ temp = sp.temp, top_k = sp.top_k, top_p = sp.top_p, min_p = sp.min_p,
                               seed = sp.seed and sp.seed + 1 or nil }, run.n_vocab)
     self.qa = tern.probs(run.n_vocab, 1)
