@@ -88,13 +88,14 @@ Draft.__index = Draft
 -- evaluates (self.starts) lets it rewind to any position.
 --
 -- Sequential rounds: it catches up with the text and drafts up to k
--- tokens. Overlapped rounds (run.overlap): it proposes only what it has
--- drafted already, so the verifier never waits for it; while the
--- verifier checks a proposal (ahead), it catches up with the text and the
--- proposal and drafts past them, and if the verifier takes the whole
--- proposal and its own next token is the first one drafted past it, the
--- rest is the next proposal. Tokens drafted in an earlier round are
--- judged one-hot.
+-- tokens. Overlapped rounds (run.overlap): while the verifier checks a
+-- proposal (ahead), it catches up with the text and the proposal and
+-- drafts past them; if the verifier takes the whole proposal and its own
+-- next token is the first one drafted past it, the rest is the next
+-- proposal, and the verifier does not wait for the draft at all. Without
+-- such a head start it drafts up to run.k_sync tokens first (default k;
+-- 0: none, the verifier decodes one token while the draft catches up).
+-- Tokens drafted in an earlier round are judged one-hot.
 function M.draft_model(a)
   local d = setmetatable({ name = a.name or "draft" }, Draft)
   if a.sess then
@@ -186,19 +187,26 @@ end
 
 function Draft:propose(run, k)
   local h = run.tokens
-  if not self:align(h, {}, not run.overlap) then return {} end
   local q = not self.greedy and qbuf(self, run.n_vocab, k) or nil
   local ids, conf = {}, {}
-  -- the head start: drafted past the text in an earlier round, judged one-hot
-  table.move(self.toks, #h + 1, #self.toks, 1, ids)
-  if self.next then ids[#ids + 1] = self.next end
-  if #ids > k then -- keep k: the cache holds the text and ids[1..k-1]
-    self:cut(#h + k - 1)
-    self.next = ids[k]
-    for i = #ids, k + 1, -1 do ids[i] = nil end
+  if self:align(h, {}, not run.overlap) then
+    -- the head start: drafted past the text in an earlier round, judged one-hot
+    table.move(self.toks, #h + 1, #self.toks, 1, ids)
+    if self.next then ids[#ids + 1] = self.next end
+    if #ids > k then -- keep k: the cache holds the text and ids[1..k-1]
+      self:cut(#h + k - 1)
+      self.next = ids[k]
+      for i = #ids, k + 1, -1 do ids[i] = nil end
+    end
+    if q then for i = 1, #ids do q:onehot(i, ids[i]) end end
+    if run.overlap and #ids > 0 then return ids, q end
+  elseif not run.overlap then
+    return {} -- the text outgrew the draft's context
   end
-  if q then for i = 1, #ids do q:onehot(i, ids[i]) end end
-  if run.overlap then return ids, q end
+  if run.overlap then -- no head start: catch up and draft k_sync tokens first
+    if run.k_sync == 0 or not self:align(h, {}, true) then return {} end
+    k = math.min(k, run.k_sync)
+  end
   while #ids < k do
     local n = #ids
     if n > 0 and #self.toks < #h + n then -- ids[n] into the cache first
@@ -448,7 +456,9 @@ Run.__index = Run
 -- policy (default M.p_min{}), accept (default by temperature), sampling
 -- (sampler settings: temp, top_k, ..., seed), overlap (verify on the
 -- verifier's worker thread while the proposer drafts ahead), k_ahead
--- (most tokens drafted ahead, default the policy's k_max or 8).
+-- (most tokens drafted ahead, default the policy's k_max or 8), k_sync
+-- (overlapped rounds without a head start: most tokens drafted before the
+-- verifier starts; default no limit but k).
 function M.new(cfg)
   local v = cfg.verifier or error("spec.new: cfg.verifier is missing", 2)
   local sp = cfg.sampling or {}
@@ -458,7 +468,7 @@ function M.new(cfg)
   run.proposer = M.proposer(cfg.proposer or cfg.proposers)
   run.policy = M.policy(cfg.policy or M.p_min({}))
   run.accept = cfg.accept or (run.greedy and M.greedy_accept or M.sampling_accept)
-  run.k_ahead = cfg.k_ahead or run.policy.k_max or 8
+  run.k_ahead, run.k_sync = cfg.k_ahead or run.policy.k_max or 8, cfg.k_sync or BIG
   if not run.greedy then run.p, run.q1 = tern.probs(run.n_vocab, 1), tern.probs(run.n_vocab, 1) end
   for _, p in ipairs(run.proposer.parts or { run.proposer }) do
     if p.model then
