@@ -749,6 +749,29 @@ START_TEST(test_lookup_command)
 }
 END_TEST
 
+/* tern bench --model-draft (graphs/spec_bench.lua) keeps its cost-model
+ * report, and --overlap compares sequential and overlapped rounds that
+ * write the same tokens. Small settings: what is checked is the report,
+ * not the timings (the machine is shared). */
+START_TEST(test_bench_command)
+{
+    TU_REQUIRE_SHARED();
+    char vpath[4096], dpath[4096], args[16384], out[1 << 14];
+    model_path(vpath, sizeof vpath, "tiny-llama");
+    model_path(dpath, sizeof dpath, "tiny-bitnet");
+    snprintf(args, sizeof args, "bench --model-draft %s -m %s --draft-max 2 -n 8 -r 1 --spec-prompts 1", dpath,
+             vpath);
+    ck_assert_msg(tern_cmd(out, sizeof out, args) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "| draft_max | a (per token) |") && strstr(out, "measured / predicted") &&
+                      strstr(out, "best draft_max:") && strstr(out, "T_verify(k+1) ms"), "%s", out);
+    snprintf(args, sizeof args, "bench --model-draft %s -m %s --draft-max 2 -n 8 -r 1 --spec-prompts 1 --overlap",
+             dpath, vpath);
+    ck_assert_msg(tern_cmd(out, sizeof out, args) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "| overlapped |") && strstr(out, "same tokens: yes"), "%s", out);
+    printf("spec bench: cost-model report and --overlap comparison print\n");
+}
+END_TEST
+
 /* tern run --model-draft: text, the speculative report, and with -v the
  * verifier alone on the same prompt (same tokens, greedy) and the speed-up. */
 START_TEST(test_run_command)
@@ -787,6 +810,7 @@ Suite *spec_suite(void)
     tcase_add_test(tc, test_readme_pipeline);
     tcase_add_test(tc, test_broken_pipelines);
     tcase_add_test(tc, test_lookup_command);
+    tcase_add_test(tc, test_bench_command);
     suite_add_tcase(s, tc);
     return s;
 }
