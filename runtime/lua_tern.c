@@ -29,12 +29,15 @@ static volatile sig_atomic_t interrupted;
 /* The session inside tern_session_eval now (pipelines run on one thread):
  * an interrupt cancels it at its next node, a long prefill included. */
 static tern_session *volatile evaluating;
+/* The session s:wait() waits for (its evaluation runs on its worker). */
+static tern_session *volatile waiting;
 
 void tern_lua_set_interrupted(int on)
 {
     interrupted = on;
-    tern_session *s = evaluating;
+    tern_session *s = evaluating, *w = waiting;
     if (on && s) tern_session_cancel(s);
+    if (on && w) tern_session_cancel(w);
 }
 
 /* Raises msg as a Lua error without position information. */
@@ -45,7 +48,7 @@ static int raise_msg(lua_State *L, const char *msg)
 }
 
 typedef struct lmodel { tern_model *m; } lmodel;
-typedef struct lsession { tern_session *s; } lsession;
+typedef struct lsession { tern_session *s; int pending; /* s:eval_async not yet waited for */ } lsession;
 typedef struct lsampler { tern_sampler *smp; } lsampler;
 typedef struct ldetok { const tern_tokenizer *tok; tern_detok_stream st; } ldetok;
 
@@ -60,6 +63,7 @@ static tern_session *check_session(lua_State *L, int i)
 {
     lsession *u = luaL_checkudata(L, i, SESSION_MT);
     if (!u->s) luaL_error(L, "session is closed");
+    if (u->pending) luaL_error(L, "session has an evaluation pending (s:eval_async): call s:wait() first");
     return u->s;
 }
 
@@ -254,6 +258,7 @@ static int l_session(lua_State *L)
         return luaL_error(L, "KV cache type '%s': use f16 or f32", kv);
     lsession *u = lua_newuserdatauv(L, sizeof *u, 1);
     u->s = NULL;
+    u->pending = 0;
     luaL_setmetatable(L, SESSION_MT);
     lua_pushvalue(L, 1); /* the model outlives its sessions */
     lua_setiuservalue(L, -2, 1);
@@ -895,6 +900,136 @@ static void io_register(lua_State *L)
     luaL_setfuncs(L, funcs, 0);
 }
 
+/* ---- marks and asynchronous evaluation (graphs/lib/spec.lua) ---- */
+
+#define MARK_MT "tern.Mark"
+
+/* s:mark() -> a tern.Mark: where to s:rewind() to (m.pos: its position) */
+static int session_mark(lua_State *L)
+{
+    tern_session *s = check_session(L, 1);
+    tern_mark *m = lua_newuserdatauv(L, sizeof *m, 0);
+    *m = tern_session_mark(s);
+    luaL_setmetatable(L, MARK_MT);
+    return 1;
+}
+
+static int mark_index(lua_State *L)
+{
+    tern_mark *m = luaL_checkudata(L, 1, MARK_MT);
+    if (strcmp(luaL_checkstring(L, 2), "pos") != 0) return 0;
+    lua_pushinteger(L, m->pos);
+    return 1;
+}
+
+static int mark_tostring(lua_State *L)
+{
+    tern_mark *m = luaL_checkudata(L, 1, MARK_MT);
+    lua_pushfstring(L, "tern.Mark(session %d, position %d)", (int)m->session, m->pos);
+    return 1;
+}
+
+/* s:rewind(mark, keep=0): back to the mark plus `keep` tokens after it */
+static int session_rewind(lua_State *L)
+{
+    tern_session *s = check_session(L, 1);
+    tern_mark *m = luaL_checkudata(L, 2, MARK_MT);
+    lua_Integer keep = luaL_optinteger(L, 3, 0);
+    luaL_argcheck(L, keep >= 0 && keep <= INT32_MAX, 3, "keep out of range");
+    tern_error err;
+    if (tern_session_rewind(s, *m, (int)keep, &err)) return luaL_error(L, "%s", err.msg);
+    return 0;
+}
+
+/* s:eval_async({ids}, all_logits=false): starts the evaluation on the
+ * session's worker and returns; until s:wait(), the session answers only
+ * wait and ready (every other method raises). */
+static int session_eval_async(lua_State *L)
+{
+    tern_session *s = check_session(L, 1);
+    lsession *u = lua_touserdata(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 2);
+    int32_t stackbuf[64], *ids = n <= 64 ? stackbuf : malloc((size_t)n * sizeof *ids);
+    if (!ids) return luaL_error(L, "out of memory");
+    for (lua_Integer i = 0; i < n; i++) {
+        lua_rawgeti(L, 2, i + 1);
+        ids[i] = (int32_t)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
+    tern_error err;
+    tern_status st = interrupted ? TERN_ECANCELED : tern_session_eval_async(s, ids, (size_t)n, lua_toboolean(L, 3), &err);
+    if (ids != stackbuf) free(ids);
+    if (st == TERN_ECANCELED) return raise_msg(L, "interrupted");
+    if (st) return raise_msg(L, err.msg);
+    u->pending = 1;
+    return 0;
+}
+
+/* s:wait(): the pending evaluation's end; raises its error. A no-op when
+ * nothing is pending. */
+static int session_wait(lua_State *L)
+{
+    lsession *u = luaL_checkudata(L, 1, SESSION_MT);
+    if (!u->s) return luaL_error(L, "session is closed");
+    if (!u->pending) return 0;
+    tern_error err;
+    waiting = u->s;
+    if (interrupted) tern_session_cancel(u->s);
+    tern_status st = tern_session_wait(u->s, &err);
+    waiting = NULL;
+    u->pending = 0;
+    if (st == TERN_ECANCELED) return raise_msg(L, "interrupted");
+    if (st) return raise_msg(L, err.msg);
+    return 0;
+}
+
+/* s:ready() -> true when s:wait() would not block */
+static int session_ready(lua_State *L)
+{
+    lsession *u = luaL_checkudata(L, 1, SESSION_MT);
+    if (!u->s) return luaL_error(L, "session is closed");
+    lua_pushboolean(L, !u->pending || tern_session_ready(u->s));
+    return 1;
+}
+
+/* probs:onehot(row, id): the distribution of a proposal that was not
+ * sampled (an n-gram match, a greedy draft): all mass on id. Speculative
+ * sampling against it accepts id with probability p(id) and otherwise
+ * draws from p without id, which is exactly p whatever chose id. */
+static int probs_onehot(lua_State *L)
+{
+    lprobs *u;
+    float *p = probs_row(L, 1, -1, &u);
+    lua_Integer id = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, id >= 0 && id < u->n_vocab, 3, "id outside the buffer");
+    memset(p, 0, (size_t)u->n_vocab * sizeof *p);
+    p[id] = 1.0f;
+    return 0;
+}
+
+static void async_register(lua_State *L)
+{
+    luaL_newmetatable(L, MARK_MT);
+    lua_pushcfunction(L, mark_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, mark_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    static const luaL_Reg ses[] = {
+        {"mark", session_mark}, {"rewind", session_rewind}, {"eval_async", session_eval_async},
+        {"wait", session_wait}, {"ready", session_ready},   {NULL, NULL},
+    };
+    static const luaL_Reg prb[] = {{"onehot", probs_onehot}, {NULL, NULL}};
+    const struct { const char *mt; const luaL_Reg *fns; } add[] = {{SESSION_MT, ses}, {PROBS_MT, prb}};
+    for (size_t i = 0; i < sizeof add / sizeof add[0]; i++) {
+        luaL_getmetatable(L, add[i].mt);
+        lua_getfield(L, -1, "__index");
+        luaL_setfuncs(L, add[i].fns, 0);
+        lua_pop(L, 2);
+    }
+}
+
 /* Adds the speculative functions to the module table (on the stack top)
  * and the methods to the existing types. */
 static void spec_register(lua_State *L)
@@ -924,6 +1059,7 @@ int tern_lua_open(lua_State *L)
     luaL_newlib(L, tern_funcs);
     spec_register(L);
     io_register(L);
+    async_register(L);
     lua_pushstring(L, TERN_VERSION);
     lua_setfield(L, -2, "version");
     lua_pushvalue(L, -1);
@@ -945,6 +1081,26 @@ lua_State *tern_lua_pipeline_state(size_t cap)
 
 void tern_lua_pipeline_close(lua_State *L) { tern_lua_close(L); }
 
+/* Calls the loaded chunk on the stack top, which must return
+ * function(opts), then that function with the options; `what` names the
+ * script in messages. */
+static tern_status call_pipeline(lua_State *L, const char *what, int opts_index, tern_error *err)
+{
+    tern_status st = TERN_OK;
+    if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+        st = tern_error_set(err, TERN_ESCRIPT, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "error");
+    } else if (!lua_isfunction(L, -1)) {
+        st = tern_error_set(err, TERN_ESCRIPT, "%s: a pipeline script must return a function(opts), not %s",
+                            what, luaL_typename(L, -1));
+    } else {
+        lua_pushvalue(L, opts_index);
+        if (lua_pcall(L, 1, 0, 0) == LUA_OK) return TERN_OK;
+        st = tern_error_set(err, TERN_ESCRIPT, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "error");
+    }
+    lua_pop(L, 1);
+    return st;
+}
+
 tern_status tern_lua_run_pipeline(lua_State *L, const char *name, int opts_index, tern_error *err)
 {
     opts_index = lua_absindex(L, opts_index);
@@ -957,4 +1113,25 @@ tern_status tern_lua_run_pipeline(lua_State *L, const char *name, int opts_index
     }
     lua_pushvalue(L, opts_index);
     return tern_lua_pcall(L, 1, 0, TERN_ESCRIPT, err);
+    return call_pipeline(L, name, opts_index, err);
+}
+
+tern_status tern_lua_run_pipeline_file(lua_State *L, const char *path, int opts_index, tern_error *err)
+{
+    opts_index = lua_absindex(L, opts_index);
+    FILE *f = fopen(path, "rb");
+    if (!f) { /* a name: "examples/lookup.lua" */
+        tern_status st = tern_lua_load_script(L, path, err);
+        if (st == TERN_ENOTFOUND)
+            return tern_error_set(err, st, "pipeline %s: no such file, nor a script of that name (embedded "
+                                  "or in $TERN_GRAPH_PATH)", path);
+        return st ? st : call_pipeline(L, path, opts_index, err);
+    }
+    fclose(f);
+    if (luaL_loadfile(L, path) != LUA_OK) {
+        tern_status st = tern_error_set(err, TERN_ESCRIPT, "%s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return st;
+    }
+    return call_pipeline(L, path, opts_index, err);
 }

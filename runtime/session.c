@@ -1,5 +1,7 @@
 /* session.c - KV cache (on the backend that runs attention), graphs per
- * shape class, evaluation in chunks, cancel. */
+ * shape class, evaluation in chunks, cancel, marks to rewind to, and
+ * evaluation on a worker thread (tern_session_eval_async). */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +36,33 @@ struct tern_session {
     int64_t n_logit_rows;
     tern_graph_stats stats;
     tern_graph_placement placement; /* of the last graph built */
+    /* marks: stamps[p] is the evaluation that wrote position p, so a mark
+     * (position, stamp of the position before it) goes stale exactly when
+     * that position is rewritten */
+    uint64_t id;                    /* this session among the process's */
+    uint64_t n_evals;               /* evaluations started; stamps come from it */
+    uint64_t *stamps;               /* [n_ctx] */
+    struct async_worker *worker;    /* started by the first tern_session_eval_async */
+    atomic_int pending;             /* an asynchronous evaluation was started and not waited for */
 };
+
+/* The worker thread of tern_session_eval_async: one per session that asks
+ * for it, idle on its condition variable between jobs. */
+typedef struct async_worker {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int job;          /* 1: tokens queued for the worker; 0: none or done */
+    int done;         /* the job finished: status and err hold its result */
+    int stop;
+    int32_t *tokens;
+    size_t n, cap;
+    int all_logits;
+    tern_status status;
+    tern_error err;
+} async_worker;
+
+static atomic_ullong next_session_id = 1;
 
 tern_session_options tern_session_default_options(void)
 {
@@ -118,6 +146,9 @@ tern_status tern_session_create(tern_model *m, const tern_session_options *opt, 
                             tern_type_name(s->opt.kv_type));
     if (!st && s->opt.n_ctx > (1 << 24))
         st = tern_error_set(err, TERN_EINVAL, "context size %d too large", s->opt.n_ctx);
+    s->id = atomic_fetch_add(&next_session_id, 1);
+    if (!st && !(s->stamps = calloc((size_t)s->opt.n_ctx, sizeof *s->stamps)))
+        st = tern_error_set(err, TERN_ENOMEM, "out of memory creating session");
     if (!st) st = alloc_kv(s, err);
     if (!st) st = tern_graph_builder_create(m, m->hp.graph, &s->builder, err);
     if (st) {
@@ -128,9 +159,13 @@ tern_status tern_session_create(tern_model *m, const tern_session_options *opt, 
     return TERN_OK;
 }
 
+static void worker_stop(tern_session *s);
+
 void tern_session_free(tern_session *s)
 {
     if (!s) return;
+    worker_stop(s);
+    free(s->stamps);
     for (int i = 0; i < MAX_GRAPHS; i++) tern_graph_free(s->graphs[i].g);
     tern_graph_builder_free(s->builder);
     free_kv(s);
@@ -188,8 +223,10 @@ static tern_status reserve_logits(tern_session *s, size_t rows, tern_error *err)
     return TERN_OK;
 }
 
-tern_status tern_session_eval(tern_session *s, const int32_t *tokens, size_t n, int all_logits,
-                              tern_error *err)
+#define BUSY_MSG "an asynchronous evaluation is pending on this session: wait for it first"
+
+/* What tern_session_eval refuses before it starts, for eval_async too. */
+static tern_status check_eval(const tern_session *s, const int32_t *tokens, size_t n, tern_error *err)
 {
     if (n == 0) return tern_error_set(err, TERN_EINVAL, "nothing to evaluate: empty token list");
     if ((size_t)s->n_past + n > (size_t)s->opt.n_ctx)
@@ -201,9 +238,21 @@ tern_status tern_session_eval(tern_session *s, const int32_t *tokens, size_t n, 
         if (tokens[i] < 0 || tokens[i] >= n_vocab)
             return tern_error_set(err, TERN_EINVAL, "token %zu: id %d outside the vocabulary (0..%lld)",
                                   i, tokens[i], (long long)n_vocab - 1);
-    tern_status st = reserve_logits(s, all_logits ? n : 1, err);
+    return TERN_OK;
+}
+
+/* The evaluation itself; the caller (the owner, or the worker while an
+ * asynchronous evaluation is pending) has the session to itself. */
+static tern_status eval_now(tern_session *s, const int32_t *tokens, size_t n, int all_logits,
+                            tern_error *err)
+{
+    tern_status st = check_eval(s, tokens, n, err);
+    if (st) return st;
+    int64_t n_vocab = s->m->hp.n_vocab;
+    st = reserve_logits(s, all_logits ? n : 1, err);
     if (st) return st;
     int n_past0 = s->n_past;
+    uint64_t stamp = ++s->n_evals;
     for (size_t start = 0; start < n && !st; start += (size_t)s->opt.n_batch) {
         int len = (int)(n - start < (size_t)s->opt.n_batch ? n - start : (size_t)s->opt.n_batch);
         int n_out = all_logits ? len : 1;
@@ -218,6 +267,7 @@ tern_status tern_session_eval(tern_session *s, const int32_t *tokens, size_t n, 
         for (int i = 0; i < n_out; i++) ids[i] = all_logits ? i : len - 1;
         st = tern_graph_compute(g, &s->stats, &s->cancel, err);
         if (st) break;
+        for (int i = 0; i < len; i++) s->stamps[s->n_past + i] = stamp;
         s->n_past += len;
         const float *out = tern_graph_output(g, NULL, NULL);
         if (all_logits)
@@ -233,6 +283,13 @@ tern_status tern_session_eval(tern_session *s, const int32_t *tokens, size_t n, 
     }
     s->n_logit_rows = all_logits ? (int64_t)n : 1;
     return TERN_OK;
+}
+
+tern_status tern_session_eval(tern_session *s, const int32_t *tokens, size_t n, int all_logits,
+                              tern_error *err)
+{
+    if (atomic_load(&s->pending)) return tern_error_set(err, TERN_EINVAL, BUSY_MSG);
+    return eval_now(s, tokens, n, all_logits, err);
 }
 
 void tern_session_cancel(tern_session *s) { atomic_store(&s->cancel, 1); }
@@ -255,6 +312,7 @@ int tern_session_kv_backend(const tern_session *s) { return s->kv_be; }
 
 tern_status tern_session_rollback(tern_session *s, int n, tern_error *err)
 {
+    if (atomic_load(&s->pending)) return tern_error_set(err, TERN_EINVAL, BUSY_MSG);
     if (n < 0 || n > s->n_past)
         return tern_error_set(err, TERN_EINVAL, "cannot roll back %d tokens: %d in the cache", n, s->n_past);
     s->n_past -= n;
@@ -264,6 +322,148 @@ tern_status tern_session_rollback(tern_session *s, int n, tern_error *err)
 
 void tern_session_reset(tern_session *s)
 {
+    if (atomic_load(&s->pending)) return; /* documented as not allowed; refused rather than racing */
     s->n_past = 0;
     s->n_logit_rows = 0;
+}
+
+/* ---- marks ---- */
+
+tern_mark tern_session_mark(const tern_session *s)
+{
+    tern_mark m;
+    m.session = s->id;
+    m.pos = s->n_past;
+    m.stamp = s->n_past > 0 ? s->stamps[s->n_past - 1] : 0;
+    return m;
+}
+
+tern_status tern_session_rewind(tern_session *s, tern_mark m, int keep, tern_error *err)
+{
+    if (atomic_load(&s->pending)) return tern_error_set(err, TERN_EINVAL, BUSY_MSG);
+    if (m.session != s->id)
+        return tern_error_set(err, TERN_EINVAL, "mark of another session (session %llu, this is %llu)",
+                              (unsigned long long)m.session, (unsigned long long)s->id);
+    if (m.pos < 0 || m.pos > s->n_past)
+        return tern_error_set(err, TERN_EINVAL, "stale mark: it is at position %d but the cache now "
+                              "holds %d tokens (rewound past it)", m.pos, s->n_past);
+    if (m.pos > 0 && s->stamps[m.pos - 1] != m.stamp)
+        return tern_error_set(err, TERN_EINVAL, "stale mark: position %d was rewound and evaluated "
+                              "again after the mark was taken", m.pos);
+    if (keep < 0 || keep > s->n_past - m.pos)
+        return tern_error_set(err, TERN_EINVAL, "cannot keep %d tokens past the mark at %d: the cache "
+                              "holds %d", keep, m.pos, s->n_past);
+    s->n_past = m.pos + keep;
+    s->n_logit_rows = 0;
+    return TERN_OK;
+}
+
+/* ---- asynchronous evaluation ---- */
+
+static void *worker_main(void *p)
+{
+    tern_session *s = p;
+    async_worker *w = s->worker;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->job && !w->stop) pthread_cond_wait(&w->cv, &w->mu);
+        if (w->stop) break;
+        pthread_mutex_unlock(&w->mu);
+        tern_status st = eval_now(s, w->tokens, w->n, w->all_logits, &w->err);
+        pthread_mutex_lock(&w->mu);
+        w->status = st;
+        w->job = 0;
+        w->done = 1;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static tern_status worker_start(tern_session *s, tern_error *err)
+{
+    async_worker *w = calloc(1, sizeof *w);
+    if (!w) return tern_error_set(err, TERN_ENOMEM, "out of memory starting the session's worker");
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    s->worker = w;
+    if (pthread_create(&w->thread, NULL, worker_main, s) != 0) {
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->cv);
+        free(w);
+        s->worker = NULL;
+        return tern_error_set(err, TERN_ENOMEM, "cannot start the session's worker thread");
+    }
+    return TERN_OK;
+}
+
+/* Cancels and waits for a pending evaluation, then ends the thread. */
+static void worker_stop(tern_session *s)
+{
+    async_worker *w = s->worker;
+    if (!w) return;
+    if (atomic_load(&s->pending)) {
+        tern_session_cancel(s);
+        tern_session_wait(s, NULL);
+    }
+    pthread_mutex_lock(&w->mu);
+    w->stop = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w->tokens);
+    free(w);
+    s->worker = NULL;
+}
+
+tern_status tern_session_eval_async(tern_session *s, const int32_t *tokens, size_t n, int all_logits,
+                                    tern_error *err)
+{
+    if (atomic_load(&s->pending)) return tern_error_set(err, TERN_EINVAL, BUSY_MSG);
+    tern_status st = check_eval(s, tokens, n, err);
+    if (!st && !s->worker) st = worker_start(s, err);
+    if (st) return st;
+    async_worker *w = s->worker;
+    if (n > w->cap) {
+        int32_t *t = realloc(w->tokens, n * sizeof *t);
+        if (!t) return tern_error_set(err, TERN_ENOMEM, "out of memory: %zu tokens to evaluate", n);
+        w->tokens = t;
+        w->cap = n;
+    }
+    memcpy(w->tokens, tokens, n * sizeof *tokens);
+    pthread_mutex_lock(&w->mu);
+    w->n = n;
+    w->all_logits = all_logits;
+    w->done = 0;
+    w->job = 1;
+    atomic_store(&s->pending, 1);
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return TERN_OK;
+}
+
+tern_status tern_session_wait(tern_session *s, tern_error *err)
+{
+    if (!atomic_load(&s->pending)) return TERN_OK;
+    async_worker *w = s->worker;
+    pthread_mutex_lock(&w->mu);
+    while (!w->done) pthread_cond_wait(&w->cv, &w->mu);
+    tern_status st = w->status;
+    if (st && err) *err = w->err;
+    w->done = 0;
+    pthread_mutex_unlock(&w->mu);
+    atomic_store(&s->pending, 0);
+    return st;
+}
+
+int tern_session_ready(tern_session *s)
+{
+    if (!atomic_load(&s->pending)) return 1;
+    async_worker *w = s->worker;
+    pthread_mutex_lock(&w->mu);
+    int done = w->done;
+    pthread_mutex_unlock(&w->mu);
+    return done;
 }

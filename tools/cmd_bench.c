@@ -102,14 +102,15 @@ static const char *const bench_keys[] = {
     "model", "threads", "backend", "kernel", "head", "ctx_size", "batch_size", "cache_type_k",
     "cache_type_v", "n_prompt_bench", "n_gen_bench", "reps", "output", "roofline",
     "model_draft", "backend_draft", "threads_draft", "draft_max", "draft_p_min", "spec_accept_rate",
-    "spec_prompts", NULL,
+    "spec_prompts", "overlap", NULL,
 };
 
 /* With --model-draft, bench measures speculative decoding instead: the
  * draft's decode cost, the verifier's cost per batch of 1..k+1, the
  * acceptance rate (or a replayed one, --spec-accept-rate), the speed-up
  * the cost model predicts and the one measured. The pipeline code is
- * graphs/speculative.lua (M.bench), so the rounds timed are the ones
+ * graphs/spec_bench.lua, on graphs/lib/spec.lua (with --overlap, sequential
+ * rounds against overlapped ones), so the rounds timed are the ones
  * `tern run --model-draft` runs. Options table on the stack top. */
 static int bench_speculative(tern_opts *o, int n_gen)
 {
@@ -125,7 +126,7 @@ static int bench_speculative(tern_opts *o, int n_gen)
         return cli_fail("bench", "out of memory");
     }
     tern_error err;
-    tern_status st = tern_lua_run_pipeline(L, "speculative.lua", -1, &err);
+    tern_status st = tern_lua_run_pipeline(L, "spec_bench.lua", -1, &err);
     tern_lua_pipeline_close(L);
     if (st) return cli_fail("bench", "%s", err.msg);
     return 0;

@@ -579,7 +579,7 @@ int cmd_tune(int argc, char **argv)
                 return cli_fail("tune", "--patience: estimate, measure or exhaustive, not '%s'", val);
             o.patience = val;
         } else if (!strcmp(a, "--time-limit")) {
-            if (cli_float("tune", a, val, &d) || !(d > 0)) return cli_fail("tune", "--time-limit: seconds > 0");
+            if (cli_float("tune", a, val, 1e-3, 1e7, &d)) return 1;
             o.time_limit = d;
         } else {
             return cli_fail("tune", "unknown option '%s'", a);
