@@ -1,0 +1,337 @@
+/* matmul.cl - the matmuls.
+ *
+ * Ternary (opencl.h has the 2-bit layout): tmv for up to MV_TOK tokens (a
+ * GEMV per group of MV_ROWS rows, 32 lanes a row, with fused epilogues:
+ * several matrices over one input, a residual add, gate/up + activation +
+ * mul), tmm for more (64 x 64 tiles in local memory, f32 FMAs on values
+ * that are small integers: exact while |sum| < 2^24, which K <= 131072
+ * guarantees). Both give scalar's bits: the integer dot is exact, then
+ * (float)acc / inv * scale with a correctly rounded division.
+ * Float weights (F32/F16/BF16): fmv, every output summed in one fixed
+ * order whatever the batch: lane l takes k = 4(l + 32i) .. +3 with an f32
+ * fma chain, then lanes 0..31 are added in order.
+ * Q8_0: q8act quantizes the activations per block of 32, q8mv forms each
+ * block's exact dot and runs tern_dot_q8_0's fma chain in block order. */
+
+/* acc + the dot of four int8 pairs (dots4) or of four codes 0..2 with
+ * four int8 (dotc4). On NVIDIA (TERN_NV_DP4A, chosen when a test build of
+ * the inline PTX succeeds) both are one dp4a. */
+#ifdef TERN_NV_DP4A
+int dots4(uint c, uint a, int acc)
+{
+    int d;
+    asm("dp4a.s32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(c), "r"(a), "r"(acc));
+    return d;
+}
+#define dotc4 dots4
+#else
+int dots4(uint c, uint a, int acc)
+{
+    char4 av = as_char4(a), cv = as_char4(c);
+    return acc + (int)cv.x * av.x + (int)cv.y * av.y + (int)cv.z * av.z + (int)cv.w * av.w;
+}
+int dotc4(uint c, uint a, int acc)
+{
+    char4 av = as_char4(a);
+    uchar4 cv = as_uchar4(c);
+    return acc + (int)cv.x * av.x + (int)cv.y * av.y + (int)cv.z * av.z + (int)cv.w * av.w;
+}
+#endif
+
+/* sum over 16 values of code (w + 1) times activation: word w holds k =
+ * 4s + b in bits 8b + 2s; a.s[s] holds activation bytes 4s .. 4s + 3. */
+int dot16(uint w, uint4 a, int acc)
+{
+    acc = dotc4(w & 0x03030303u, a.s0, acc);
+    acc = dotc4((w >> 2) & 0x03030303u, a.s1, acc);
+    acc = dotc4((w >> 4) & 0x03030303u, a.s2, acc);
+    return dotc4((w >> 6) & 0x03030303u, a.s3, acc);
+}
+
+#define MV_LANES 32
+#define MV_WARPS (MV_WG / MV_LANES)
+
+/* Ternary GEMV. mode 0: up to three matrices over the same activations
+ * (group g covers MV_ROWS rows of the matrix its index falls in, two rows
+ * a lane-group); mode 1: matrix 0 and z = addend + y; mode 2: gate (0) and
+ * up (1) rows n together, g = act(y0) into gb, z = g * y1. Each output:
+ * (float)(sum c*q - sum q) / inv * scale. wmask bits (y0, y1, y2, z, g)
+ * say which outputs are stored: the host leaves out those it proved dead,
+ * whose memory a later output of the same launch may reuse. */
+kernel void tmv(global const uchar *xb, ulong xo, int xrow, int T, int ku, int mode, int act, int wmask,
+                global const uint *w0, int n0, float s0, global uchar *y0b, ulong y0o,
+                global const uint *w1, int n1, float s1, global uchar *y1b, ulong y1o,
+                global const uint *w2, int n2, float s2, global uchar *y2b, ulong y2o,
+                global const uchar *ab, ulong ao, global uchar *zb, ulong zo, global uchar *gb, ulong go)
+{
+    local int part[MV_WARPS][2][MV_TOK][MV_LANES];
+    local float res[MV_WARPS][2][MV_TOK];
+    int lid = get_local_id(0), warp = lid / MV_LANES, lane = lid % MV_LANES;
+    int g = get_group_id(0);
+    int m = 0, row[2], N;
+    if (mode == 2) {
+        N = n0;
+        row[0] = row[1] = g * MV_WARPS + warp;
+    } else {
+        int g0 = (n0 + MV_ROWS - 1) / MV_ROWS, g1 = (n1 + MV_ROWS - 1) / MV_ROWS;
+        if (g >= g0 + g1) m = 2, g -= g0 + g1;
+        else if (g >= g0) m = 1, g -= g0;
+        N = m == 0 ? n0 : m == 1 ? n1 : n2;
+        row[0] = g * MV_ROWS + 2 * warp;
+        row[1] = row[0] + 1;
+    }
+    global const uint *wm = m == 0 ? w0 : m == 1 ? w1 : w2;
+    global const uint *wr0 = (mode == 2 ? w0 : wm) + (ulong)(row[0] < N ? row[0] : 0) * ku;
+    global const uint *wr1 = (mode == 2 ? w1 : wm) + (ulong)(row[1] < N ? row[1] : 0) * ku;
+    int acc[2][MV_TOK];
+    for (int t = 0; t < MV_TOK; t++) acc[0][t] = acc[1][t] = 0;
+    global const uchar *x = xb + xo + 64;
+    for (int u = lane; u < ku; u += MV_LANES) {
+        uint a0 = wr0[u], a1 = wr1[u];
+#pragma unroll
+        for (int t = 0; t < MV_TOK; t++) {
+            if (t < T) {
+                uint4 v = *(global const uint4 *)(x + (ulong)t * xrow + 16 * (ulong)u);
+                acc[0][t] = dot16(a0, v, acc[0][t]);
+                acc[1][t] = dot16(a1, v, acc[1][t]);
+            }
+        }
+    }
+    for (int t = 0; t < MV_TOK; t++) {
+        part[warp][0][t][lane] = acc[0][t];
+        part[warp][1][t][lane] = acc[1][t];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    int r = (lane / MV_TOK) & 1, t = lane % MV_TOK, n = row[r];
+    float v = 0.0f;
+    if (lane < 2 * MV_TOK && t < T && n < N) {
+        int s = 0;
+        for (int i = 0; i < MV_LANES; i++) s += part[warp][r][t][i];
+        global const uchar *hdr = xb + xo + (ulong)t * xrow;
+        float inv = ((global const float *)hdr)[0];
+        s -= ((global const int *)hdr)[1];
+        int which = mode == 2 ? r : m;
+        float scale = which == 0 ? s0 : which == 1 ? s1 : s2;
+        global uchar *yb = which == 0 ? y0b : which == 1 ? y1b : y2b;
+        ulong yo = which == 0 ? y0o : which == 1 ? y1o : y2o;
+        v = div_rn((float)s, inv) * scale;
+        ulong at = (ulong)t * N + n;
+        if (wmask & (1 << which)) AT(float, yb, yo)[at] = v;
+        if (mode == 1 && (wmask & 8)) AT(float, zb, zo)[at] = CAT(float, ab, ao)[at] + v;
+    }
+    if (lane < 2 * MV_TOK) res[warp][r][t] = v;
+    barrier(CLK_LOCAL_MEM_FENCE); /* every mode: no barrier under a condition */
+    if (mode == 2 && lane < MV_TOK && lane < T && row[0] < N) {
+        n = row[0];
+        float a = act ? silu(res[warp][0][lane]) : relu_sq(res[warp][0][lane]);
+        ulong at = (ulong)lane * N + n;
+        if (wmask & 16) AT(float, gb, go)[at] = a;
+        if (wmask & 8) AT(float, zb, zo)[at] = a * res[warp][1][lane];
+    }
+}
+
+/* Ternary GEMM: a 64-row x 64-token tile per group of 8 x 8 items, each
+ * item 8 x 8 outputs; k in chunks of 64 (4 words a row) decoded to f32 in
+ * local memory. */
+#define TT 64
+kernel __attribute__((reqd_work_group_size(64, 1, 1)))
+void tmm(global const uchar *xb, ulong xo, int xrow, int T, int ku, global const uint *w, int N,
+         float scale, global uchar *yb, ulong yo)
+{
+    local float wl[TT][TT + 4];
+    local float xl[TT][TT + 4];
+    int lid = get_local_id(0), tx = lid % 8, ty = lid / 8;
+    int n0 = get_group_id(0) * TT, t0 = get_group_id(1) * TT;
+    float acc[8][8];
+    for (int i = 0; i < 8; i++)
+        for (int j = 0; j < 8; j++) acc[i][j] = 0.0f;
+    int n = n0 + lid, t = t0 + lid;
+    global const uint *wr = w + (ulong)(n < N ? n : 0) * ku;
+    global const uchar *xr = xb + xo + (ulong)(t < T ? t : 0) * xrow + 64;
+    for (int u0 = 0; u0 < ku; u0 += 4) {
+        for (int qd = 0; qd < 4; qd++) {
+            int u = u0 + qd;
+            uint word = n < N && u < ku ? wr[u] : 0x55555555u;
+            uint4 a = t < T && u < ku ? *(global const uint4 *)(xr + 16 * (ulong)u) : (uint4)(0);
+            for (int s = 0; s < 4; s++) {
+                char4 av = as_char4(s == 0 ? a.s0 : s == 1 ? a.s1 : s == 2 ? a.s2 : a.s3);
+                int k = 16 * qd + 4 * s;
+                wl[k + 0][lid] = (float)((int)((word >> (2 * s)) & 3u) - 1);
+                wl[k + 1][lid] = (float)((int)((word >> (8 + 2 * s)) & 3u) - 1);
+                wl[k + 2][lid] = (float)((int)((word >> (16 + 2 * s)) & 3u) - 1);
+                wl[k + 3][lid] = (float)((int)((word >> (24 + 2 * s)) & 3u) - 1);
+                xl[k + 0][lid] = (float)av.x;
+                xl[k + 1][lid] = (float)av.y;
+                xl[k + 2][lid] = (float)av.z;
+                xl[k + 3][lid] = (float)av.w;
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int k = 0; k < TT; k++) {
+            float4 wa = vload4(0, &wl[k][ty * 8]), wb = vload4(0, &wl[k][ty * 8 + 4]);
+            float4 xa = vload4(0, &xl[k][tx * 8]), xc = vload4(0, &xl[k][tx * 8 + 4]);
+            float wv[8] = {wa.x, wa.y, wa.z, wa.w, wb.x, wb.y, wb.z, wb.w};
+            float xv[8] = {xa.x, xa.y, xa.z, xa.w, xc.x, xc.y, xc.z, xc.w};
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+#pragma unroll
+                for (int j = 0; j < 8; j++) acc[i][j] = fma(wv[i], xv[j], acc[i][j]);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    for (int j = 0; j < 8; j++) {
+        int tt = t0 + tx * 8 + j;
+        if (tt >= T) break;
+        global const uchar *hdr = xb + xo + (ulong)tt * xrow;
+        float inv = ((global const float *)hdr)[0];
+        for (int i = 0; i < 8; i++) {
+            int nn = n0 + ty * 8 + i;
+            if (nn < N) AT(float, yb, yo)[(ulong)tt * N + nn] = div_rn(acc[i][j], inv) * scale;
+        }
+    }
+}
+
+#define WT_F32 0
+#define WT_F16 1
+#define WT_BF16 30
+
+/* Four weights k .. k+3 of a row (zero past K). */
+float4 wload4(int type, global const uchar *row, int k, int K)
+{
+    if (k + 3 < K) {
+        if (type == WT_F16) return vload_half4(k / 4, (global const half *)row); /* k % 4 == 0 */
+        if (type == WT_F32) return vload4(k / 4, (global const float *)row);
+        uint4 b = convert_uint4(vload4(k / 4, (global const ushort *)row)) << 16;
+        return as_float4(b);
+    }
+    float v[4];
+    for (int i = 0; i < 4; i++) {
+        int kk = k + i;
+        v[i] = kk >= K ? 0.0f
+             : type == WT_F16 ? vload_half(kk, (global const half *)row)
+             : type == WT_F32 ? ((global const float *)row)[kk]
+                              : as_float((uint)((global const ushort *)row)[kk] << 16);
+    }
+    return (float4)(v[0], v[1], v[2], v[3]);
+}
+
+float4 xload4(global const float *x, int k, int K)
+{
+    if (k + 3 < K) return vload4(k / 4, x);
+    return (float4)(x[k], k + 1 < K ? x[k + 1] : 0.0f, k + 2 < K ? x[k + 2] : 0.0f,
+                    k + 3 < K ? x[k + 3] : 0.0f);
+}
+
+/* Float GEMV over tokens [MV_TOK * group_id(1), + MV_TOK): group g covers
+ * MV_ROWS rows, two a lane-group. */
+kernel void fmv(int type, global const uchar *xb, ulong xo, int K, int T, global const uchar *wb,
+                ulong wo, ulong wrow, int N, global uchar *yb, ulong yo)
+{
+    local float part[MV_WARPS][2][MV_TOK][MV_LANES + 1];
+    int lid = get_local_id(0), warp = lid / MV_LANES, lane = lid % MV_LANES;
+    int row0 = get_group_id(0) * MV_ROWS + 2 * warp, t0 = get_group_id(1) * MV_TOK;
+    int tc = T - t0 < MV_TOK ? T - t0 : MV_TOK;
+    global const uchar *r0 = wb + wo + (ulong)(row0 < N ? row0 : 0) * wrow;
+    global const uchar *r1 = wb + wo + (ulong)(row0 + 1 < N ? row0 + 1 : 0) * wrow;
+    global const float *x = CAT(float, xb, xo) + (ulong)t0 * K;
+    float acc[2][MV_TOK];
+    for (int t = 0; t < MV_TOK; t++) acc[0][t] = acc[1][t] = 0.0f;
+    for (int k = 4 * lane; k < K; k += 4 * MV_LANES) {
+        float4 a = wload4(type, r0, k, K), b = wload4(type, r1, k, K);
+#pragma unroll
+        for (int t = 0; t < MV_TOK; t++) {
+            if (t < tc) {
+                float4 v = xload4(x + (ulong)t * K, k, K);
+                acc[0][t] = fma(a.w, v.w, fma(a.z, v.z, fma(a.y, v.y, fma(a.x, v.x, acc[0][t]))));
+                acc[1][t] = fma(b.w, v.w, fma(b.z, v.z, fma(b.y, v.y, fma(b.x, v.x, acc[1][t]))));
+            }
+        }
+    }
+    for (int t = 0; t < MV_TOK; t++) {
+        part[warp][0][t][lane] = acc[0][t];
+        part[warp][1][t][lane] = acc[1][t];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    int r = lane / MV_TOK, t = lane % MV_TOK, n = row0 + r;
+    if (lane < 2 * MV_TOK && t < tc && n < N) {
+        float s = 0.0f;
+        for (int i = 0; i < MV_LANES; i++) s += part[warp][r][t][i];
+        AT(float, yb, yo)[(ulong)(t0 + t) * N + n] = s;
+    }
+}
+
+/* Q8_0 activations: item (block b, token t): d = amax / 127, codes
+ * rint(x * 127 / amax) clamped to +-127 (0 for a zero block and NaN), as
+ * tern_quantize_act_q8_0. Codes at qa + t*K, scales (f32) at qa + T*K. */
+kernel void q8act(global const uchar *xb, ulong xo, int K, int T, global uchar *qa)
+{
+    int b = get_global_id(0), t = get_global_id(1), nb = K / 32;
+    if (b >= nb) return;
+    global const float *x = CAT(float, xb, xo) + (ulong)t * K + 32 * b;
+    float amax = 0.0f;
+    for (int i = 0; i < 32; i++) {
+        float a = fabs(x[i]);
+        amax = a > amax ? a : amax;
+    }
+    float id = amax > 0.0f ? div_rn(127.0f, amax) : 0.0f;
+    global char *q = (global char *)qa + (ulong)t * K + 32 * b;
+    for (int i = 0; i < 32; i++) {
+        float v = rint(x[i] * id);
+        q[i] = (char)(v > 127.0f ? 127 : v < -127.0f ? -127 : v == v ? (int)v : 0);
+    }
+    ((global float *)(qa + (ulong)T * K))[(ulong)t * nb + b] = div_rn(amax, 127.0f);
+}
+
+/* Q8_0 GEMV (weights split: N*K int8 codes, then N*K/32 f16 scales at
+ * byte d_off): lane l forms blocks l + 32i (exact int dot, scale product
+ * d_w * d_x); then one item per (row, token) runs the fma chain over the
+ * 32 blocks in order, carrying acc across rounds. */
+kernel void q8mv(global const uchar *qa, int K, int T, global const uchar *wb, ulong wo, ulong d_off,
+                 int N, global uchar *yb, ulong yo)
+{
+    local float pd[MV_WARPS][2][MV_TOK][MV_LANES];
+    local float ps[MV_WARPS][2][MV_TOK][MV_LANES];
+    int lid = get_local_id(0), warp = lid / MV_LANES, lane = lid % MV_LANES;
+    int row0 = get_group_id(0) * MV_ROWS + 2 * warp, t0 = get_group_id(1) * MV_TOK;
+    int tc = T - t0 < MV_TOK ? T - t0 : MV_TOK, nb = K / 32;
+    int rr[2] = {row0 < N ? row0 : 0, row0 + 1 < N ? row0 + 1 : 0};
+    global const float *dx = (global const float *)(qa + (ulong)T * K);
+    int r = lane / MV_TOK, t = lane % MV_TOK;
+    float acc = 0.0f;
+    for (int b0 = 0; b0 < nb; b0 += MV_LANES) {
+        int b = b0 + lane;
+        for (int i = 0; i < 2; i++) {
+            global const uchar *wq = wb + wo + (ulong)rr[i] * K + 32 * (ulong)b;
+            float dw = b < nb ? vload_half((ulong)rr[i] * nb + b, (global const half *)(wb + wo + d_off)) : 0.0f;
+            uint4 w_lo = b < nb ? *(global const uint4 *)wq : (uint4)(0);
+            uint4 w_hi = b < nb ? *(global const uint4 *)(wq + 16) : (uint4)(0);
+            for (int tt = 0; tt < MV_TOK; tt++) {
+                int dot = 0;
+                float sc = 0.0f;
+                if (tt < tc && b < nb) {
+                    global const uchar *aq = qa + (ulong)(t0 + tt) * K + 32 * (ulong)b;
+                    uint4 a_lo = *(global const uint4 *)aq, a_hi = *(global const uint4 *)(aq + 16);
+                    dot = dots4(w_lo.s0, a_lo.s0, dot);
+                    dot = dots4(w_lo.s1, a_lo.s1, dot);
+                    dot = dots4(w_lo.s2, a_lo.s2, dot);
+                    dot = dots4(w_lo.s3, a_lo.s3, dot);
+                    dot = dots4(w_hi.s0, a_hi.s0, dot);
+                    dot = dots4(w_hi.s1, a_hi.s1, dot);
+                    dot = dots4(w_hi.s2, a_hi.s2, dot);
+                    dot = dots4(w_hi.s3, a_hi.s3, dot);
+                    sc = dw * dx[(ulong)(t0 + tt) * nb + b];
+                }
+                pd[warp][i][tt][lane] = (float)dot;
+                ps[warp][i][tt][lane] = sc;
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (lane < 2 * MV_TOK && t < tc) {
+            int nbl = nb - b0 < MV_LANES ? nb - b0 : MV_LANES;
+            for (int i = 0; i < nbl; i++) acc = fma(pd[warp][r][t][i], ps[warp][r][t][i], acc);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    int n = row0 + r;
+    if (lane < 2 * MV_TOK && t < tc && n < N) AT(float, yb, yo)[(ulong)(t0 + t) * N + n] = acc;
+}
