@@ -20,15 +20,16 @@ return function(g, m)
   for i = 0, hp.n_layer - 1 do
     local L = m:layer(i)
     local h = g:rms_norm(x, L.attn_norm, eps)
-    local q = g:rope(g:bitlinear(h, L.attn_q), hp.n_head, rope)
-    local k = g:rope(g:bitlinear(h, L.attn_k), hp.n_head_kv, rope)
-    local v = g:bitlinear(h, L.attn_v)
-    local a = g:attention(q, k, v, i, kq_scale)
+    -- the three projections first, then the rotations: with q, k and v
+    -- live at once a device backend may run the three matmuls as one
+    local q, k, v = g:bitlinear(h, L.attn_q), g:bitlinear(h, L.attn_k), g:bitlinear(h, L.attn_v)
+    local a = g:attention(g:rope(q, hp.n_head, rope), g:rope(k, hp.n_head_kv, rope), v, i, kq_scale)
     if L.attn_sub_norm then a = g:rms_norm(a, L.attn_sub_norm, eps) end
     x = g:add(x, g:bitlinear(a, L.attn_output))
 
     h = g:rms_norm(x, L.ffn_norm, eps)
-    local f = g:mul(gate(g, g:bitlinear(h, L.ffn_gate)), g:bitlinear(h, L.ffn_up))
+    local gt, up = g:bitlinear(h, L.ffn_gate), g:bitlinear(h, L.ffn_up)
+    local f = g:mul(gate(g, gt), up)
     if L.ffn_sub_norm then f = g:rms_norm(f, L.ffn_sub_norm, eps) end
     x = g:add(x, g:bitlinear(f, L.ffn_down))
   end

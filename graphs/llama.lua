@@ -13,10 +13,9 @@ return function(g, m)
   for i = 0, hp.n_layer - 1 do
     local L = m:layer(i)
     local h = g:rms_norm(x, L.attn_norm, eps)
-    local q = g:rope(g:linear(h, L.attn_q), hp.n_head, rope)
-    local k = g:rope(g:linear(h, L.attn_k), hp.n_head_kv, rope)
-    local v = g:linear(h, L.attn_v)
-    x = g:add(x, g:linear(g:attention(q, k, v, i, kq_scale), L.attn_output))
+    local q, k, v = g:linear(h, L.attn_q), g:linear(h, L.attn_k), g:linear(h, L.attn_v)
+    local a = g:attention(g:rope(q, hp.n_head, rope), g:rope(k, hp.n_head_kv, rope), v, i, kq_scale)
+    x = g:add(x, g:linear(a, L.attn_output))
 
     h = g:rms_norm(x, L.ffn_norm, eps)
     local f = g:mul(g:silu(g:linear(h, L.ffn_gate)), g:linear(h, L.ffn_up))

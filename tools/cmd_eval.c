@@ -11,7 +11,7 @@
 
 static const char *const eval_keys[] = {
     "model", "prompt", "file", "ids", "logits", "batch_size", "threads", "ctx_size", "backend",
-    "kernel", "head", "cache_type_k", "cache_type_v", "special", "no_bos", NULL,
+    "kernel", "head", "device", "cache_type_k", "cache_type_v", "special", "no_bos", NULL,
 };
 
 static int write_all(const char *path, const void *data, size_t n)

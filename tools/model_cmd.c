@@ -49,6 +49,7 @@ int mc_open(lua_State *L, int t, const char *cmd, tern_model **m, tern_session *
     mo.n_threads = (int)opt_int(L, t, "threads", 1);
     mo.kernel = opt_str(L, t, "kernel", "auto");
     mo.head = opt_str(L, t, "head", "f16");
+    mo.device = (int)opt_int(L, t, "device", -1);
     tern_error err;
     if (tern_model_load(path, &mo, m, &err)) return cli_fail(cmd, "%s", err.msg);
     tern_session_options so = tern_session_default_options();

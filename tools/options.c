@@ -30,6 +30,7 @@ static const tern_flag flags[] = {
     {NULL, "--backend", "backend", OPT_STR, "backend: auto (default), scalar, x86, ..."},
     {NULL, "--kernel", "kernel", OPT_STR, "kernel family of the backend (auto, mad, bitserial, lut)"},
     {NULL, "--head", "head", OPT_STR, "output head storage: f16 (as stored) or q8"},
+    {NULL, "--device", "device", OPT_INT, "device backends (opencl): device index, as tern info lists them"},
     {"-ctk", "--cache-type-k", "cache_type_k", OPT_STR, "KV cache type for K: f16 (default) or f32"},
     {"-ctv", "--cache-type-v", "cache_type_v", OPT_STR, "KV cache type for V: f16 (default) or f32"},
     {NULL, "--config", "config", OPT_STR, "read options from a config.lua file"},

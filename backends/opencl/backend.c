@@ -8,6 +8,7 @@
  *                           of OCL_FUSE_* bits picks some (tests) 
  *   TERN_OPENCL_FAIL=op:N   the launch of the N-th node of op fails (tests)
  *   TERN_OPENCL_FAIL_SYNC=N the N-th sync fails (tests)
+ *   TERN_OPENCL_VARIANT=gpu|cpu  the matmul kernels (default: cpu on CPU devices)
  *   TERN_OPENCL_NO_FP64, TERN_OPENCL_NO_DP4A   turn off those device paths */
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,9 +156,9 @@ static tern_status ocl_init(const tern_host_api *host, const tern_backend_option
 static void ocl_describe(void *ctx, char *buf, size_t n)
 {
     ocl_ctx *c = ctx;
-    snprintf(buf, n, "opencl device %d: %s (%s, driver %s), %s%s%s; %d ternary, %d float, %d q8_0 weights, "
+    snprintf(buf, n, "opencl device %d: %s (%s, driver %s), %s%s%s%s; %d ternary, %d float, %d q8_0 weights, "
              "head %s; %s", c->device_index, c->device_name, c->platform_name, c->driver,
-             c->fp64 ? "fp64" : "f32 only", c->nv_dp4a ? ", dp4a" : "", c->fuse ? ", fused launches" : ", no fusion",
+             c->fp64 ? "fp64" : "f32 only", c->nv_dp4a ? ", dp4a" : "", c->cpu_kernels ? ", cpu matmuls" : "", c->fuse ? ", fused launches" : ", no fusion",
              c->n_ternary, c->n_float, c->n_q8, c->n_head_q8 ? "q8 (quantized to q8_0)" : "as stored", c->build_note);
 }
 

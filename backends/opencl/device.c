@@ -22,6 +22,7 @@ const char *const ocl_kernel_names[K_COUNT] = {
     [K_ELTWISE] = "eltwise",     [K_SOFTMAX] = "softmax",       [K_ROPE_KV] = "rope_kv",
     [K_ATTENTION] = "attention", [K_TMV] = "tmv",               [K_TMM] = "tmm",
     [K_FMV] = "fmv",             [K_Q8ACT] = "q8act",           [K_Q8MV] = "q8mv",
+    [K_TMV_CPU] = "tmv_cpu",     [K_FMV_CPU] = "fmv_cpu",       [K_Q8MV_CPU] = "q8mv_cpu",
 };
 
 const char *ocl_error_name(cl_int e)
@@ -251,7 +252,7 @@ static tern_status build_program(ocl_ctx *c, char *err, size_t errlen)
     clGetDeviceInfo(c->device, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL);
     int cr_div = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DROW_WG=%d -DATT_WG=%d -DMV_WG=%d -DMV_ROWS=%d -DMV_TOK=%d "
-             "-DHD_MAX=%d%s%s%s", OCL_ROW_WG, OCL_ATT_WG, OCL_MV_WG, OCL_MV_ROWS, OCL_MV_TOK, OCL_HD_MAX,
+             "-DHD_MAX=%d%s%s%s", c->row_wg, c->att_wg, OCL_MV_WG, OCL_MV_ROWS, OCL_MV_TOK, OCL_HD_MAX,
              c->fp64 ? " -DTERN_FP64" : "", !c->fp64 && cr_div ? " -cl-fp32-correctly-rounded-divide-sqrt" : "",
              c->nv_dp4a ? " -DTERN_NV_DP4A" : "");
     if (!c->fp64 && !cr_div)
@@ -321,6 +322,10 @@ tern_status ocl_open_device(ocl_ctx *c, const ocl_devinfo *d, int index, char *e
     c->device = d->device;
     c->device_index = index;
     c->is_gpu = (d->type & CL_DEVICE_TYPE_GPU) != 0;
+    const char *variant = getenv("TERN_OPENCL_VARIANT");
+    c->cpu_kernels = variant && *variant ? !strcmp(variant, "cpu") : (d->type & CL_DEVICE_TYPE_CPU) != 0;
+    c->row_wg = d->type & CL_DEVICE_TYPE_CPU ? OCL_ROW_WG_CPU : OCL_ROW_WG;
+    c->att_wg = d->type & CL_DEVICE_TYPE_CPU ? OCL_ATT_WG_CPU : OCL_ATT_WG;
     snprintf(c->device_name, sizeof c->device_name, "%s", d->name);
     snprintf(c->platform_name, sizeof c->platform_name, "%s", d->platform_name);
     info_str(d->device, CL_DRIVER_VERSION, c->driver, sizeof c->driver);

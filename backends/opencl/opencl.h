@@ -45,6 +45,9 @@ enum {
     K_FMV,
     K_Q8ACT,
     K_Q8MV,
+    K_TMV_CPU,
+    K_FMV_CPU,
+    K_Q8MV_CPU,
     K_COUNT
 };
 extern const char *const ocl_kernel_names[K_COUNT];
@@ -70,14 +73,19 @@ enum {
     L_FMV,
     L_Q8ACT,
     L_Q8MV,
+    L_TMV_CPU,
+    L_FMV_CPU,
+    L_Q8MV_CPU,
     L_COUNT
 };
 extern const char *const ocl_launch_names[L_COUNT];
 
 /* Work-group sizes the kernels are written for (kernels/common.cl has the
  * same numbers; the build passes them as -D options). */
-#define OCL_ROW_WG 256  /* rms_norm, quantize_act, softmax: one group per row */
-#define OCL_ATT_WG 128  /* attention: one group per (token, head) */
+#define OCL_ROW_WG 256  /* rms_norm, quantize_act, softmax: one group per row (GPU) */
+#define OCL_ATT_WG 128  /* attention: one group per (token, head) (GPU) */
+#define OCL_ROW_WG_CPU 16 /* the same on CPU devices, where a group is a loop */
+#define OCL_ATT_WG_CPU 16
 #define OCL_MV_WG 128   /* tmv, fmv, q8mv: 4 lanes-of-32, 8 rows per group */
 #define OCL_MV_ROWS 8
 #define OCL_MV_TOK 8    /* tokens per GEMV pass */
@@ -160,6 +168,8 @@ typedef struct ocl_ctx {
     int device_index;
     char device_name[128], platform_name[128], driver[64];
     int fp64, nv_dp4a, is_gpu;
+    int cpu_kernels;       /* the matmuls of kernels/cpu.cl (CPU devices) */
+    int row_wg, att_wg;    /* work-group sizes of the row ops and attention */
     cl_ulong max_alloc;
     char build_note[96];   /* "program from cache" / "built in 1.2 s" */
     /* serialisation: one thread records and syncs a run at a time */

@@ -33,6 +33,7 @@ const char *const ocl_launch_names[L_COUNT] = {
     [L_ATTENTION] = "attention",   [L_TMV] = "tmv",             [L_TMV_MULTI] = "tmv qkv",
     [L_TMV_ADD] = "tmv+add",       [L_TMV_GLU] = "tmv gate/up+act+mul", [L_TMM] = "tmm",
     [L_FMV] = "fmv",               [L_Q8ACT] = "q8_0 act",      [L_Q8MV] = "q8_0 mv",
+    [L_TMV_CPU] = "tmv (cpu)",     [L_FMV_CPU] = "fmv (cpu)",   [L_Q8MV_CPU] = "q8_0 mv (cpu)",
 };
 
 /* ---- recording ---- */
@@ -316,7 +317,7 @@ static void l_rms_norm(ocl_ctx *c, int i, int qi)
         a_none(&a, c);
         a_i32(&a, 0);
     }
-    size_t gws = (size_t)rows * OCL_ROW_WG, lws = OCL_ROW_WG;
+    size_t gws = (size_t)rows * (size_t)c->row_wg, lws = (size_t)c->row_wg;
     int nodes[2] = {i, qi};
     launch(c, &a, qi >= 0 ? L_NORM_QUANT : L_RMS_NORM, 1, &gws, &lws, nodes, qi >= 0 ? 2 : 1, 1);
 }
@@ -330,7 +331,7 @@ static void l_quantize(ocl_ctx *c, int i)
     a_i32(&a, (cl_int)x->ne[0]);
     a_t(&a, y);
     a_i32(&a, (cl_int)y->nb[1]);
-    size_t gws = (size_t)tern_tensor_nrows(x) * OCL_ROW_WG, lws = OCL_ROW_WG;
+    size_t gws = (size_t)tern_tensor_nrows(x) * (size_t)c->row_wg, lws = (size_t)c->row_wg;
     launch(c, &a, L_QUANTIZE, 1, &gws, &lws, &i, 1, 1);
 }
 
@@ -359,7 +360,7 @@ static void l_softmax(ocl_ctx *c, int i)
     a_t(&a, q->node.dst);
     a_i32(&a, (cl_int)x->ne[0]);
     a_f32(&a, q->node.fparams[0]);
-    size_t gws = (size_t)tern_tensor_nrows(x) * OCL_ROW_WG, lws = OCL_ROW_WG;
+    size_t gws = (size_t)tern_tensor_nrows(x) * (size_t)c->row_wg, lws = (size_t)c->row_wg;
     launch(c, &a, L_SOFTMAX, 1, &gws, &lws, &i, 1, 1);
 }
 
@@ -473,7 +474,7 @@ static void l_attention(ocl_ctx *c, int i)
     a_mem(&a, c->scores);
     a_i32(&a, i);
     a_mem(&a, c->err_mem);
-    size_t gws = rows * OCL_ATT_WG, lws = OCL_ATT_WG;
+    size_t gws = rows * (size_t)c->att_wg, lws = (size_t)c->att_wg;
     launch(c, &a, L_ATTENTION, 1, &gws, &lws, &i, 1, 1);
 }
 
@@ -539,6 +540,25 @@ static void l_tmm(ocl_ctx *c, int i)
     launch(c, &a, L_TMM, 2, gws, lws, &i, 1, 1);
 }
 
+/* CPU devices: one work-item per output row, every token. */
+static void l_tmv_cpu(ocl_ctx *c, int i)
+{
+    const ocl_qnode *q = &c->q[i];
+    const tern_tensor *x = q->node.src[0];
+    const ocl_weight *w = ocl_weight_of(q->node.src[1]);
+    args a = args_of(c, K_TMV_CPU);
+    a_t(&a, x);
+    a_i32(&a, (cl_int)x->nb[1]);
+    a_i32(&a, n_tok(x));
+    a_i32(&a, (cl_int)w->ku);
+    a_mem(&a, w->buf->mem);
+    a_i32(&a, (cl_int)w->N);
+    a_f32(&a, q->node.src[1]->scale);
+    a_t(&a, q->node.dst);
+    size_t gws = round_up((size_t)w->N, 16), lws = 16;
+    launch(c, &a, L_TMV_CPU, 1, &gws, &lws, &i, 1, 1);
+}
+
 static void l_matmul(ocl_ctx *c, int i)
 {
     const ocl_qnode *q = &c->q[i];
@@ -547,8 +567,9 @@ static void l_matmul(ocl_ctx *c, int i)
     int K = (int)x->ne[0], T = n_tok(x);
     size_t gws[2] = {(size_t)(w->N + OCL_MV_ROWS - 1) / OCL_MV_ROWS * OCL_MV_WG, (size_t)(T + OCL_MV_TOK - 1) / OCL_MV_TOK};
     size_t lws[2] = {OCL_MV_WG, 1};
+    size_t gcpu = round_up((size_t)w->N, 16), lcpu = 16;
     if (w->kind == W_FLOAT) {
-        args a = args_of(c, K_FMV);
+        args a = args_of(c, c->cpu_kernels ? K_FMV_CPU : K_FMV);
         a_i32(&a, q->node.src[1]->type);
         a_t(&a, x);
         a_i32(&a, K);
@@ -558,7 +579,8 @@ static void l_matmul(ocl_ctx *c, int i)
         a_u64(&a, q->node.src[1]->nb[1]);
         a_i32(&a, (cl_int)w->N);
         a_t(&a, q->node.dst);
-        launch(c, &a, L_FMV, 2, gws, lws, &i, 1, 1);
+        if (c->cpu_kernels) launch(c, &a, L_FMV_CPU, 1, &gcpu, &lcpu, &i, 1, 1);
+        else launch(c, &a, L_FMV, 2, gws, lws, &i, 1, 1);
         return;
     }
     size_t need = (size_t)T * (size_t)K + (size_t)T * (size_t)(K / 32) * 4;
@@ -575,7 +597,7 @@ static void l_matmul(ocl_ctx *c, int i)
     a_mem(&a, c->q8act);
     size_t g1[2] = {round_up((size_t)K / 32, 32), (size_t)T}, l1[2] = {32, 1};
     if (launch(c, &a, L_Q8ACT, 2, g1, l1, &i, 1, 0)) return;
-    a = args_of(c, K_Q8MV);
+    a = args_of(c, c->cpu_kernels ? K_Q8MV_CPU : K_Q8MV);
     a_mem(&a, c->q8act);
     a_i32(&a, K);
     a_i32(&a, T);
@@ -584,7 +606,8 @@ static void l_matmul(ocl_ctx *c, int i)
     a_u64(&a, w->d_off);
     a_i32(&a, (cl_int)w->N);
     a_t(&a, q->node.dst);
-    launch(c, &a, L_Q8MV, 2, gws, lws, &i, 1, 1);
+    if (c->cpu_kernels) launch(c, &a, L_Q8MV_CPU, 1, &gcpu, &lcpu, &i, 1, 1);
+    else launch(c, &a, L_Q8MV, 2, gws, lws, &i, 1, 1);
 }
 
 /* ---- the planner ---- */
@@ -814,6 +837,10 @@ static void plan_node(ocl_ctx *c, int i)
     case TERN_OP_KV_STORE: l_rope_kv(c, -1, -1, -1, i); return;
     case TERN_OP_ATTENTION: l_attention(c, i); return;
     case TERN_OP_MATMUL_TERNARY:
+        if (c->cpu_kernels) {
+            l_tmv_cpu(c, i);
+            return;
+        }
         if (n_tok(nd->src[0]) > OCL_MV_TOK) {
             l_tmm(c, i);
             return;
