@@ -346,6 +346,13 @@ tern_status ocl_open_device(ocl_ctx *c, const ocl_devinfo *d, int index, char *e
     }
     c->nv_dp4a = strstr(c->platform_name, "NVIDIA") && !getenv("TERN_OPENCL_NO_DP4A") && probe_dp4a(c);
     tern_status st = build_program(c, err, errlen);
+    if (st && c->nv_dp4a) { /* the probe took the PTX but the program did not: build without */
+        c->host->log(TERN_LOG_WARN, "%s; building again without dp4a", err);
+        if (c->program) clReleaseProgram(c->program);
+        c->program = NULL;
+        c->nv_dp4a = 0;
+        st = build_program(c, err, errlen);
+    }
     if (st) return st;
     for (int k = 0; k < K_COUNT; k++) {
         c->kernels[k] = clCreateKernel(c->program, ocl_kernel_names[k], &e);
