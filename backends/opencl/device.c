@@ -22,7 +22,7 @@ const char *const ocl_kernel_names[K_COUNT] = {
     [K_ELTWISE] = "eltwise",     [K_SOFTMAX] = "softmax",       [K_ROPE_KV] = "rope_kv",
     [K_ATTENTION] = "attention", [K_TMV] = "tmv",               [K_TMM] = "tmm",
     [K_FMV] = "fmv",             [K_Q8ACT] = "q8act",           [K_Q8MV] = "q8mv",
-    [K_TMV_CPU] = "tmv_cpu",     [K_FMV_CPU] = "fmv_cpu",       [K_Q8MV_CPU] = "q8mv_cpu",
+    [K_TMV_CPU] = "tmv_cpu",     [K_FMV_CPU] = "fmv_cpu",
 };
 
 const char *ocl_error_name(cl_int e)
@@ -253,7 +253,7 @@ static tern_status build_program(ocl_ctx *c, char *err, size_t errlen)
     int cr_div = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DROW_WG=%d -DATT_WG=%d -DMV_WG=%d -DMV_ROWS=%d -DMV_TOK=%d "
              "-DHD_MAX=%d%s%s%s", c->row_wg, c->att_wg, OCL_MV_WG, OCL_MV_ROWS, OCL_MV_TOK, OCL_HD_MAX,
-             c->fp64 ? " -DTERN_FP64" : "", !c->fp64 && cr_div ? " -cl-fp32-correctly-rounded-divide-sqrt" : "",
+             c->fp64 ? " -DTERN_FP64" : "", cr_div ? " -cl-fp32-correctly-rounded-divide-sqrt -DTERN_CR_DIV" : "",
              c->nv_dp4a ? " -DTERN_NV_DP4A" : "");
     if (!c->fp64 && !cr_div)
         c->host->log(TERN_LOG_WARN, "opencl: %s has neither fp64 nor correctly rounded f32 division: "

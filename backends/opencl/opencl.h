@@ -47,7 +47,6 @@ enum {
     K_Q8MV,
     K_TMV_CPU,
     K_FMV_CPU,
-    K_Q8MV_CPU,
     K_COUNT
 };
 extern const char *const ocl_kernel_names[K_COUNT];
@@ -75,14 +74,13 @@ enum {
     L_Q8MV,
     L_TMV_CPU,
     L_FMV_CPU,
-    L_Q8MV_CPU,
     L_COUNT
 };
 extern const char *const ocl_launch_names[L_COUNT];
 
 /* Work-group sizes the kernels are written for (kernels/common.cl has the
  * same numbers; the build passes them as -D options). */
-#define OCL_ROW_WG 256  /* rms_norm, quantize_act, softmax: one group per row (GPU) */
+#define OCL_ROW_WG 128  /* rms_norm, quantize_act, softmax: one group per row (GPU) */
 #define OCL_ATT_WG 128  /* attention: one group per (token, head) (GPU) */
 #define OCL_ROW_WG_CPU 16 /* the same on CPU devices, where a group is a loop */
 #define OCL_ATT_WG_CPU 16

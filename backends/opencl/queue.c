@@ -33,7 +33,7 @@ const char *const ocl_launch_names[L_COUNT] = {
     [L_ATTENTION] = "attention",   [L_TMV] = "tmv",             [L_TMV_MULTI] = "tmv qkv",
     [L_TMV_ADD] = "tmv+add",       [L_TMV_GLU] = "tmv gate/up+act+mul", [L_TMM] = "tmm",
     [L_FMV] = "fmv",               [L_Q8ACT] = "q8_0 act",      [L_Q8MV] = "q8_0 mv",
-    [L_TMV_CPU] = "tmv (cpu)",     [L_FMV_CPU] = "fmv (cpu)",   [L_Q8MV_CPU] = "q8_0 mv (cpu)",
+    [L_TMV_CPU] = "tmv (cpu)",     [L_FMV_CPU] = "fmv (cpu)",
 };
 
 /* ---- recording ---- */
@@ -156,6 +156,14 @@ static int dead(const ocl_ctx *c, const group *g, int k)
     return 0;
 }
 
+static void why_not(const ocl_ctx *c, const group *g, const char *what, int a, int b)
+{
+    if (!getenv("TERN_OPENCL_DEBUG")) return;
+    fprintf(stderr, "opencl: no fusion at node %d (%s, %d members): %s (%d %s, %d %s)\n", g->node[0],
+            tern_op_name(c->q[g->node[0]].node.op), g->n, what, a, a >= 0 ? tern_op_name(c->q[a].node.op) : "-", b,
+            b >= 0 ? tern_op_name(c->q[b].node.op) : "-");
+}
+
 /* The checks in the file comment; fills g->write. */
 static int group_ok(const ocl_ctx *c, group *g)
 {
@@ -164,9 +172,10 @@ static int group_ok(const ocl_ctx *c, group *g)
         if (!g->write[a]) continue;
         span oa = span_of(&c->q[g->node[a]].dst);
         for (int b = a + 1; b < g->n; b++)
-            if (g->write[b] && overlap(oa, span_of(&c->q[g->node[b]].dst))) return 0;
+            if (g->write[b] && overlap(oa, span_of(&c->q[g->node[b]].dst)))
+                return why_not(c, g, "two outputs overlap", g->node[a], g->node[b]), 0;
         for (int r = 0; r < g->n_rd; r++)
-            if (overlap(oa, g->rd[r])) return 0;
+            if (overlap(oa, g->rd[r])) return why_not(c, g, "an output overlaps an input", g->node[a], g->rd_of[r]), 0;
     }
     for (int k = 1; k < g->n; k++) {
         int j = g->node[k];
@@ -176,10 +185,10 @@ static int group_ok(const ocl_ctx *c, group *g)
             span xw = span_of(&x->dst);
             if (g->write[k]) {
                 span o = span_of(&c->q[j].dst);
-                if (overlap(o, xw) || reads(x, o)) return 0;
+                if (overlap(o, xw) || reads(x, o)) return why_not(c, g, "moving a member's write above", j, m), 0;
             }
             for (int r = 0; r < g->n_rd; r++)
-                if (g->rd_of[r] == j && overlap(g->rd[r], xw)) return 0;
+                if (g->rd_of[r] == j && overlap(g->rd[r], xw)) return why_not(c, g, "moving a member's read above", j, m), 0;
         }
     }
     return 1;
@@ -597,7 +606,7 @@ static void l_matmul(ocl_ctx *c, int i)
     a_mem(&a, c->q8act);
     size_t g1[2] = {round_up((size_t)K / 32, 32), (size_t)T}, l1[2] = {32, 1};
     if (launch(c, &a, L_Q8ACT, 2, g1, l1, &i, 1, 0)) return;
-    a = args_of(c, c->cpu_kernels ? K_Q8MV_CPU : K_Q8MV);
+    a = args_of(c, K_Q8MV);
     a_mem(&a, c->q8act);
     a_i32(&a, K);
     a_i32(&a, T);
@@ -606,8 +615,8 @@ static void l_matmul(ocl_ctx *c, int i)
     a_u64(&a, w->d_off);
     a_i32(&a, (cl_int)w->N);
     a_t(&a, q->node.dst);
-    if (c->cpu_kernels) launch(c, &a, L_Q8MV_CPU, 1, &gcpu, &lcpu, &i, 1, 1);
-    else launch(c, &a, L_Q8MV, 2, gws, lws, &i, 1, 1);
+    size_t lq = c->cpu_kernels ? 16 : 64, gq = round_up((size_t)w->N, lq);
+    launch(c, &a, L_Q8MV, 1, &gq, &lq, &i, 1, 1);
 }
 
 /* ---- the planner ---- */
@@ -680,15 +689,6 @@ static int try_glu(ocl_ctx *c, int i)
         wmask |= n == i ? 1 : n == up ? 2 : n == mul ? 8 : 16;
     }
     int mt[2] = {i, up};
-    if (getenv("OCL_DEBUG")) {
-        for (int k = 0; k < 4; k++) {
-            int nn = k == 0 ? i : k == 1 ? act : k == 2 ? up : mul;
-            const tern_tensor *d = c->q[nn].node.dst;
-            fprintf(stderr, "glu node %d op %s dst %p off %llu bytes %zu ne %lld %lld\n", nn, tern_op_name(c->q[nn].node.op),
-                    d->buffer, (unsigned long long)ocl_off(d), tern_tensor_nbytes(d), (long long)d->ne[0], (long long)d->ne[1]);
-        }
-        fprintf(stderr, "wmask %d T %d\n", wmask, n_tok(c->q[i].node.src[0]));
-    }
     l_tmv(c, 2, mt, 2, -1, act, mul, wmask, L_TMV_GLU);
     return 1;
 }

@@ -39,9 +39,13 @@ void report_error(global int *err, int code, int node, int value)
     }
 }
 
+/* a / b correctly rounded: the device's own division under
+ * -cl-fp32-correctly-rounded-divide-sqrt (TERN_CR_DIV), else through
+ * double (NVIDIA's compiler turns the double form back into its f32
+ * approximation, so the flag comes first). */
 float div_rn(float a, float b)
 {
-#ifdef TERN_FP64
+#if defined(TERN_FP64) && !defined(TERN_CR_DIV)
     return (float)((double)a / (double)b);
 #else
     return a / b;
@@ -51,7 +55,7 @@ float div_rn(float a, float b)
 /* 1.0f / sqrtf(v), each of the two steps correctly rounded, as C does. */
 float rsqrt_rn(float v)
 {
-#ifdef TERN_FP64
+#if defined(TERN_FP64) && !defined(TERN_CR_DIV)
     float s = (float)sqrt((double)v);
     return (float)(1.0 / (double)s);
 #else
@@ -59,19 +63,17 @@ float rsqrt_rn(float v)
 #endif
 }
 
-/* ---- work-group reductions (size n, a power of two; all items call them
- * and all get the result) ---- */
+/* ---- work-group reductions: each item leaves its value in local memory,
+ * one barrier, then every item reads them all (the same order everywhere:
+ * each gets the same bits, and latency is two barriers, not log2(n)). ---- */
 
 acc_t wg_sum(acc_t v, local acc_t *red)
 {
     int lid = get_local_id(0), n = get_local_size(0);
     red[lid] = v;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = n / 2; s > 0; s >>= 1) {
-        if (lid < s) red[lid] += red[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    acc_t r = red[0];
+    acc_t r = 0;
+    for (int i = 0; i < n; i++) r += red[i];
     barrier(CLK_LOCAL_MEM_FENCE);
     return r;
 }
@@ -82,11 +84,8 @@ acc_t wg_max(acc_t v, local acc_t *red)
     int lid = get_local_id(0), n = get_local_size(0);
     red[lid] = v;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = n / 2; s > 0; s >>= 1) {
-        if (lid < s && red[lid + s] > red[lid]) red[lid] = red[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
     acc_t r = red[0];
+    for (int i = 1; i < n; i++) r = red[i] > r ? red[i] : r;
     barrier(CLK_LOCAL_MEM_FENCE);
     return r;
 }
@@ -96,11 +95,8 @@ float wg_maxf(float v, local float *red)
     int lid = get_local_id(0), n = get_local_size(0);
     red[lid] = v;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = n / 2; s > 0; s >>= 1) {
-        if (lid < s && red[lid + s] > red[lid]) red[lid] = red[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
     float r = red[0];
+    for (int i = 1; i < n; i++) r = red[i] > r ? red[i] : r;
     barrier(CLK_LOCAL_MEM_FENCE);
     return r;
 }
@@ -110,13 +106,31 @@ int wg_sumi(int v, local int *red)
     int lid = get_local_id(0), n = get_local_size(0);
     red[lid] = v;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = n / 2; s > 0; s >>= 1) {
-        if (lid < s) red[lid] += red[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    int r = red[0];
+    int r = 0;
+    for (int i = 0; i < n; i++) r += red[i];
     barrier(CLK_LOCAL_MEM_FENCE);
     return r;
+}
+
+/* Sum of squares of a row in a fixed order whatever the work-group size,
+ * so every kernel that norms a row (rms_norm_q, the fused tails) gets the
+ * same bits: NORM_LANES partials, partial l over k = l, l + NORM_LANES, ...
+ * in order, then the partials in order. x may have been written by other
+ * work-groups of the launch (volatile: read past the cache). */
+#define NORM_LANES 64
+acc_t row_ss(const volatile global float *x, int n, local acc_t *part)
+{
+    int lid = get_local_id(0), wg = get_local_size(0);
+    for (int l = lid; l < NORM_LANES; l += wg) {
+        acc_t s = 0;
+        for (int k = l; k < n; k += NORM_LANES) s += (acc_t)x[k] * (acc_t)x[k];
+        part[l] = s;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    acc_t ss = 0;
+    for (int l = 0; l < NORM_LANES; l++) ss += part[l];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return ss;
 }
 
 /* ---- per-token int8 activations (tern_q8tok_header) ----
@@ -141,6 +155,33 @@ void quantize_row(global const float *x, int K, float amax, global uchar *row, i
     }
     sum = wg_sumi(sum, redi); /* every item, store or not: barriers are never conditional */
     if (store && lid < 16) ((global int *)row)[lid] = lid == 0 ? as_int(inv) : lid == 1 ? sum : 0;
+}
+
+/* The RMS norm of row x (n values) into y, then with quant the Q8_TOK row
+ * q of y: TERN_OP_RMS_NORM then TERN_OP_QUANTIZE_ACT, step for step, for
+ * rms_norm_q and the fused tails of tmv and attention. var = f32(sum x^2 /
+ * n) (row_ss), s = 1/sqrtf(var + eps), y = f32(x s) * w; y is read back
+ * after a global barrier, so q may take the place of x. Every item of the
+ * group calls it (it holds barriers); active = 0 only takes part in them. */
+void norm_quant_row(const volatile global float *x, global const float *w, int has_w, global float *y, int n,
+                    float eps, int quant, global uchar *q, int qrow, int active, local acc_t *part,
+                    local float *redf, local int *redi)
+{
+    int lid = get_local_id(0), wg = get_local_size(0);
+    acc_t ss = row_ss(x, active ? n : 0, part);
+    float var = (float)(ss / (acc_t)n);
+    float s = rsqrt_rn(var + eps);
+    float amax = 1e-5f;
+    for (int k = lid; active && k < n; k += wg) {
+        float v = x[k] * s;
+        if (has_w) v = v * w[k];
+        y[k] = v;
+        float a = fabs(v);
+        amax = a > amax ? a : amax;
+    }
+    barrier(CLK_GLOBAL_MEM_FENCE);
+    amax = wg_maxf(amax, redf);
+    quantize_row(y, n, amax, q, qrow, redi, quant && active);
 }
 
 /* ---- elementwise functions as op.h defines them ---- */

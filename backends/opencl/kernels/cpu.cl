@@ -30,14 +30,6 @@ kernel void tmv_cpu(global const uchar *xb, ulong xo, int xrow, int T, int ku, g
     }
 }
 
-/* Eight weights k .. k+7 of a row, k % 8 == 0, k + 8 <= K. */
-float8 wload8(int type, global const uchar *row, int k)
-{
-    if (type == WT_F16) return vload_half8(k / 8, (global const half *)row);
-    if (type == WT_F32) return vload8(k / 8, (global const float *)row);
-    return as_float8(convert_uint8(vload8(k / 8, (global const ushort *)row)) << 16);
-}
-
 /* Float weights: row n for every token: eight fma chains over k = 8i + j,
  * then the tail in order, then the chains added in a fixed order. */
 kernel void fmv_cpu(int type, global const uchar *xb, ulong xo, int K, int T, global const uchar *wb, ulong wo,
@@ -50,7 +42,7 @@ kernel void fmv_cpu(int type, global const uchar *xb, ulong xo, int K, int T, gl
     for (int t = 0; t < T; t++) {
         global const float *x = CAT(float, xb, xo) + (ulong)t * K;
         float8 acc8 = 0.0f;
-        for (int k = 0; k < K8; k += 8) acc8 = fma(wload8(type, row, k), vload8(k / 8, x), acc8);
+        for (int k = 0; k < K8; k += 8) acc8 = fma(wload8(type, row, k, K, 0), vload8(k / 8, x), acc8);
         float4 a4 = acc8.lo + acc8.hi;
         float acc = (a4.x + a4.y) + (a4.z + a4.w);
         for (int k = K8; k < K; k += 4) {
@@ -62,8 +54,8 @@ kernel void fmv_cpu(int type, global const uchar *xb, ulong xo, int K, int T, gl
 }
 
 /* Q8_0 (split layout, activations from q8act): row n for every token,
- * tern_dot_q8_0's chain. */
-kernel void q8mv_cpu(global const uchar *qa, int K, int T, global const uchar *wb, ulong wo, ulong d_off, int N,
+ * tern_dot_q8_0's chain. The GPU runs it too. */
+kernel void q8mv(global const uchar *qa, int K, int T, global const uchar *wb, ulong wo, ulong d_off, int N,
                      global uchar *yb, ulong yo)
 {
     int n = get_global_id(0);

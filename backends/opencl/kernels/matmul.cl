@@ -10,8 +10,9 @@
  * Float weights (F32/F16/BF16): fmv, every output summed in one fixed
  * order whatever the batch: lane l takes k = 4(l + 32i) .. +3 with an f32
  * fma chain, then lanes 0..31 are added in order.
- * Q8_0: q8act quantizes the activations per block of 32, q8mv forms each
- * block's exact dot and runs tern_dot_q8_0's fma chain in block order. */
+ * Q8_0: q8act quantizes the activations per block of 32; q8mv (cpu.cl, one
+ * row per item on either kind of device: each item reads whole 32-byte
+ * blocks, full memory sectors) runs tern_dot_q8_0's fma chain. */
 
 /* acc + the dot of four int8 pairs (dots4) or of four codes 0..2 with
  * four int8 (dotc4). On NVIDIA (TERN_NV_DP4A, chosen when a test build of
@@ -222,28 +223,83 @@ float4 xload4(global const float *x, int k, int K)
                     k + 3 < K ? x[k + 3] : 0.0f);
 }
 
+/* Eight halves (f16 bits) to f32, exactly, in registers: the magnitude
+ * moved into an f32's fields and scaled by 2^112 (subnormals too), inf
+ * and NaN set apart, then the sign. */
+float8 h8f(uint4 r)
+{
+    uint8 h = convert_uint8(as_ushort8(r)), mag = (h & 0x7fffu) << 13;
+    float8 f = as_float8(mag) * 0x1p112f;
+    f = select(f, as_float8(mag | 0x7f800000u), (h & 0x7c00u) == 0x7c00u);
+    return as_float8(as_uint8(f) | ((h & 0x8000u) << 16));
+}
+
+/* Weights k .. k+7 of a row (zero past K); `wide` (K % 8 == 0, rows
+ * 16-byte aligned) loads them as one or two 16-byte words. */
+float8 wload8(int type, global const uchar *row, int k, int K, int wide)
+{
+    if (wide && k + 8 <= K) {
+        if (type == WT_F32) {
+            global const uint4 *p = (global const uint4 *)(row + 4 * (ulong)k);
+            return as_float8((uint8)(p[0], p[1]));
+        }
+        uint4 r = *(global const uint4 *)(row + 2 * (ulong)k);
+        return type == WT_F16 ? h8f(r) : as_float8(convert_uint8(as_ushort8(r)) << 16);
+    }
+    float v[8];
+    for (int i = 0; i < 8; i++) {
+        int kk = k + i;
+        v[i] = kk >= K ? 0.0f
+             : type == WT_F16 ? vload_half(kk, (global const half *)row)
+             : type == WT_F32 ? ((global const float *)row)[kk]
+                              : as_float((uint)((global const ushort *)row)[kk] << 16);
+    }
+    return vload8(0, v);
+}
+
+float8 xload8(global const float *x, int k, int K, int wide)
+{
+    if (wide && k + 8 <= K) return *(global const float8 *)(x + k);
+    float v[8];
+    for (int i = 0; i < 8; i++) v[i] = k + i < K ? x[k + i] : 0.0f;
+    return vload8(0, v);
+}
+
+float fma8(float8 a, float8 v, float acc)
+{
+    acc = fma(a.s0, v.s0, acc);
+    acc = fma(a.s1, v.s1, acc);
+    acc = fma(a.s2, v.s2, acc);
+    acc = fma(a.s3, v.s3, acc);
+    acc = fma(a.s4, v.s4, acc);
+    acc = fma(a.s5, v.s5, acc);
+    acc = fma(a.s6, v.s6, acc);
+    return fma(a.s7, v.s7, acc);
+}
+
 /* Float GEMV over tokens [MV_TOK * group_id(1), + MV_TOK): group g covers
- * MV_ROWS rows, two a lane-group. */
+ * MV_ROWS rows, two a lane-group. Lane l takes k = 8(l + 32i) .. + 7, an
+ * fma chain in k order; lanes are added 0..31. */
 kernel void fmv(int type, global const uchar *xb, ulong xo, int K, int T, global const uchar *wb,
                 ulong wo, ulong wrow, int N, global uchar *yb, ulong yo)
 {
     local float part[MV_WARPS][2][MV_TOK][MV_LANES + 1];
     int lid = get_local_id(0), warp = lid / MV_LANES, lane = lid % MV_LANES;
     int row0 = get_group_id(0) * MV_ROWS + 2 * warp, t0 = get_group_id(1) * MV_TOK;
-    int tc = T - t0 < MV_TOK ? T - t0 : MV_TOK;
+    int tc = T - t0 < MV_TOK ? T - t0 : MV_TOK, wide = K % 8 == 0;
     global const uchar *r0 = wb + wo + (ulong)(row0 < N ? row0 : 0) * wrow;
     global const uchar *r1 = wb + wo + (ulong)(row0 + 1 < N ? row0 + 1 : 0) * wrow;
     global const float *x = CAT(float, xb, xo) + (ulong)t0 * K;
     float acc[2][MV_TOK];
     for (int t = 0; t < MV_TOK; t++) acc[0][t] = acc[1][t] = 0.0f;
-    for (int k = 4 * lane; k < K; k += 4 * MV_LANES) {
-        float4 a = wload4(type, r0, k, K), b = wload4(type, r1, k, K);
+    for (int k = 8 * lane; k < K; k += 8 * MV_LANES) {
+        float8 a = wload8(type, r0, k, K, wide), b = wload8(type, r1, k, K, wide);
 #pragma unroll
         for (int t = 0; t < MV_TOK; t++) {
             if (t < tc) {
-                float4 v = xload4(x + (ulong)t * K, k, K);
-                acc[0][t] = fma(a.w, v.w, fma(a.z, v.z, fma(a.y, v.y, fma(a.x, v.x, acc[0][t]))));
-                acc[1][t] = fma(b.w, v.w, fma(b.z, v.z, fma(b.y, v.y, fma(b.x, v.x, acc[1][t]))));
+                float8 v = xload8(x + (ulong)t * K, k, K, wide);
+                acc[0][t] = fma8(a, v, acc[0][t]);
+                acc[1][t] = fma8(b, v, acc[1][t]);
             }
         }
     }
@@ -282,56 +338,3 @@ kernel void q8act(global const uchar *xb, ulong xo, int K, int T, global uchar *
     ((global float *)(qa + (ulong)T * K))[(ulong)t * nb + b] = div_rn(amax, 127.0f);
 }
 
-/* Q8_0 GEMV (weights split: N*K int8 codes, then N*K/32 f16 scales at
- * byte d_off): lane l forms blocks l + 32i (exact int dot, scale product
- * d_w * d_x); then one item per (row, token) runs the fma chain over the
- * 32 blocks in order, carrying acc across rounds. */
-kernel void q8mv(global const uchar *qa, int K, int T, global const uchar *wb, ulong wo, ulong d_off,
-                 int N, global uchar *yb, ulong yo)
-{
-    local float pd[MV_WARPS][2][MV_TOK][MV_LANES];
-    local float ps[MV_WARPS][2][MV_TOK][MV_LANES];
-    int lid = get_local_id(0), warp = lid / MV_LANES, lane = lid % MV_LANES;
-    int row0 = get_group_id(0) * MV_ROWS + 2 * warp, t0 = get_group_id(1) * MV_TOK;
-    int tc = T - t0 < MV_TOK ? T - t0 : MV_TOK, nb = K / 32;
-    int rr[2] = {row0 < N ? row0 : 0, row0 + 1 < N ? row0 + 1 : 0};
-    global const float *dx = (global const float *)(qa + (ulong)T * K);
-    int r = lane / MV_TOK, t = lane % MV_TOK;
-    float acc = 0.0f;
-    for (int b0 = 0; b0 < nb; b0 += MV_LANES) {
-        int b = b0 + lane;
-        for (int i = 0; i < 2; i++) {
-            global const uchar *wq = wb + wo + (ulong)rr[i] * K + 32 * (ulong)b;
-            float dw = b < nb ? vload_half((ulong)rr[i] * nb + b, (global const half *)(wb + wo + d_off)) : 0.0f;
-            uint4 w_lo = b < nb ? *(global const uint4 *)wq : (uint4)(0);
-            uint4 w_hi = b < nb ? *(global const uint4 *)(wq + 16) : (uint4)(0);
-            for (int tt = 0; tt < MV_TOK; tt++) {
-                int dot = 0;
-                float sc = 0.0f;
-                if (tt < tc && b < nb) {
-                    global const uchar *aq = qa + (ulong)(t0 + tt) * K + 32 * (ulong)b;
-                    uint4 a_lo = *(global const uint4 *)aq, a_hi = *(global const uint4 *)(aq + 16);
-                    dot = dots4(w_lo.s0, a_lo.s0, dot);
-                    dot = dots4(w_lo.s1, a_lo.s1, dot);
-                    dot = dots4(w_lo.s2, a_lo.s2, dot);
-                    dot = dots4(w_lo.s3, a_lo.s3, dot);
-                    dot = dots4(w_hi.s0, a_hi.s0, dot);
-                    dot = dots4(w_hi.s1, a_hi.s1, dot);
-                    dot = dots4(w_hi.s2, a_hi.s2, dot);
-                    dot = dots4(w_hi.s3, a_hi.s3, dot);
-                    sc = dw * dx[(ulong)(t0 + tt) * nb + b];
-                }
-                pd[warp][i][tt][lane] = (float)dot;
-                ps[warp][i][tt][lane] = sc;
-            }
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        if (lane < 2 * MV_TOK && t < tc) {
-            int nbl = nb - b0 < MV_LANES ? nb - b0 : MV_LANES;
-            for (int i = 0; i < nbl; i++) acc = fma(pd[warp][r][t][i], ps[warp][r][t][i], acc);
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    int n = row0 + r;
-    if (lane < 2 * MV_TOK && t < tc && n < N) AT(float, yb, yo)[(ulong)(t0 + t) * N + n] = acc;
-}

@@ -106,38 +106,19 @@ kernel void softmax(global const uchar *xb, ulong xo, global uchar *yb, ulong yo
     for (int k = lid; k < n; k += ROW_WG) y[k] = (float)(exp((acc_t)x[k] * s - mx) / sum);
 }
 
-/* RMS norm of row r: var = f32(sum x^2 / n) (the sum in acc_t), s =
- * 1/sqrtf(var + eps), y = f32(x s) * w. With quant != 0 the quantize_act
- * reading y follows in the same group: y is read back after a global
- * barrier, so q may take the place of x (a row's group reads all of x
- * before it writes q; the host fuses only one row, or q apart from x). */
+/* RMS norm of row r, and with quant != 0 the quantize_act that reads it
+ * (norm_quant_row; the host fuses only one row, or q apart from x). */
 kernel void rms_norm_q(global const uchar *xb, ulong xo, global const uchar *wb, ulong wo, int has_w,
                        global uchar *yb, ulong yo, int n, float eps,
                        int quant, global uchar *qb, ulong qo, int qrow)
 {
-    local acc_t red[ROW_WG];
+    local acc_t part[NORM_LANES];
     local float redf[ROW_WG];
     local int redi[ROW_WG];
-    int r = get_group_id(0), lid = get_local_id(0);
-    global const float *x = CAT(float, xb, xo + (ulong)r * (ulong)n * 4);
-    global const float *w = CAT(float, wb, wo);
-    global float *y = AT(float, yb, yo + (ulong)r * (ulong)n * 4);
-    acc_t ss = 0;
-    for (int k = lid; k < n; k += ROW_WG) ss += (acc_t)x[k] * (acc_t)x[k];
-    ss = wg_sum(ss, red);
-    float var = (float)(ss / (acc_t)n);
-    float s = rsqrt_rn(var + eps);
-    float amax = 1e-5f;
-    for (int k = lid; k < n; k += ROW_WG) {
-        float v = x[k] * s;
-        if (has_w) v = v * w[k];
-        y[k] = v;
-        float a = fabs(v);
-        amax = a > amax ? a : amax;
-    }
-    barrier(CLK_GLOBAL_MEM_FENCE);
-    amax = wg_maxf(amax, redf);
-    quantize_row(y, n, amax, qb + qo + (ulong)r * (ulong)qrow, qrow, redi, quant);
+    int r = get_group_id(0);
+    norm_quant_row(CAT(float, xb, xo + (ulong)r * (ulong)n * 4), CAT(float, wb, wo), has_w,
+                   AT(float, yb, yo + (ulong)r * (ulong)n * 4), n, eps, quant, qb + qo + (ulong)r * (ulong)qrow,
+                   qrow, 1, part, redf, redi);
 }
 
 /* Per-token absmax int8 of row r (TERN_OP_QUANTIZE_ACT). */
