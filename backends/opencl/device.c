@@ -363,8 +363,12 @@ tern_status ocl_open_device(ocl_ctx *c, const ocl_devinfo *d, int index, char *e
     }
     int zero[4] = {0, 0, 0, 0};
     c->err_mem = clCreateBuffer(c->context, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof zero, zero, &e);
+    if (e == CL_SUCCESS) c->ctrs = clCreateBuffer(c->context, CL_MEM_READ_WRITE, OCL_CTRS * sizeof(int), NULL, &e);
+    if (e == CL_SUCCESS) e = clEnqueueFillBuffer(c->queue, c->ctrs, zero, sizeof zero[0], 0, OCL_CTRS * sizeof(int), 0,
+                                                 NULL, NULL);
+    if (e == CL_SUCCESS) e = clFinish(c->queue);
     if (e != CL_SUCCESS) {
-        snprintf(err, errlen, "opencl: allocating the error word: %s", ocl_error_name(e));
+        snprintf(err, errlen, "opencl: allocating the error word and counters: %s", ocl_error_name(e));
         return TERN_EDEVICE;
     }
     return TERN_OK;
@@ -375,6 +379,7 @@ void ocl_close_device(ocl_ctx *c)
     if (c->queue) clFinish(c->queue);
     for (int i = 0; i < c->n_ropes; i++) clReleaseMemObject(c->ropes[i].mem);
     if (c->err_mem) clReleaseMemObject(c->err_mem);
+    if (c->ctrs) clReleaseMemObject(c->ctrs);
     if (c->scores) clReleaseMemObject(c->scores);
     if (c->q8act) clReleaseMemObject(c->q8act);
     for (int k = 0; k < K_COUNT; k++)

@@ -68,6 +68,8 @@ enum {
     L_TMV_MULTI,
     L_TMV_ADD,
     L_TMV_GLU,
+    L_TMV_ADD_NQ,
+    L_TMV_GLU_NQ,
     L_TMM,
     L_FMV,
     L_Q8ACT,
@@ -90,6 +92,7 @@ extern const char *const ocl_launch_names[L_COUNT];
 #define OCL_TMM_WG 64   /* tmm: 8 x 8 threads, 64 x 64 tile */
 #define OCL_TMM_TILE 64
 #define OCL_HD_MAX 256  /* attention: head size it keeps in local memory */
+#define OCL_CTRS 1024   /* tail counters, used round robin */
 #define OCL_TMM_KMAX 131072 /* ternary GEMM accumulates in f32: exact below 2^24 / 128 */
 
 /* Fusions (queue.c), each one bit of TERN_OPENCL_FUSE. */
@@ -99,7 +102,8 @@ enum {
     OCL_FUSE_GLU = 4,
     OCL_FUSE_ADD = 8,
     OCL_FUSE_ROPE_KV = 16,
-    OCL_FUSE_ALL = 31
+    OCL_FUSE_TAIL = 32, /* the next RMS_NORM + QUANTIZE_ACT as a GEMV's last-group tail */
+    OCL_FUSE_ALL = 63
 };
 
 /* ---- device memory ---- */
@@ -117,7 +121,8 @@ enum {
     W_Q8_0         /* Q8_0 split: N*K int8, then N*K/32 f16 scales at d_off */
 };
 
-/* TERNARY: row n is ku = ceil(K/16) uints; the uint u holds k = 16u + 4s + b
+/* TERNARY: row n is ku = 4 ceil(K/64) uints (whole 16-byte words, as the
+ * Q8_TOK row is padded to 64 values); the uint u holds k = 16u + 4s + b
  * in bits 8b + 2s .. 8b + 2s + 1 as w + 1 (0, 1, 2), so (word >> 2s) &
  * 0x03030303 gives the four codes of activation bytes 16u + 4s .. + 3 in
  * byte order (one dp4a operand). Padding codes are 1 (w = 0). */
@@ -188,6 +193,8 @@ typedef struct ocl_ctx {
     size_t scores_size;
     cl_mem q8act;
     size_t q8act_size;
+    cl_mem ctrs;           /* arrival counts of the fused tails (zero between launches) */
+    int ctr_next;
     ocl_rope_tab ropes[8];
     int n_ropes;
     /* options and counters */

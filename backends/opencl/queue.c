@@ -16,7 +16,10 @@
  * it is checked like a reordering: every member moved above a node not in
  * the group must not touch what that node reads or writes (byte ranges in
  * device memory), and, as the members then run at once, no output may
- * overlap another output or an input read from memory. An output whose
+ * overlap another output or an input read from memory. A tail, the part
+ * one group runs once every group is past the first phase, runs its
+ * members in queue order with barriers between, as the nodes would run:
+ * it needs no such checks. An output whose
  * bytes a later node overwrites before anything outside the group reads
  * them is dead: the kernel skips it (the arena may have given its bytes to
  * a later output of the same group). */
@@ -32,6 +35,7 @@ const char *const ocl_launch_names[L_COUNT] = {
     [L_ROPE] = "rope",             [L_KV_STORE] = "kv_store",   [L_ROPE_KV] = "rope+kv_store",
     [L_ATTENTION] = "attention",   [L_TMV] = "tmv",             [L_TMV_MULTI] = "tmv qkv",
     [L_TMV_ADD] = "tmv+add",       [L_TMV_GLU] = "tmv gate/up+act+mul", [L_TMM] = "tmm",
+    [L_TMV_ADD_NQ] = "tmv+add+norm+quant", [L_TMV_GLU_NQ] = "tmv glu+norm+quant",
     [L_FMV] = "fmv",               [L_Q8ACT] = "q8_0 act",      [L_Q8MV] = "q8_0 mv",
     [L_TMV_CPU] = "tmv (cpu)",     [L_FMV_CPU] = "fmv (cpu)",
 };
@@ -120,8 +124,10 @@ typedef struct group {
     int n, node[GMAX];       /* members in queue order; node[0] is where it runs */
     int force[GMAX];         /* member's output is read back by the kernel: always written */
     int write[GMAX];         /* member's output is stored (set by group_ok) */
+    int phase[GMAX];         /* 0, or 1: a tail that runs after every group of phase 0 */
     span rd[4 * GMAX];       /* inputs the kernel reads from memory */
-    int rd_of[4 * GMAX], n_rd;
+    int rd_of[4 * GMAX], rd_phase[4 * GMAX], n_rd;
+    int cur;                 /* the phase members and reads are added to */
 } group;
 
 static int member(const group *g, int i)
@@ -131,12 +137,18 @@ static int member(const group *g, int i)
     return 0;
 }
 
-static void add_member(group *g, int i, int force) { g->force[g->n] = force, g->node[g->n++] = i; }
+static void add_member(group *g, int i, int force)
+{
+    g->force[g->n] = force;
+    g->phase[g->n] = g->cur;
+    g->node[g->n++] = i;
+}
 
 static void add_read(group *g, int i, const tern_tensor *t)
 {
     if (!t || is_weight(t)) return;
     g->rd[g->n_rd] = span_of(t);
+    g->rd_phase[g->n_rd] = g->cur;
     g->rd_of[g->n_rd++] = i;
 }
 
@@ -169,13 +181,13 @@ static int group_ok(const ocl_ctx *c, group *g)
 {
     for (int k = 0; k < g->n; k++) g->write[k] = g->force[k] || !dead(c, g, k);
     for (int a = 0; a < g->n; a++) {
-        if (!g->write[a]) continue;
+        if (!g->write[a] || g->phase[a]) continue; /* the tail runs its members in order, passes apart */
         span oa = span_of(&c->q[g->node[a]].dst);
         for (int b = a + 1; b < g->n; b++)
-            if (g->write[b] && overlap(oa, span_of(&c->q[g->node[b]].dst)))
+            if (g->write[b] && g->phase[b] == g->phase[a] && overlap(oa, span_of(&c->q[g->node[b]].dst)))
                 return why_not(c, g, "two outputs overlap", g->node[a], g->node[b]), 0;
         for (int r = 0; r < g->n_rd; r++)
-            if (overlap(oa, g->rd[r])) return why_not(c, g, "an output overlaps an input", g->node[a], g->rd_of[r]), 0;
+            if (g->rd_phase[r] == g->phase[a] && overlap(oa, g->rd[r])) return why_not(c, g, "an output overlaps an input", g->node[a], g->rd_of[r]), 0;
     }
     for (int k = 1; k < g->n; k++) {
         int j = g->node[k];
@@ -489,8 +501,11 @@ static void l_attention(ocl_ctx *c, int i)
 
 /* Ternary GEMV: mode 0 over the matmuls mt[0..n) (one input), mode 1 mt[0]
  * then ADD node `add`, mode 2 gate mt[0], activation `act`, up mt[1], MUL
- * `mul`. wmask as in kernels/matmul.cl. */
-static void l_tmv(ocl_ctx *c, int mode, const int *mt, int n, int add, int act, int mul, int wmask, int kind)
+ * `mul`; norm >= 0 (modes 1, 2): the RMS_NORM of the sum or product and
+ * the QUANTIZE_ACT after it as the launch's tail. wmask as in
+ * kernels/matmul.cl. */
+static void l_tmv(ocl_ctx *c, int mode, const int *mt, int n, int add, int act, int mul, int norm, int wmask,
+                  int kind)
 {
     const ocl_qnode *q0 = &c->q[mt[0]];
     const tern_tensor *x = q0->node.src[0];
@@ -522,10 +537,23 @@ static void l_tmv(ocl_ctx *c, int mode, const int *mt, int n, int add, int act, 
     else a_none(&a, c);
     if (mode == 2) a_t(&a, c->q[act].node.dst);
     else a_none(&a, c);
-    int nodes[4], k = 0;
+    const ocl_qnode *qn = norm >= 0 ? &c->q[norm] : NULL, *qq = norm >= 0 ? &c->q[norm + 1] : NULL;
+    a_i32(&a, (mode == 1) | (qn ? 2 : 0));
+    if (qn && qn->node.src[1]) a_t(&a, qn->node.src[1]);
+    else a_none(&a, c);
+    a_i32(&a, qn && qn->node.src[1]);
+    a_f32(&a, qn ? qn->node.fparams[0] : 0.0f);
+    if (qn) a_t(&a, qn->node.dst), a_t(&a, qq->node.dst);
+    else a_none(&a, c), a_none(&a, c);
+    a_i32(&a, qq ? (cl_int)qq->node.dst->nb[1] : 0);
+    a_mem(&a, c->ctrs);
+    a_i32(&a, c->ctr_next);
+    if (qn || mode == 1) c->ctr_next = (c->ctr_next + 1) % OCL_CTRS;
+    int nodes[6], k = 0;
     for (int m = 0; m < n; m++) nodes[k++] = mt[m];
     if (mode == 1) nodes[k++] = add;
     if (mode == 2) nodes[k++] = act, nodes[k++] = mul;
+    if (qn) nodes[k++] = norm, nodes[k++] = norm + 1;
     size_t gws = groups * OCL_MV_WG, lws = OCL_MV_WG;
     launch(c, &a, kind, 1, &gws, &lws, nodes, k, 1);
 }
@@ -628,10 +656,12 @@ static int small_tmv(const ocl_ctx *c, int i)
     return is_op(c, i, TERN_OP_MATMUL_TERNARY) && n_tok(c->q[i].node.src[0]) <= OCL_MV_TOK;
 }
 
-/* The next not-done node after i (within WINDOW) for which ok() holds. */
+/* The next not-done node after i (within NEAR) for which ok() holds:
+ * partners of a fusion are neighbours in the graphs. */
+#define NEAR 6
 static int find(const ocl_ctx *c, int i, int (*ok)(const ocl_ctx *, int, int), int arg)
 {
-    int end = c->n_q < i + 1 + WINDOW ? c->n_q : i + 1 + WINDOW;
+    int end = c->n_q < i + 1 + NEAR ? c->n_q : i + 1 + NEAR;
     for (int j = i + 1; j < end; j++)
         if (!c->done[j] && ok(c, j, arg)) return j;
     return -1;
@@ -662,6 +692,32 @@ static int find_mul(const ocl_ctx *c, int a, int u)
     return -1;
 }
 
+/* g (its last member `last` writing z) grows a tail when the RMS_NORM of z
+ * and the QUANTIZE_ACT of that follow: the norm index, or -1 (g as it was;
+ * 0 when g itself fails). */
+static int with_tail(ocl_ctx *c, group *g, int last, int *ok)
+{
+    const tern_tensor *z = c->q[last].node.dst;
+    int nn = last + 1, qn = last + 2, cur = g->cur;
+    *ok = 1;
+    if (c->fuse & OCL_FUSE_TAIL && is_op(c, nn, TERN_OP_RMS_NORM) && same(c->q[nn].node.src[0], z) &&
+        is_op(c, qn, TERN_OP_QUANTIZE_ACT) && same(c->q[qn].node.src[0], c->q[nn].node.dst)) {
+        group h = *g;
+        h.cur = 1;
+        add_member(&h, nn, 1);
+        add_member(&h, qn, 1);
+        add_read(&h, nn, z);
+        add_read(&h, nn, c->q[nn].node.src[1]);
+        if (group_ok(c, &h)) {
+            *g = h;
+            return nn;
+        }
+    }
+    g->cur = cur;
+    *ok = group_ok(c, g);
+    return -1;
+}
+
 static int try_glu(ocl_ctx *c, int i)
 {
     int act = find(c, i, act_of, i), up = find(c, i, same_input_mt, i);
@@ -681,15 +737,16 @@ static int try_glu(ocl_ctx *c, int i)
     for (int k = 0; k < 3; k++) add_member(&g, rest[k], 0);
     add_read(&g, i, c->q[i].node.src[0]);
     add_read(&g, up, c->q[up].node.src[0]);
-    if (!group_ok(c, &g)) return 0;
+    int ok, norm = mul == g.node[g.n - 1] ? with_tail(c, &g, mul, &ok) : (ok = group_ok(c, &g), -1);
+    if (!ok) return 0;
     int wmask = 0;
     for (int k = 0; k < g.n; k++) {
         if (!g.write[k]) continue;
         int n = g.node[k];
-        wmask |= n == i ? 1 : n == up ? 2 : n == mul ? 8 : 16;
+        if (g.phase[k] == 0) wmask |= n == i ? 1 : n == up ? 2 : n == mul ? 8 : 16;
     }
     int mt[2] = {i, up};
-    l_tmv(c, 2, mt, 2, -1, act, mul, wmask, L_TMV_GLU);
+    l_tmv(c, 2, mt, 2, -1, act, mul, norm, wmask, norm >= 0 ? L_TMV_GLU_NQ : L_TMV_GLU);
     return 1;
 }
 
@@ -709,7 +766,7 @@ static int try_multi(ocl_ctx *c, int i)
     if (g.n < 2 || !group_ok(c, &g)) return 0;
     int wmask = 0;
     for (int k = 0; k < g.n; k++) wmask |= g.write[k] << k;
-    l_tmv(c, 0, g.node, g.n, -1, -1, -1, wmask, L_TMV_MULTI);
+    l_tmv(c, 0, g.node, g.n, -1, -1, -1, -1, wmask, L_TMV_MULTI);
     return 1;
 }
 
@@ -722,13 +779,15 @@ static int try_add(ocl_ctx *c, int i)
     int first = same(add->src[0], y), second = same(add->src[1], y);
     if (first == second) return 0; /* not read, or y + y */
     group g = {0};
-    add_member(&g, i, 0);
-    add_member(&g, j, 0);
+    add_member(&g, i, 1); /* the tail reads y back */
     add_read(&g, i, c->q[i].node.src[0]);
+    g.cur = 1; /* the add runs in the tail, after every group read x */
+    add_member(&g, j, 1);
     add_read(&g, j, first ? add->src[1] : add->src[0]);
-    if (!group_ok(c, &g)) return 0;
+    int ok, norm = with_tail(c, &g, j, &ok);
+    if (!ok) return 0;
     int mt[1] = {i};
-    l_tmv(c, 1, mt, 1, j, -1, -1, (g.write[0] ? 1 : 0) | (g.write[1] ? 8 : 0), L_TMV_ADD);
+    l_tmv(c, 1, mt, 1, j, -1, -1, norm, 1, norm >= 0 ? L_TMV_ADD_NQ : L_TMV_ADD);
     return 1;
 }
 
@@ -848,7 +907,7 @@ static void plan_node(ocl_ctx *c, int i)
         if ((c->fuse & OCL_FUSE_GLU && try_glu(c, i)) || (c->fuse & OCL_FUSE_MULTI && try_multi(c, i)) ||
             (c->fuse & OCL_FUSE_ADD && try_add(c, i)))
             return;
-        l_tmv(c, 0, &i, 1, -1, -1, -1, 1, L_TMV);
+        l_tmv(c, 0, &i, 1, -1, -1, -1, -1, 1, L_TMV);
         return;
     case TERN_OP_MATMUL: l_matmul(c, i); return;
     default:

@@ -194,7 +194,7 @@ tern_status ocl_repack(void *ctx, const tern_tensor *src, int purpose, tern_tens
             snprintf(err, errlen, "%s", e.msg);
             return e.status;
         }
-        int64_t ku = (K + 15) / 16;
+        int64_t ku = (K + 63) / 64 * 4; /* whole 16-byte words: the Q8_TOK row's padding */
         if (tern_mul_overflows((size_t)ku * 4, (size_t)N, &bytes)) goto unsupported;
         tern_tensor tmp = *src;
         tmp.scale = scale;

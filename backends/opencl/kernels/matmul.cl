@@ -56,17 +56,31 @@ int dot16(uint w, uint4 a, int acc)
  * (group g covers MV_ROWS rows of the matrix its index falls in, two rows
  * a lane-group); mode 1: matrix 0 and z = addend + y; mode 2: gate (0) and
  * up (1) rows n together, g = act(y0) into gb, z = g * y1. Each output:
- * (float)(sum c*q - sum q) / inv * scale. wmask bits (y0, y1, y2, z, g)
- * say which outputs are stored: the host leaves out those it proved dead,
- * whose memory a later output of the same launch may reuse. */
+ * (float)(sum c*q - sum q) / inv * scale. Lane l reads the 16-byte words
+ * l + 32i of its rows (64 weights each; rows are ku words, ku % 4 == 0).
+ * wmask bits (y0, y1, y2, z, g) say which outputs are stored: the host
+ * leaves out those it proved dead, whose bytes a later output of the same
+ * launch may reuse.
+ * The tail: every group fences its writes and counts itself in ctrs[ctr];
+ * the last one to arrive (all the others are done, reads of x included)
+ * resets the count and, with tail bit 0 (mode 1), writes z = addend + y0
+ * (so z may take x's bytes), then with bit 1 the RMS norm (weight nw) of
+ * z into yn and its quantize_act into q, T rows each, in that order, the
+ * rows read past the cache. */
 kernel void tmv(global const uchar *xb, ulong xo, int xrow, int T, int ku, int mode, int act, int wmask,
                 global const uint *w0, int n0, float s0, global uchar *y0b, ulong y0o,
                 global const uint *w1, int n1, float s1, global uchar *y1b, ulong y1o,
                 global const uint *w2, int n2, float s2, global uchar *y2b, ulong y2o,
-                global const uchar *ab, ulong ao, global uchar *zb, ulong zo, global uchar *gb, ulong go)
+                global const uchar *ab, ulong ao, global uchar *zb, ulong zo, global uchar *gb, ulong go,
+                int tail, global const uchar *nwb, ulong nwo, int has_nw, float eps, global uchar *ynb, ulong yno,
+                global uchar *qb, ulong qo, int qrow, global int *ctrs, int ctr)
 {
     local int part[MV_WARPS][2][MV_TOK][MV_LANES];
     local float res[MV_WARPS][2][MV_TOK];
+    local acc_t tpart[NORM_LANES];
+    local float redf[MV_WG];
+    local int redi[MV_WG];
+    local int last;
     int lid = get_local_id(0), warp = lid / MV_LANES, lane = lid % MV_LANES;
     int g = get_group_id(0);
     int m = 0, row[2], N;
@@ -82,19 +96,20 @@ kernel void tmv(global const uchar *xb, ulong xo, int xrow, int T, int ku, int m
         row[1] = row[0] + 1;
     }
     global const uint *wm = m == 0 ? w0 : m == 1 ? w1 : w2;
-    global const uint *wr0 = (mode == 2 ? w0 : wm) + (ulong)(row[0] < N ? row[0] : 0) * ku;
-    global const uint *wr1 = (mode == 2 ? w1 : wm) + (ulong)(row[1] < N ? row[1] : 0) * ku;
+    global const uint4 *wr0 = (global const uint4 *)((mode == 2 ? w0 : wm) + (ulong)(row[0] < N ? row[0] : 0) * ku);
+    global const uint4 *wr1 = (global const uint4 *)((mode == 2 ? w1 : wm) + (ulong)(row[1] < N ? row[1] : 0) * ku);
     int acc[2][MV_TOK];
     for (int t = 0; t < MV_TOK; t++) acc[0][t] = acc[1][t] = 0;
     global const uchar *x = xb + xo + 64;
-    for (int u = lane; u < ku; u += MV_LANES) {
-        uint a0 = wr0[u], a1 = wr1[u];
+    for (int u = lane; u < ku / 4; u += MV_LANES) {
+        uint4 a0 = wr0[u], a1 = wr1[u];
 #pragma unroll
         for (int t = 0; t < MV_TOK; t++) {
             if (t < T) {
-                uint4 v = *(global const uint4 *)(x + (ulong)t * xrow + 16 * (ulong)u);
-                acc[0][t] = dot16(a0, v, acc[0][t]);
-                acc[1][t] = dot16(a1, v, acc[1][t]);
+                global const uint4 *v = (global const uint4 *)(x + (ulong)t * xrow + 64 * (ulong)u);
+                uint4 v0 = v[0], v1 = v[1], v2 = v[2], v3 = v[3];
+                acc[0][t] = dot16(a0.s3, v3, dot16(a0.s2, v2, dot16(a0.s1, v1, dot16(a0.s0, v0, acc[0][t]))));
+                acc[1][t] = dot16(a1.s3, v3, dot16(a1.s2, v2, dot16(a1.s1, v1, dot16(a1.s0, v0, acc[1][t]))));
             }
         }
     }
@@ -118,7 +133,6 @@ kernel void tmv(global const uchar *xb, ulong xo, int xrow, int T, int ku, int m
         v = div_rn((float)s, inv) * scale;
         ulong at = (ulong)t * N + n;
         if (wmask & (1 << which)) AT(float, yb, yo)[at] = v;
-        if (mode == 1 && (wmask & 8)) AT(float, zb, zo)[at] = CAT(float, ab, ao)[at] + v;
     }
     if (lane < 2 * MV_TOK) res[warp][r][t] = v;
     barrier(CLK_LOCAL_MEM_FENCE); /* every mode: no barrier under a condition */
@@ -129,6 +143,21 @@ kernel void tmv(global const uchar *xb, ulong xo, int xrow, int T, int ku, int m
         if (wmask & 16) AT(float, gb, go)[at] = a;
         if (wmask & 8) AT(float, zb, zo)[at] = a * res[warp][1][lane];
     }
+    /* the tail: every group takes part in its barriers, the last one works */
+    mem_fence(CLK_GLOBAL_MEM_FENCE);
+    barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
+    if (lid == 0) last = tail && atomic_inc(&ctrs[ctr]) == (int)get_num_groups(0) - 1;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    int active = last;
+    if (active && lid == 0) ctrs[ctr] = 0;
+    mem_fence(CLK_GLOBAL_MEM_FENCE);
+    const volatile global float *yv = (const volatile global float *)(y0b + y0o);
+    for (int k = lid; active && (tail & 1) && k < T * N; k += MV_WG) AT(float, zb, zo)[k] = CAT(float, ab, ao)[k] + yv[k];
+    barrier(CLK_GLOBAL_MEM_FENCE);
+    for (int tt = 0; (tail & 2) && tt < T; tt++)
+        norm_quant_row((const volatile global float *)(zb + zo) + (ulong)tt * N, CAT(float, nwb, nwo), has_nw,
+                       AT(float, ynb, yno) + (ulong)tt * N, N, eps, 1, qb + qo + (ulong)tt * qrow, qrow, active,
+                       tpart, redf, redi);
 }
 
 /* Ternary GEMM: a 64-row x 64-token tile per group of 8 x 8 items, each
