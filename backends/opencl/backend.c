@@ -243,8 +243,7 @@ static int ocl_supports(void *ctx, const tern_node *nd)
     const ocl_weight *ow = w ? ocl_weight_of(w) : NULL;
     switch (nd->op) {
     case TERN_OP_MATMUL_TERNARY:
-        return ow && ow->kind == W_TERNARY && ow->K == x->ne[0] && ow->N == nd->dst->ne[0] &&
-               x->ne[0] <= OCL_TMM_KMAX && w->data == NULL;
+        return ow && ow->kind == W_TERNARY && ow->K == x->ne[0] && ow->N == nd->dst->ne[0] && w->data == NULL;
     case TERN_OP_MATMUL:
         return ow && ow->K == x->ne[0] && ow->N == nd->dst->ne[0] && w->data == NULL &&
                ((ow->kind == W_FLOAT && is_float_type(w->type)) || (ow->kind == W_Q8_0 && x->ne[0] % 32 == 0));

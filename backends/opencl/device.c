@@ -251,8 +251,8 @@ static tern_status build_program(ocl_ctx *c, char *err, size_t errlen)
     cl_device_fp_config fp = 0;
     clGetDeviceInfo(c->device, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL);
     int cr_div = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DROW_WG=%d -DATT_WG=%d -DMV_WG=%d -DMV_ROWS=%d -DMV_TOK=%d "
-             "-DHD_MAX=%d%s%s%s", c->row_wg, c->att_wg, OCL_MV_WG, OCL_MV_ROWS, OCL_MV_TOK, OCL_HD_MAX,
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DROW_WG=%d -DATT_WG=%d -DATT_SLICES=%d -DMV_WG=%d -DMV_ROWS=%d "
+             "-DMV_TOK=%d -DHD_MAX=%d%s%s%s", c->row_wg, c->att_wg, c->att_wg >= 64 ? c->att_wg / 32 : 1, OCL_MV_WG, OCL_MV_ROWS, OCL_MV_TOK, OCL_HD_MAX,
              c->fp64 ? " -DTERN_FP64" : "", cr_div ? " -cl-fp32-correctly-rounded-divide-sqrt -DTERN_CR_DIV" : "",
              c->nv_dp4a ? " -DTERN_NV_DP4A" : "");
     if (!c->fp64 && !cr_div)

@@ -64,6 +64,7 @@ enum {
     L_KV_STORE,
     L_ROPE_KV,
     L_ATTENTION,
+    L_ATTENTION_NQ,
     L_TMV,
     L_TMV_MULTI,
     L_TMV_ADD,
@@ -93,7 +94,6 @@ extern const char *const ocl_launch_names[L_COUNT];
 #define OCL_TMM_TILE 64
 #define OCL_HD_MAX 256  /* attention: head size it keeps in local memory */
 #define OCL_CTRS 1024   /* tail counters, used round robin */
-#define OCL_TMM_KMAX 131072 /* ternary GEMM accumulates in f32: exact below 2^24 / 128 */
 
 /* Fusions (queue.c), each one bit of TERN_OPENCL_FUSE. */
 enum {

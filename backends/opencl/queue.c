@@ -33,7 +33,7 @@ const char *const ocl_launch_names[L_COUNT] = {
     [L_GET_ROWS] = "get_rows",     [L_RMS_NORM] = "rms_norm",   [L_NORM_QUANT] = "norm+quantize",
     [L_QUANTIZE] = "quantize_act", [L_ELTWISE] = "elementwise", [L_SOFTMAX] = "softmax",
     [L_ROPE] = "rope",             [L_KV_STORE] = "kv_store",   [L_ROPE_KV] = "rope+kv_store",
-    [L_ATTENTION] = "attention",   [L_TMV] = "tmv",             [L_TMV_MULTI] = "tmv qkv",
+    [L_ATTENTION] = "attention",   [L_ATTENTION_NQ] = "attention+norm+quant",   [L_TMV] = "tmv",             [L_TMV_MULTI] = "tmv qkv",
     [L_TMV_ADD] = "tmv+add",       [L_TMV_GLU] = "tmv gate/up+act+mul", [L_TMM] = "tmm",
     [L_TMV_ADD_NQ] = "tmv+add+norm+quant", [L_TMV_GLU_NQ] = "tmv glu+norm+quant",
     [L_FMV] = "fmv",               [L_Q8ACT] = "q8_0 act",      [L_Q8MV] = "q8_0 mv",
@@ -402,8 +402,9 @@ static cl_mem rope_table(ocl_ctx *c, float base, int n_dims)
     return m;
 }
 
-/* Rotations ra, rb and cache stores sb (of rb's output) and sc; -1 absent. */
-static void l_rope_kv(ocl_ctx *c, int ra, int rb, int sb, int sc)
+/* Rotations ra, rb and cache stores sb (of rb's output) and sc; -1 absent.
+ * tail_b: rb (and sb) run in the launch's last group. */
+static void l_rope_kv(ocl_ctx *c, int ra, int rb, int sb, int sc, int tail_b)
 {
     const ocl_qnode *A = ra >= 0 ? &c->q[ra] : NULL, *B = rb >= 0 ? &c->q[rb] : NULL;
     const ocl_qnode *SB = sb >= 0 ? &c->q[sb] : NULL, *SC = sc >= 0 ? &c->q[sc] : NULL;
@@ -462,13 +463,19 @@ static void l_rope_kv(ocl_ctx *c, int ra, int rb, int sb, int sc)
     a_i32(&a, sc);
     a_i32(&a, (cl_int)(SB ? SB->node.dst->ne[2] : SC ? SC->node.dst->ne[2] : 1));
     a_mem(&a, c->err_mem);
+    a_i32(&a, tail_b);
+    a_mem(&a, c->ctrs);
+    a_i32(&a, c->ctr_next);
+    if (tail_b) c->ctr_next = (c->ctr_next + 1) % OCL_CTRS;
     size_t P = (size_t)(n_dims / 2 + hd - n_dims);
-    size_t items = (rows_a + rows_b) * P + rows_c * (size_t)hd;
-    size_t gws = round_up(items, 64), lws = 64;
+    size_t items = (rows_a + (tail_b ? 0 : rows_b)) * P + rows_c * (size_t)hd;
+    size_t gws = round_up(items ? items : 1, 64), lws = 64;
     launch(c, &a, kind, 1, &gws, &lws, nodes, n, 1);
 }
 
-static void l_attention(ocl_ctx *c, int i)
+/* ATTENTION i; norm >= 0: the RMS_NORM of its output and the QUANTIZE_ACT
+ * after it as the launch's tail. */
+static void l_attention(ocl_ctx *c, int i, int norm)
 {
     const ocl_qnode *q = &c->q[i];
     const tern_tensor *qt = q->node.src[0], *kc = q->node.src[1], *vc = q->node.src[2];
@@ -495,8 +502,21 @@ static void l_attention(ocl_ctx *c, int i)
     a_mem(&a, c->scores);
     a_i32(&a, i);
     a_mem(&a, c->err_mem);
+    const ocl_qnode *qn = norm >= 0 ? &c->q[norm] : NULL, *qq = norm >= 0 ? &c->q[norm + 1] : NULL;
+    a_i32(&a, qn != NULL);
+    if (qn && qn->node.src[1]) a_t(&a, qn->node.src[1]);
+    else a_none(&a, c);
+    a_i32(&a, qn && qn->node.src[1]);
+    a_f32(&a, qn ? qn->node.fparams[0] : 0.0f);
+    if (qn) a_t(&a, qn->node.dst), a_t(&a, qq->node.dst);
+    else a_none(&a, c), a_none(&a, c);
+    a_i32(&a, qq ? (cl_int)qq->node.dst->nb[1] : 0);
+    a_mem(&a, c->ctrs);
+    a_i32(&a, c->ctr_next);
+    if (qn) c->ctr_next = (c->ctr_next + 1) % OCL_CTRS;
     size_t gws = rows * (size_t)c->att_wg, lws = (size_t)c->att_wg;
-    launch(c, &a, L_ATTENTION, 1, &gws, &lws, &i, 1, 1);
+    int nodes[3] = {i, norm, norm + 1};
+    launch(c, &a, qn ? L_ATTENTION_NQ : L_ATTENTION, 1, &gws, &lws, nodes, qn ? 3 : 1, 1);
 }
 
 /* Ternary GEMV: mode 0 over the matmuls mt[0..n) (one input), mode 1 mt[0]
@@ -605,6 +625,7 @@ static void l_matmul(ocl_ctx *c, int i)
     size_t gws[2] = {(size_t)(w->N + OCL_MV_ROWS - 1) / OCL_MV_ROWS * OCL_MV_WG, (size_t)(T + OCL_MV_TOK - 1) / OCL_MV_TOK};
     size_t lws[2] = {OCL_MV_WG, 1};
     size_t gcpu = round_up((size_t)w->N, 16), lcpu = 16;
+    size_t gf[2] = {(size_t)(w->N + 4 * OCL_MV_WG / 32 - 1) / (4 * OCL_MV_WG / 32) * OCL_MV_WG, gws[1]};
     if (w->kind == W_FLOAT) {
         args a = args_of(c, c->cpu_kernels ? K_FMV_CPU : K_FMV);
         a_i32(&a, q->node.src[1]->type);
@@ -617,7 +638,7 @@ static void l_matmul(ocl_ctx *c, int i)
         a_i32(&a, (cl_int)w->N);
         a_t(&a, q->node.dst);
         if (c->cpu_kernels) launch(c, &a, L_FMV_CPU, 1, &gcpu, &lcpu, &i, 1, 1);
-        else launch(c, &a, L_FMV, 2, gws, lws, &i, 1, 1);
+        else launch(c, &a, L_FMV, 2, gf, lws, &i, 1, 1);
         return;
     }
     size_t need = (size_t)T * (size_t)K + (size_t)T * (size_t)(K / 32) * 4;
@@ -835,30 +856,40 @@ static void plan_rope(ocl_ctx *c, int i)
         if (si >= 0) so = -1; /* one rotation's store per launch: i's */
         sc = other_store(c, i, si, so, si >= 0 ? si : so);
     }
-    /* masks over {other rope, the store of slot B, the extra store}, most first */
+    /* masks over {other rope, the store of slot B, the extra store}, most
+     * first; each tried with B in the main phase, then (when A is there)
+     * with B and its store in the tail */
     static const int order[8] = {7, 6, 5, 3, 4, 2, 1, 0};
     for (int k = 0; k < 8; k++) {
         int m = order[k], r2 = m & 1 ? ro : -1, sB = m & 2 ? (si >= 0 ? si : so) : -1, s3 = m & 4 ? sc : -1;
         if ((m & 1 && ro < 0) || (m & 2 && sB < 0) || (m & 4 && sc < 0)) continue;
         if (sB >= 0 && sB == so && r2 < 0) continue; /* the other rope's store needs it */
         int A = si >= 0 ? r2 : i, B = si >= 0 ? i : r2;
-        group g = {0};
-        int mem[4] = {A, B, sB, s3};
-        for (int a = 0; a < 4; a++) /* members in queue order */
-            for (int b = a + 1; b < 4; b++)
-                if (mem[b] >= 0 && (mem[a] < 0 || mem[b] < mem[a])) {
-                    int t = mem[a];
-                    mem[a] = mem[b], mem[b] = t;
-                }
-        for (int q = 0; q < 4; q++)
-            if (mem[q] >= 0) add_member(&g, mem[q], 1); /* this kernel stores every output */
-        add_read(&g, i, c->q[i].node.src[0]);
-        add_read(&g, i, c->q[i].node.src[1]);
-        if (r2 >= 0) add_read(&g, r2, c->q[r2].node.src[0]);
-        if (s3 >= 0) add_read(&g, s3, c->q[s3].node.src[0]);
-        if (g.n == 1 || group_ok(c, &g)) {
-            l_rope_kv(c, A, B, sB, s3);
-            return;
+        for (int tail = 0; tail < 2; tail++) {
+            if (tail && (A < 0 || B < 0)) break;
+            group g = {0};
+            int mem[4] = {A, B, sB, s3};
+            for (int a = 0; a < 4; a++) /* members in queue order */
+                for (int b = a + 1; b < 4; b++)
+                    if (mem[b] >= 0 && (mem[a] < 0 || mem[b] < mem[a])) {
+                        int t = mem[a];
+                        mem[a] = mem[b], mem[b] = t;
+                    }
+            for (int q = 0; q < 4; q++) {
+                if (mem[q] < 0) continue;
+                g.cur = tail && (mem[q] == B || mem[q] == sB);
+                add_member(&g, mem[q], 1); /* this kernel stores every output */
+            }
+            g.cur = 0;
+            add_read(&g, i, c->q[i].node.src[1]);
+            if (A >= 0) add_read(&g, A, c->q[A].node.src[0]);
+            if (s3 >= 0) add_read(&g, s3, c->q[s3].node.src[0]);
+            g.cur = tail;
+            if (B >= 0) add_read(&g, B, c->q[B].node.src[0]);
+            if (g.n == 1 || group_ok(c, &g)) {
+                l_rope_kv(c, A, B, sB, s3, tail);
+                return;
+            }
         }
     }
 }
@@ -893,8 +924,18 @@ static void plan_node(ocl_ctx *c, int i)
     case TERN_OP_SILU: l_eltwise(c, i); return;
     case TERN_OP_SOFTMAX: l_softmax(c, i); return;
     case TERN_OP_ROPE: plan_rope(c, i); return;
-    case TERN_OP_KV_STORE: l_rope_kv(c, -1, -1, -1, i); return;
-    case TERN_OP_ATTENTION: l_attention(c, i); return;
+    case TERN_OP_KV_STORE: l_rope_kv(c, -1, -1, -1, i, 0); return;
+    case TERN_OP_ATTENTION: {
+        int ok = 1, norm = -1;
+        if (n_tok(nd->src[0]) / (int)nd->src[0]->ne[1] <= OCL_MV_TOK && !c->cpu_kernels) {
+            group g = {0};
+            add_member(&g, i, 1); /* the tail reads the output back */
+            add_read(&g, i, nd->src[0]);
+            norm = with_tail(c, &g, i, &ok);
+        }
+        l_attention(c, i, ok ? norm : -1);
+        return;
+    }
     case TERN_OP_MATMUL_TERNARY:
         if (c->cpu_kernels) {
             l_tmv_cpu(c, i);

@@ -115,10 +115,9 @@ int wg_sumi(int v, local int *red)
 /* Sum of squares of a row in a fixed order whatever the work-group size,
  * so every kernel that norms a row (rms_norm_q, the fused tails) gets the
  * same bits: NORM_LANES partials, partial l over k = l, l + NORM_LANES, ...
- * in order, then the partials in order. x may have been written by other
- * work-groups of the launch (volatile: read past the cache). */
+ * in order, then the partials in order. */
 #define NORM_LANES 64
-acc_t row_ss(const volatile global float *x, int n, local acc_t *part)
+acc_t row_ss(global const float *x, int n, local acc_t *part)
 {
     int lid = get_local_id(0), wg = get_local_size(0);
     for (int l = lid; l < NORM_LANES; l += wg) {
@@ -163,7 +162,7 @@ void quantize_row(global const float *x, int K, float amax, global uchar *row, i
  * n) (row_ss), s = 1/sqrtf(var + eps), y = f32(x s) * w; y is read back
  * after a global barrier, so q may take the place of x. Every item of the
  * group calls it (it holds barriers); active = 0 only takes part in them. */
-void norm_quant_row(const volatile global float *x, global const float *w, int has_w, global float *y, int n,
+void norm_quant_row(global const float *x, global const float *w, int has_w, global float *y, int n,
                     float eps, int quant, global uchar *q, int qrow, int active, local acc_t *part,
                     local float *redf, local int *redi)
 {
@@ -199,6 +198,17 @@ float silu(float x)
 #else
     return x / (1.0f + exp(-x));
 #endif
+}
+
+/* Eight halves (f16 bits) to f32, exactly, in registers: the magnitude
+ * moved into an f32's fields and scaled by 2^112 (subnormals too), inf
+ * and NaN set apart, then the sign. */
+float8 h8f(uint4 r)
+{
+    uint8 h = convert_uint8(as_ushort8(r)), mag = (h & 0x7fffu) << 13;
+    float8 f = as_float8(mag) * 0x1p112f;
+    f = select(f, as_float8(mag | 0x7f800000u), (h & 0x7c00u) == 0x7c00u);
+    return as_float8(as_uint8(f) | ((h & 0x8000u) << 16));
 }
 
 /* A KV cache value: F16 (f16 != 0) or F32 element i of the bytes at p. */

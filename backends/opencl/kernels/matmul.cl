@@ -3,9 +3,8 @@
  * Ternary (opencl.h has the 2-bit layout): tmv for up to MV_TOK tokens (a
  * GEMV per group of MV_ROWS rows, 32 lanes a row, with fused epilogues:
  * several matrices over one input, a residual add, gate/up + activation +
- * mul), tmm for more (64 x 64 tiles in local memory, f32 FMAs on values
- * that are small integers: exact while |sum| < 2^24, which K <= 131072
- * guarantees). Both give scalar's bits: the integer dot is exact, then
+ * mul), tmm for more (64 x 64 tiles in local memory, dp4a on codes and
+ * int8). Both give scalar's bits: the integer dot is exact, then
  * (float)acc / inv * scale with a correctly rounded division.
  * Float weights (F32/F16/BF16): fmv, every output summed in one fixed
  * order whatever the batch: lane l takes k = 4(l + 32i) .. +3 with an f32
@@ -65,8 +64,11 @@ int dot16(uint w, uint4 a, int acc)
  * the last one to arrive (all the others are done, reads of x included)
  * resets the count and, with tail bit 0 (mode 1), writes z = addend + y0
  * (so z may take x's bytes), then with bit 1 the RMS norm (weight nw) of
- * z into yn and its quantize_act into q, T rows each, in that order, the
- * rows read past the cache. */
+ * z into yn and its quantize_act into q, T rows each, in that order.
+ * Plain loads are enough there, as in CUDA's last-block reductions: the
+ * writers fenced before counting, and the last group never read those
+ * bytes earlier in the launch, so its cache holds no stale copy of them
+ * (volatile loads, which cannot be overlapped, made the tail 20-40 us). */
 kernel void tmv(global const uchar *xb, ulong xo, int xrow, int T, int ku, int mode, int act, int wmask,
                 global const uint *w0, int n0, float s0, global uchar *y0b, ulong y0o,
                 global const uint *w1, int n1, float s1, global uchar *y1b, ulong y1o,
@@ -151,61 +153,55 @@ kernel void tmv(global const uchar *xb, ulong xo, int xrow, int T, int ku, int m
     int active = last;
     if (active && lid == 0) ctrs[ctr] = 0;
     mem_fence(CLK_GLOBAL_MEM_FENCE);
-    const volatile global float *yv = (const volatile global float *)(y0b + y0o);
+    global const float *yv = CAT(float, y0b, y0o);
     for (int k = lid; active && (tail & 1) && k < T * N; k += MV_WG) AT(float, zb, zo)[k] = CAT(float, ab, ao)[k] + yv[k];
     barrier(CLK_GLOBAL_MEM_FENCE);
     for (int tt = 0; (tail & 2) && tt < T; tt++)
-        norm_quant_row((const volatile global float *)(zb + zo) + (ulong)tt * N, CAT(float, nwb, nwo), has_nw,
+        norm_quant_row(CAT(float, zb, zo) + (ulong)tt * N, CAT(float, nwb, nwo), has_nw,
                        AT(float, ynb, yno) + (ulong)tt * N, N, eps, 1, qb + qo + (ulong)tt * qrow, qrow, active,
                        tpart, redf, redi);
 }
 
 /* Ternary GEMM: a 64-row x 64-token tile per group of 8 x 8 items, each
- * item 8 x 8 outputs; k in chunks of 64 (4 words a row) decoded to f32 in
- * local memory. */
+ * item 8 rows x 8 tokens; k in chunks of 64 staged in local memory as
+ * dp4a operands: for rows, words of four codes (c = w + 1 in bytes, from
+ * (word >> 2s) & 0x03030303), for tokens, words of four int8. Integer
+ * sums, then (sum - sum q) / inv * scale as tmv: the same bits. */
 #define TT 64
 kernel __attribute__((reqd_work_group_size(64, 1, 1)))
 void tmm(global const uchar *xb, ulong xo, int xrow, int T, int ku, global const uint *w, int N,
          float scale, global uchar *yb, ulong yo)
 {
-    local float wl[TT][TT + 4];
-    local float xl[TT][TT + 4];
+    local uint wl[TT / 4][TT + 4];
+    local uint xl[TT / 4][TT + 4];
     int lid = get_local_id(0), tx = lid % 8, ty = lid / 8;
     int n0 = get_group_id(0) * TT, t0 = get_group_id(1) * TT;
-    float acc[8][8];
+    int acc[8][8];
     for (int i = 0; i < 8; i++)
-        for (int j = 0; j < 8; j++) acc[i][j] = 0.0f;
+        for (int j = 0; j < 8; j++) acc[i][j] = 0;
     int n = n0 + lid, t = t0 + lid;
     global const uint *wr = w + (ulong)(n < N ? n : 0) * ku;
     global const uchar *xr = xb + xo + (ulong)(t < T ? t : 0) * xrow + 64;
     for (int u0 = 0; u0 < ku; u0 += 4) {
+        uint4 word = n < N ? *(global const uint4 *)(wr + u0) : (uint4)(0x55555555u);
         for (int qd = 0; qd < 4; qd++) {
-            int u = u0 + qd;
-            uint word = n < N && u < ku ? wr[u] : 0x55555555u;
-            uint4 a = t < T && u < ku ? *(global const uint4 *)(xr + 16 * (ulong)u) : (uint4)(0);
+            uint wq = qd == 0 ? word.s0 : qd == 1 ? word.s1 : qd == 2 ? word.s2 : word.s3;
+            uint4 a = t < T ? *(global const uint4 *)(xr + 16 * (ulong)(u0 + qd)) : (uint4)(0);
             for (int s = 0; s < 4; s++) {
-                char4 av = as_char4(s == 0 ? a.s0 : s == 1 ? a.s1 : s == 2 ? a.s2 : a.s3);
-                int k = 16 * qd + 4 * s;
-                wl[k + 0][lid] = (float)((int)((word >> (2 * s)) & 3u) - 1);
-                wl[k + 1][lid] = (float)((int)((word >> (8 + 2 * s)) & 3u) - 1);
-                wl[k + 2][lid] = (float)((int)((word >> (16 + 2 * s)) & 3u) - 1);
-                wl[k + 3][lid] = (float)((int)((word >> (24 + 2 * s)) & 3u) - 1);
-                xl[k + 0][lid] = (float)av.x;
-                xl[k + 1][lid] = (float)av.y;
-                xl[k + 2][lid] = (float)av.z;
-                xl[k + 3][lid] = (float)av.w;
+                wl[4 * qd + s][lid] = (wq >> (2 * s)) & 0x03030303u;
+                xl[4 * qd + s][lid] = s == 0 ? a.s0 : s == 1 ? a.s1 : s == 2 ? a.s2 : a.s3;
             }
         }
         barrier(CLK_LOCAL_MEM_FENCE);
-        for (int k = 0; k < TT; k++) {
-            float4 wa = vload4(0, &wl[k][ty * 8]), wb = vload4(0, &wl[k][ty * 8 + 4]);
-            float4 xa = vload4(0, &xl[k][tx * 8]), xc = vload4(0, &xl[k][tx * 8 + 4]);
-            float wv[8] = {wa.x, wa.y, wa.z, wa.w, wb.x, wb.y, wb.z, wb.w};
-            float xv[8] = {xa.x, xa.y, xa.z, xa.w, xc.x, xc.y, xc.z, xc.w};
+        for (int k4 = 0; k4 < TT / 4; k4++) {
+            uint4 wa = vload4(0, &wl[k4][ty * 8]), wb = vload4(0, &wl[k4][ty * 8 + 4]);
+            uint4 xa = vload4(0, &xl[k4][tx * 8]), xc = vload4(0, &xl[k4][tx * 8 + 4]);
+            uint wv[8] = {wa.x, wa.y, wa.z, wa.w, wb.x, wb.y, wb.z, wb.w};
+            uint xv[8] = {xa.x, xa.y, xa.z, xa.w, xc.x, xc.y, xc.z, xc.w};
 #pragma unroll
             for (int i = 0; i < 8; i++)
 #pragma unroll
-                for (int j = 0; j < 8; j++) acc[i][j] = fma(wv[i], xv[j], acc[i][j]);
+                for (int j = 0; j < 8; j++) acc[i][j] = dotc4(wv[i], xv[j], acc[i][j]);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
@@ -214,9 +210,10 @@ void tmm(global const uchar *xb, ulong xo, int xrow, int T, int ku, global const
         if (tt >= T) break;
         global const uchar *hdr = xb + xo + (ulong)tt * xrow;
         float inv = ((global const float *)hdr)[0];
+        int sq = ((global const int *)hdr)[1];
         for (int i = 0; i < 8; i++) {
             int nn = n0 + ty * 8 + i;
-            if (nn < N) AT(float, yb, yo)[(ulong)tt * N + nn] = div_rn(acc[i][j], inv) * scale;
+            if (nn < N) AT(float, yb, yo)[(ulong)tt * N + nn] = div_rn((float)(acc[i][j] - sq), inv) * scale;
         }
     }
 }
@@ -250,17 +247,6 @@ float4 xload4(global const float *x, int k, int K)
     if (k + 3 < K) return vload4(k / 4, x);
     return (float4)(x[k], k + 1 < K ? x[k + 1] : 0.0f, k + 2 < K ? x[k + 2] : 0.0f,
                     k + 3 < K ? x[k + 3] : 0.0f);
-}
-
-/* Eight halves (f16 bits) to f32, exactly, in registers: the magnitude
- * moved into an f32's fields and scaled by 2^112 (subnormals too), inf
- * and NaN set apart, then the sign. */
-float8 h8f(uint4 r)
-{
-    uint8 h = convert_uint8(as_ushort8(r)), mag = (h & 0x7fffu) << 13;
-    float8 f = as_float8(mag) * 0x1p112f;
-    f = select(f, as_float8(mag | 0x7f800000u), (h & 0x7c00u) == 0x7c00u);
-    return as_float8(as_uint8(f) | ((h & 0x8000u) << 16));
 }
 
 /* Weights k .. k+7 of a row (zero past K); `wide` (K % 8 == 0, rows
@@ -307,38 +293,41 @@ float fma8(float8 a, float8 v, float acc)
 }
 
 /* Float GEMV over tokens [MV_TOK * group_id(1), + MV_TOK): group g covers
- * MV_ROWS rows, two a lane-group. Lane l takes k = 8(l + 32i) .. + 7, an
- * fma chain in k order; lanes are added 0..31. */
+ * FMV_RPW * MV_WARPS rows, FMV_RPW a lane-group (more loads in flight: the
+ * head is the largest read of a decode step). Lane l takes k = 8(l + 32i)
+ * .. + 7, an fma chain in k order; lanes are added 0..31. */
+#define FMV_RPW 4
 kernel void fmv(int type, global const uchar *xb, ulong xo, int K, int T, global const uchar *wb,
                 ulong wo, ulong wrow, int N, global uchar *yb, ulong yo)
 {
-    local float part[MV_WARPS][2][MV_TOK][MV_LANES + 1];
+    local float part[MV_WARPS][FMV_RPW][MV_TOK][MV_LANES + 1];
     int lid = get_local_id(0), warp = lid / MV_LANES, lane = lid % MV_LANES;
-    int row0 = get_group_id(0) * MV_ROWS + 2 * warp, t0 = get_group_id(1) * MV_TOK;
+    int row0 = (get_group_id(0) * MV_WARPS + warp) * FMV_RPW, t0 = get_group_id(1) * MV_TOK;
     int tc = T - t0 < MV_TOK ? T - t0 : MV_TOK, wide = K % 8 == 0;
-    global const uchar *r0 = wb + wo + (ulong)(row0 < N ? row0 : 0) * wrow;
-    global const uchar *r1 = wb + wo + (ulong)(row0 + 1 < N ? row0 + 1 : 0) * wrow;
+    global const uchar *rw[FMV_RPW];
+    for (int i = 0; i < FMV_RPW; i++) rw[i] = wb + wo + (ulong)(row0 + i < N ? row0 + i : 0) * wrow;
     global const float *x = CAT(float, xb, xo) + (ulong)t0 * K;
-    float acc[2][MV_TOK];
-    for (int t = 0; t < MV_TOK; t++) acc[0][t] = acc[1][t] = 0.0f;
+    float acc[FMV_RPW][MV_TOK];
+    for (int i = 0; i < FMV_RPW; i++)
+        for (int t = 0; t < MV_TOK; t++) acc[i][t] = 0.0f;
     for (int k = 8 * lane; k < K; k += 8 * MV_LANES) {
-        float8 a = wload8(type, r0, k, K, wide), b = wload8(type, r1, k, K, wide);
+        float8 a[FMV_RPW];
+#pragma unroll
+        for (int i = 0; i < FMV_RPW; i++) a[i] = wload8(type, rw[i], k, K, wide);
 #pragma unroll
         for (int t = 0; t < MV_TOK; t++) {
             if (t < tc) {
                 float8 v = xload8(x + (ulong)t * K, k, K, wide);
-                acc[0][t] = fma8(a, v, acc[0][t]);
-                acc[1][t] = fma8(b, v, acc[1][t]);
+#pragma unroll
+                for (int i = 0; i < FMV_RPW; i++) acc[i][t] = fma8(a[i], v, acc[i][t]);
             }
         }
     }
-    for (int t = 0; t < MV_TOK; t++) {
-        part[warp][0][t][lane] = acc[0][t];
-        part[warp][1][t][lane] = acc[1][t];
-    }
+    for (int i = 0; i < FMV_RPW; i++)
+        for (int t = 0; t < MV_TOK; t++) part[warp][i][t][lane] = acc[i][t];
     barrier(CLK_LOCAL_MEM_FENCE);
-    int r = lane / MV_TOK, t = lane % MV_TOK, n = row0 + r;
-    if (lane < 2 * MV_TOK && t < tc && n < N) {
+    int r = lane / MV_TOK, t = lane % MV_TOK, n = row0 + r; /* lane = (row r < 4, token t < 8) */
+    if (t < tc && n < N) {
         float s = 0.0f;
         for (int i = 0; i < MV_LANES; i++) s += part[warp][r][t][i];
         AT(float, yb, yo)[(ulong)(t0 + t) * N + n] = s;
