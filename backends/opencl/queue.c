@@ -625,7 +625,7 @@ static void l_matmul(ocl_ctx *c, int i)
     size_t gws[2] = {(size_t)(w->N + OCL_MV_ROWS - 1) / OCL_MV_ROWS * OCL_MV_WG, (size_t)(T + OCL_MV_TOK - 1) / OCL_MV_TOK};
     size_t lws[2] = {OCL_MV_WG, 1};
     size_t gcpu = round_up((size_t)w->N, 16), lcpu = 16;
-    size_t gf[2] = {(size_t)(w->N + 4 * OCL_MV_WG / 32 - 1) / (4 * OCL_MV_WG / 32) * OCL_MV_WG, gws[1]};
+    size_t gf[2] = {(size_t)(w->N + OCL_MV_WG / 8 - 1) / (OCL_MV_WG / 8) * OCL_MV_WG, gws[1]}; /* 8 lanes a row */
     if (w->kind == W_FLOAT) {
         args a = args_of(c, c->cpu_kernels ? K_FMV_CPU : K_FMV);
         a_i32(&a, q->node.src[1]->type);
@@ -866,7 +866,8 @@ static void plan_rope(ocl_ctx *c, int i)
         if (sB >= 0 && sB == so && r2 < 0) continue; /* the other rope's store needs it */
         int A = si >= 0 ? r2 : i, B = si >= 0 ? i : r2;
         for (int tail = 0; tail < 2; tail++) {
-            if (tail && (A < 0 || B < 0)) break;
+            /* one group does a tail: for a decode step's few rows only */
+            if (tail && (A < 0 || B < 0 || tern_tensor_nrows(c->q[B].node.src[0]) > 8 * OCL_MV_TOK)) break;
             group g = {0};
             int mem[4] = {A, B, sB, s3};
             for (int a = 0; a < 4; a++) /* members in queue order */

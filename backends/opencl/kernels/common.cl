@@ -122,7 +122,15 @@ acc_t row_ss(global const float *x, int n, local acc_t *part)
     int lid = get_local_id(0), wg = get_local_size(0);
     for (int l = lid; l < NORM_LANES; l += wg) {
         acc_t s = 0;
-        for (int k = l; k < n; k += NORM_LANES) s += (acc_t)x[k] * (acc_t)x[k];
+        int k = l;
+        for (; k + 7 * NORM_LANES < n; k += 8 * NORM_LANES) { /* eight loads in flight, then the sums in order */
+            float v[8];
+#pragma unroll
+            for (int i = 0; i < 8; i++) v[i] = x[k + i * NORM_LANES];
+#pragma unroll
+            for (int i = 0; i < 8; i++) s += (acc_t)v[i] * (acc_t)v[i];
+        }
+        for (; k < n; k += NORM_LANES) s += (acc_t)x[k] * (acc_t)x[k];
         part[l] = s;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -143,6 +151,7 @@ void quantize_row(global const float *x, int K, float amax, global uchar *row, i
     float inv = div_rn(127.0f, amax);
     global char *q = (global char *)(row + 64);
     int sum = 0;
+#pragma unroll 4
     for (int k = lid; store && k < row_bytes - 64; k += n) {
         int v = 0;
         if (k < K) {
@@ -171,6 +180,7 @@ void norm_quant_row(global const float *x, global const float *w, int has_w, glo
     float var = (float)(ss / (acc_t)n);
     float s = rsqrt_rn(var + eps);
     float amax = 1e-5f;
+#pragma unroll 4
     for (int k = lid; active && k < n; k += wg) {
         float v = x[k] * s;
         if (has_w) v = v * w[k];

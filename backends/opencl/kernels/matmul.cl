@@ -154,6 +154,7 @@ kernel void tmv(global const uchar *xb, ulong xo, int xrow, int T, int ku, int m
     if (active && lid == 0) ctrs[ctr] = 0;
     mem_fence(CLK_GLOBAL_MEM_FENCE);
     global const float *yv = CAT(float, y0b, y0o);
+#pragma unroll 4
     for (int k = lid; active && (tail & 1) && k < T * N; k += MV_WG) AT(float, zb, zo)[k] = CAT(float, ab, ao)[k] + yv[k];
     barrier(CLK_GLOBAL_MEM_FENCE);
     for (int tt = 0; (tail & 2) && tt < T; tt++)
@@ -292,45 +293,37 @@ float fma8(float8 a, float8 v, float acc)
     return fma(a.s7, v.s7, acc);
 }
 
-/* Float GEMV over tokens [MV_TOK * group_id(1), + MV_TOK): group g covers
- * FMV_RPW * MV_WARPS rows, FMV_RPW a lane-group (more loads in flight: the
- * head is the largest read of a decode step). Lane l takes k = 8(l + 32i)
- * .. + 7, an fma chain in k order; lanes are added 0..31. */
-#define FMV_RPW 4
+/* Float GEMV over tokens [MV_TOK * group_id(1), + MV_TOK): 8 lanes a
+ * row, 4 rows a lane-group, 16 rows a group (long loops with many loads
+ * in flight and a short reduction: the head is the largest read of a
+ * decode step). Lane l of a row takes k = 8(l + 8i) .. + 7, an fma chain
+ * in k order; its 8 lanes are added 0..7. */
+#define FMV_LPR 8
 kernel void fmv(int type, global const uchar *xb, ulong xo, int K, int T, global const uchar *wb,
                 ulong wo, ulong wrow, int N, global uchar *yb, ulong yo)
 {
-    local float part[MV_WARPS][FMV_RPW][MV_TOK][MV_LANES + 1];
-    int lid = get_local_id(0), warp = lid / MV_LANES, lane = lid % MV_LANES;
-    int row0 = (get_group_id(0) * MV_WARPS + warp) * FMV_RPW, t0 = get_group_id(1) * MV_TOK;
+    local float part[MV_WG / FMV_LPR][MV_TOK][FMV_LPR + 1];
+    int lid = get_local_id(0), slot = lid / FMV_LPR, lane = lid % FMV_LPR;
+    int row = get_group_id(0) * (MV_WG / FMV_LPR) + slot, t0 = get_group_id(1) * MV_TOK;
     int tc = T - t0 < MV_TOK ? T - t0 : MV_TOK, wide = K % 8 == 0;
-    global const uchar *rw[FMV_RPW];
-    for (int i = 0; i < FMV_RPW; i++) rw[i] = wb + wo + (ulong)(row0 + i < N ? row0 + i : 0) * wrow;
+    global const uchar *rw = wb + wo + (ulong)(row < N ? row : 0) * wrow;
     global const float *x = CAT(float, xb, xo) + (ulong)t0 * K;
-    float acc[FMV_RPW][MV_TOK];
-    for (int i = 0; i < FMV_RPW; i++)
-        for (int t = 0; t < MV_TOK; t++) acc[i][t] = 0.0f;
-    for (int k = 8 * lane; k < K; k += 8 * MV_LANES) {
-        float8 a[FMV_RPW];
+    float acc[MV_TOK];
+    for (int t = 0; t < MV_TOK; t++) acc[t] = 0.0f;
+#pragma unroll 2
+    for (int k = 8 * lane; k < K; k += 8 * FMV_LPR) {
+        float8 a = wload8(type, rw, k, K, wide);
 #pragma unroll
-        for (int i = 0; i < FMV_RPW; i++) a[i] = wload8(type, rw[i], k, K, wide);
-#pragma unroll
-        for (int t = 0; t < MV_TOK; t++) {
-            if (t < tc) {
-                float8 v = xload8(x + (ulong)t * K, k, K, wide);
-#pragma unroll
-                for (int i = 0; i < FMV_RPW; i++) acc[i][t] = fma8(a[i], v, acc[i][t]);
-            }
-        }
+        for (int t = 0; t < MV_TOK; t++)
+            if (t < tc) acc[t] = fma8(a, xload8(x + (ulong)t * K, k, K, wide), acc[t]);
     }
-    for (int i = 0; i < FMV_RPW; i++)
-        for (int t = 0; t < MV_TOK; t++) part[warp][i][t][lane] = acc[i][t];
+    for (int t = 0; t < MV_TOK; t++) part[slot][t][lane] = acc[t];
     barrier(CLK_LOCAL_MEM_FENCE);
-    int r = lane / MV_TOK, t = lane % MV_TOK, n = row0 + r; /* lane = (row r < 4, token t < 8) */
-    if (t < tc && n < N) {
+    int t = lane; /* lane t of the row sums token t */
+    if (t < tc && row < N) {
         float s = 0.0f;
-        for (int i = 0; i < MV_LANES; i++) s += part[warp][r][t][i];
-        AT(float, yb, yo)[(ulong)(t0 + t) * N + n] = s;
+        for (int i = 0; i < FMV_LPR; i++) s += part[slot][t][i];
+        AT(float, yb, yo)[(ulong)(t0 + t) * N + row] = s;
     }
 }
 
