@@ -63,60 +63,43 @@ float rsqrt_rn(float v)
 #endif
 }
 
-/* ---- work-group reductions: each item leaves its value in local memory,
- * one barrier, then every item reads them all (the same order everywhere:
- * each gets the same bits, and latency is two barriers, not log2(n)). ---- */
-
-acc_t wg_sum(acc_t v, local acc_t *red)
-{
-    int lid = get_local_id(0), n = get_local_size(0);
-    red[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    acc_t r = 0;
-    for (int i = 0; i < n; i++) r += red[i];
-    barrier(CLK_LOCAL_MEM_FENCE);
+/* ---- work-group reductions in two levels and a fixed order: the values
+ * of n items (n a power of two, 16 <= n) in local memory; 16 items each
+ * add n/16 of them in order, then every item adds the 16 sums in order.
+ * Every item gets the same bits, after 32 dependent local reads rather
+ * than n (every item reading all n cost ~2 us at 128 on a GPU) or log2(n)
+ * barrier steps. ---- */
+#define RED_LEVEL(T, OP)                                                      \
+    int lid = get_local_id(0), n = get_local_size(0), c = n / 16;             \
+    red[lid] = v;                                                             \
+    barrier(CLK_LOCAL_MEM_FENCE);                                             \
+    T p = 0;                                                                  \
+    if (lid < 16) {                                                           \
+        p = red[lid * c];                                                     \
+        for (int i = 1; i < c; i++) p = OP(p, red[lid * c + i]);              \
+    }                                                                         \
+    barrier(CLK_LOCAL_MEM_FENCE);                                             \
+    if (lid < 16) red[lid] = p;                                               \
+    barrier(CLK_LOCAL_MEM_FENCE);                                             \
+    T r = red[0];                                                             \
+    for (int i = 1; i < 16; i++) r = OP(r, red[i]);                           \
+    barrier(CLK_LOCAL_MEM_FENCE);                                             \
     return r;
-}
 
-/* max with `a > b ? a : b`: a NaN never wins (fmax's behaviour). */
-acc_t wg_max(acc_t v, local acc_t *red)
-{
-    int lid = get_local_id(0), n = get_local_size(0);
-    red[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    acc_t r = red[0];
-    for (int i = 1; i < n; i++) r = red[i] > r ? red[i] : r;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return r;
-}
+#define ADD(a, b) ((a) + (b))
+/* max with `a > b ? a : b` order: a NaN never wins (fmax's behaviour) */
+#define MAX(a, b) ((b) > (a) ? (b) : (a))
 
-float wg_maxf(float v, local float *red)
-{
-    int lid = get_local_id(0), n = get_local_size(0);
-    red[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    float r = red[0];
-    for (int i = 1; i < n; i++) r = red[i] > r ? red[i] : r;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return r;
-}
-
-int wg_sumi(int v, local int *red)
-{
-    int lid = get_local_id(0), n = get_local_size(0);
-    red[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    int r = 0;
-    for (int i = 0; i < n; i++) r += red[i];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return r;
-}
+acc_t wg_sum(acc_t v, local acc_t *red) { RED_LEVEL(acc_t, ADD) }
+acc_t wg_max(acc_t v, local acc_t *red) { RED_LEVEL(acc_t, MAX) }
+float wg_maxf(float v, local float *red) { RED_LEVEL(float, MAX) }
+int wg_sumi(int v, local int *red) { RED_LEVEL(int, ADD) }
 
 /* Sum of squares of a row in a fixed order whatever the work-group size,
  * so every kernel that norms a row (rms_norm_q, the fused tails) gets the
  * same bits: NORM_LANES partials, partial l over k = l, l + NORM_LANES, ...
- * in order, then the partials in order. */
-#define NORM_LANES 64
+ * in order, then sums of eight partials, those in order. */
+#define NORM_LANES 128
 acc_t row_ss(global const float *x, int n, local acc_t *part)
 {
     int lid = get_local_id(0), wg = get_local_size(0);
@@ -134,8 +117,12 @@ acc_t row_ss(global const float *x, int n, local acc_t *part)
         part[l] = s;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-    acc_t ss = 0;
-    for (int l = 0; l < NORM_LANES; l++) ss += part[l];
+    acc_t ss = 0; /* sixteen sums of eight partials, then those in order */
+    for (int b = 0; b < 16; b++) {
+        acc_t p = part[8 * b];
+        for (int i = 1; i < 8; i++) p += part[8 * b + i];
+        ss += p;
+    }
     barrier(CLK_LOCAL_MEM_FENCE);
     return ss;
 }
@@ -151,7 +138,7 @@ void quantize_row(global const float *x, int K, float amax, global uchar *row, i
     float inv = div_rn(127.0f, amax);
     global char *q = (global char *)(row + 64);
     int sum = 0;
-#pragma unroll 4
+#pragma unroll 8
     for (int k = lid; store && k < row_bytes - 64; k += n) {
         int v = 0;
         if (k < K) {
@@ -180,7 +167,7 @@ void norm_quant_row(global const float *x, global const float *w, int has_w, glo
     float var = (float)(ss / (acc_t)n);
     float s = rsqrt_rn(var + eps);
     float amax = 1e-5f;
-#pragma unroll 4
+#pragma unroll 8
     for (int k = lid; active && k < n; k += wg) {
         float v = x[k] * s;
         if (has_w) v = v * w[k];
