@@ -27,9 +27,13 @@ return function(g, m)
   for i = 0, hp.n_layer - 1 do
     local L = m:layer(i)
     local h = g:rms_norm(x, L.attn_norm, eps)                           -- [n_embd, n_tokens]
-    local q = g:rope(g:bitlinear(h, L.attn_q), hp.n_head, rope)         -- [head_dim, n_head, n_tokens]
-    local k = g:rope(g:bitlinear(h, L.attn_k), hp.n_head_kv, rope)      -- [head_dim, n_head_kv, n_tokens]
+    -- the three projections first, then the rotations: with q, k and v
+    -- live at once a device backend may run the three matmuls as one
+    local q = g:bitlinear(h, L.attn_q)                                  -- [n_embd, n_tokens]
+    local k = g:bitlinear(h, L.attn_k)                                  -- [n_embd_kv, n_tokens]
     local v = g:bitlinear(h, L.attn_v)                                  -- [n_embd_kv, n_tokens]
+    q = g:rope(q, hp.n_head, rope)                                      -- [head_dim, n_head, n_tokens]
+    k = g:rope(k, hp.n_head_kv, rope)                                   -- [head_dim, n_head_kv, n_tokens]
     -- attention stores k and v at the tokens' positions in layer i's KV
     -- cache ([head_dim, n_head_kv, n_ctx] each) and attends over positions
     -- 0..pos of each token (causal)
@@ -38,7 +42,8 @@ return function(g, m)
     x = g:add(x, g:bitlinear(a, L.attn_output))                         -- [n_embd, n_tokens]
 
     h = g:rms_norm(x, L.ffn_norm, eps)                                  -- [n_embd, n_tokens]
-    local f = g:mul(gate(g, g:bitlinear(h, L.ffn_gate)), g:bitlinear(h, L.ffn_up)) -- [n_ff, n_tokens]
+    local gt, up = g:bitlinear(h, L.ffn_gate), g:bitlinear(h, L.ffn_up) -- [n_ff, n_tokens] each
+    local f = g:mul(gate(g, gt), up)                                    -- [n_ff, n_tokens]
     if L.ffn_sub_norm then f = g:rms_norm(f, L.ffn_sub_norm, eps) end   -- [n_ff, n_tokens]
     x = g:add(x, g:bitlinear(f, L.ffn_down))                            -- [n_embd, n_tokens]
   end

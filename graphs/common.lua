@@ -11,7 +11,7 @@ function M.open(opts, prefix)
   if not path then error("no model given (opts.model) and the default model is not installed", 0) end
   local model = tern.load_model(path, {
     backend = opts[prefix .. "backend"] or opts.backend, threads = opts[prefix .. "threads"] or opts.threads,
-    kernel = opts.kernel, head = opts.head })
+    kernel = opts.kernel, head = opts.head, device = opts.device })
   local session = tern.session(model, { n_ctx = opts.ctx_size, n_batch = opts.batch_size, kv_type = kt })
   return model, session
 end

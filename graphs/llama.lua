@@ -20,9 +20,12 @@ return function(g, m)
   for i = 0, hp.n_layer - 1 do
     local L = m:layer(i)
     local h = g:rms_norm(x, L.attn_norm, eps)                           -- [n_embd, n_tokens]
-    local q = g:rope(g:linear(h, L.attn_q), hp.n_head, rope)            -- [head_dim, n_head, n_tokens]
-    local k = g:rope(g:linear(h, L.attn_k), hp.n_head_kv, rope)         -- [head_dim, n_head_kv, n_tokens]
+    -- the three projections first (a device backend may run them as one)
+    local q = g:linear(h, L.attn_q)                                     -- [n_embd, n_tokens]
+    local k = g:linear(h, L.attn_k)                                     -- [n_embd_kv, n_tokens]
     local v = g:linear(h, L.attn_v)                                     -- [n_embd_kv, n_tokens]
+    q = g:rope(q, hp.n_head, rope)                                      -- [head_dim, n_head, n_tokens]
+    k = g:rope(k, hp.n_head_kv, rope)                                   -- [head_dim, n_head_kv, n_tokens]
     -- attention stores k and v at the tokens' positions in layer i's KV
     -- cache ([head_dim, n_head_kv, n_ctx] each) and attends over positions
     -- 0..pos of each token (causal)

@@ -224,17 +224,19 @@ static int bitlinear_ids(lua_State *L, build_ctx *c, int x, int w)
 {
     const tern_tensor *tx = &c->g->tensors[x].t, *tw = &c->g->tensors[w].t;
     int q = -1;
-    for (int i = 0; i < c->n_q; i++)
+    for (int i = 0; i < c->n_q && i < MAX_QUANT_MEMO; i++)
         if (c->q_src[i] == x) q = c->q_dst[i];
     if (q < 0) { /* q, k, v (and gate, up) share one quantized input */
         q = tern_graph_add_node(c->g, TERN_OP_QUANTIZE_ACT, TERN_TYPE_Q8_TOK, 2,
                                 (int64_t[]){tx->ne[0], tern_tensor_nrows(tx)}, &x, 1, NULL, NULL,
                                 &c->err);
         if (q < 0) return fail(L, c);
-        if (c->n_q < MAX_QUANT_MEMO) {
-            c->q_src[c->n_q] = x;
-            c->q_dst[c->n_q++] = q;
-        }
+        /* a ring of the most recent inputs: sharing is between neighbours,
+         * and a memo that filled up (16 layers) quantized every later
+         * layer's input once per matmul */
+        c->q_src[c->n_q % MAX_QUANT_MEMO] = x;
+        c->q_dst[c->n_q % MAX_QUANT_MEMO] = q;
+        c->n_q++;
     }
     int64_t ne[2] = {tw->ne[1], tern_tensor_nrows(tx)};
     int src[2] = {q, w};

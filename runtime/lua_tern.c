@@ -127,7 +127,7 @@ const char *tern_lua_backend_list(lua_State *L, int t, const char *k, char *buf,
 
 /* ---- tern.Model ---- */
 
-/* tern.load_model(path, {backend=, threads=, kernel=, head=}) */
+/* tern.load_model(path, {backend=, threads=, kernel=, head=, device=}) */
 static int l_load_model(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
@@ -140,6 +140,7 @@ static int l_load_model(lua_State *L)
     o.n_threads = (int)opt_int(L, 2, "threads", 0);
     o.kernel = opt_string(L, 2, "kernel", "auto");
     o.head = opt_string(L, 2, "head", "f16");
+    o.device = (int)opt_int(L, 2, "device", -1);
     lmodel *u = lua_newuserdatauv(L, sizeof *u, 0);
     u->m = NULL;
     luaL_setmetatable(L, MODEL_MT);

@@ -18,6 +18,7 @@ tern_model_options tern_model_default_options(void)
     o.n_threads = 0; /* the physical cores */
     o.kernel = "auto";
     o.head = "f16";
+    o.device = -1;
     return o;
 }
 
@@ -184,6 +185,7 @@ static tern_status add_backend(tern_model *m, const tern_plugin_info *p, tern_er
     bo.n_threads = m->opt.n_threads;
     bo.kernel = m->opt.kernel;
     bo.head = m->opt.head;
+    bo.device = TERN_STRUCT_HAS(&m->opt, tern_model_options, device) ? m->opt.device : -1;
     tern_status st = tern_backend_create(p, &bo, m->pool, &m->be[m->n_be], err);
     if (!st) m->n_be++;
     return st;

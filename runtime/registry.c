@@ -376,3 +376,12 @@ tern_status tern_backend_sync(const tern_backend *be, tern_error *err)
     if (st) return tern_error_set(err, st, "backend '%s': %s", be->plugin->name, msg[0] ? msg : tern_status_name(st));
     return TERN_OK;
 }
+
+int tern_backend_report(const tern_backend *be, uint64_t n_tokens, char *buf, size_t n)
+{
+    if (n) buf[0] = 0;
+    if (!be || !n || !TERN_API_HAS(be->api, report)) return 0;
+    be->api->report(be->ctx, n_tokens, buf, n);
+    buf[n - 1] = 0;
+    return buf[0] != 0;
+}

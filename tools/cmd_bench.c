@@ -3,8 +3,10 @@
  * warm-up, mean +- stddev and median, a markdown table or JSON with
  * llama-bench's field names; per-op time shares and scalar-fallback counts;
  * with --roofline, the machine's memory read bandwidth measured in the same
- * run and decode speed as a share of the bandwidth bound. With
- * --model-draft, the speculative mode (bench_speculative). */
+ * run and decode speed as a share of the bandwidth bound; with -v, what
+ * each backend launched per token in each test (its report(): device
+ * kernels, and their time when it measures them). With --model-draft, the
+ * speculative mode (bench_speculative). */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -99,10 +101,10 @@ static double measure_bandwidth(int n_threads)
 }
 
 static const char *const bench_keys[] = {
-    "model", "threads", "backend", "kernel", "head", "ctx_size", "batch_size", "cache_type_k",
+    "model", "threads", "backend", "kernel", "head", "device", "ctx_size", "batch_size", "cache_type_k",
     "cache_type_v", "n_prompt_bench", "n_gen_bench", "reps", "output", "roofline",
     "model_draft", "backend_draft", "threads_draft", "draft_max", "draft_p_min", "spec_accept_rate",
-    "spec_prompts", "overlap", NULL,
+    "spec_prompts", "overlap", "verbose", NULL,
 };
 
 /* With --model-draft, bench measures speculative decoding instead: the
@@ -149,6 +151,19 @@ static int run_tg(tern_session *s, const int32_t *toks, int n, double *tps, tern
         if (tern_session_eval(s, toks + i, 1, 0, err)) return 1;
     *tps = n / (now_s() - t0);
     return 0;
+}
+
+/* Each backend's report of the work since the last call, per token. */
+static void backend_reports(const tern_model *m, const char *test, uint64_t n_tokens, char *out, size_t n)
+{
+    size_t used = 0;
+    out[0] = 0;
+    for (int b = 0; b < tern_model_n_backends(m); b++) {
+        char buf[4096];
+        if (!tern_backend_report(tern_model_backend_at(m, b), n_tokens, buf, sizeof buf) || !test) continue;
+        if (used < n) used += (size_t)snprintf(out + used, n - used, "\n%s, %llu tokens: %s", test,
+                                               (unsigned long long)n_tokens, buf);
+    }
 }
 
 static void print_ops(tern_session *s)
@@ -246,6 +261,9 @@ int cmd_bench(int argc, char **argv)
         goto done;
     }
     tern_session_reset_stats(s);
+    int verbose = opt_bool(L, -1, "verbose");
+    char reports[2][8192] = {"", ""};
+    backend_reports(m, NULL, 0, reports[0], sizeof reports[0]); /* counting starts here */
     if (n_prompt) {
         bench_row *r = &rows[n_rows++];
         memset(r, 0, sizeof *r);
@@ -257,6 +275,7 @@ int cmd_bench(int argc, char **argv)
                 goto done;
             }
         summarize(r);
+        backend_reports(m, r->test, (uint64_t)n_prompt * (uint64_t)reps, reports[0], sizeof reports[0]);
     }
     if (n_gen) {
         bench_row *r = &rows[n_rows++];
@@ -269,6 +288,7 @@ int cmd_bench(int argc, char **argv)
                 goto done;
             }
         summarize(r);
+        backend_reports(m, r->test, (uint64_t)n_gen * (uint64_t)reps, reports[1], sizeof reports[1]);
     }
     int threads = (int)opt_int(o, "threads", 0);
     if (threads < 1) threads = tern_cpu_physical_cores();
@@ -311,6 +331,7 @@ int cmd_bench(int argc, char **argv)
         }
     }
     print_ops(s);
+    if (verbose) fprintf(stderr, "%s%s", reports[0], reports[1]);
     rc = 0;
 done:
     mc_catch_interrupt(NULL);

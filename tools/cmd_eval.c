@@ -12,7 +12,7 @@
 
 static const char *const eval_keys[] = {
     "model", "prompt", "file", "ids", "logits", "batch_size", "threads", "ctx_size", "backend",
-    "kernel", "head", "cache_type_k", "cache_type_v", "special", "no_bos", NULL,
+    "kernel", "head", "device", "cache_type_k", "cache_type_v", "special", "no_bos", NULL,
 };
 
 /* Writes data to path: only a regular file is created or replaced

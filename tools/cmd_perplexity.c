@@ -18,7 +18,7 @@
 
 static const char *const ppl_keys[] = {
     "model", "file", "ids", "prompt", "threads", "ctx_size", "batch_size", "backend", "kernel",
-    "head", "cache_type_k", "cache_type_v", "chunks", NULL,
+    "head", "device", "cache_type_k", "cache_type_v", "chunks", NULL,
 };
 
 /* -log softmax(row)[target], in double. */

@@ -10,7 +10,7 @@
 static const char *const run_keys[] = {
     "model", "prompt", "file", "n_predict", "threads", "ctx_size", "batch_size", "temp", "top_k",
     "top_p", "min_p", "seed", "repeat_penalty", "repeat_last_n", "frequency_penalty",
-    "presence_penalty", "stop", "backend", "kernel", "head", "cache_type_k", "cache_type_v",
+    "presence_penalty", "stop", "backend", "kernel", "head", "device", "cache_type_k", "cache_type_v",
     "verbose", "special", "no_bos", "system", "model_draft", "backend_draft", "threads_draft",
     "draft_max", "draft_min", "draft_p_min", "pipeline", "lookup", "overlap", NULL,
 };

@@ -20,6 +20,7 @@ int mc_open(const tern_opts *o, const char *cmd, tern_model **m, tern_session **
     mo.n_threads = (int)opt_int(o, "threads", 0); /* 0: the physical cores */
     mo.kernel = opt_str(o, "kernel", "auto");
     mo.head = opt_str(o, "head", "f16");
+    mo.device = (int)opt_int(o, "device", -1);
     tern_error err;
     if (tern_model_load(path, &mo, m, &err)) return cli_fail(cmd, "%s", err.msg);
     tern_session_options so = tern_session_default_options();

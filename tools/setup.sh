@@ -5,7 +5,8 @@
 #   libpcre2-dev               tokenizer pre-tokenizer regexes (UTF + UCP)
 #   check, libsubunit-dev      unit test framework (Check)
 #   lua5.4                     the stock interpreter, to test require "tern"
-#   ocl-icd-opencl-dev, opencl-headers, pocl-opencl-icd   the opencl backend and its CPU test device
+#   ocl-icd-opencl-dev, opencl-headers   the opencl backend (built only where these are)
+#   pocl-opencl-icd, clinfo   a CPU OpenCL device, so scons test runs the opencl backend here and in CI
 #   clang, libclang-rt-14-dev  libFuzzer target for the GGUF reader
 set -e
 export DEBIAN_FRONTEND=noninteractive
@@ -13,5 +14,5 @@ if [ "$(id -u)" != 0 ]; then echo "setup.sh: run as root (apt-get install)" >&2;
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     gcc libc6-dev scons pkg-config liblua5.4-dev lua5.4 libpcre2-dev check libsubunit-dev \
-    ocl-icd-opencl-dev opencl-headers clang libclang-rt-14-dev >/dev/null
+    ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo clang libclang-rt-14-dev >/dev/null
 echo "setup.sh: dependencies installed"

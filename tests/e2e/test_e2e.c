@@ -195,6 +195,28 @@ START_TEST(test_trained_models)
 }
 END_TEST
 
+static int backend_runnable(const char *name);
+
+/* The trained models on opencl (under PoCL here and in CI, on a GPU where
+ * there is one) within the bounds scalar and x86 meet, at batch 43, 7 and
+ * 1 with the same bits each time. Skips visibly without the plugin or a
+ * device. */
+START_TEST(test_trained_models_opencl)
+{
+    TU_REQUIRE_SHARED();
+    if (!backend_runnable("opencl")) return;
+    int mi = _i / 3, p = _i % 3;
+    int32_t ids[128];
+    char rel[256], lrel[256], label[64], model_rel[128];
+    snprintf(rel, sizeof rel, "models/ref/%s.prompt%d.tokens.i32", trained[mi], p);
+    snprintf(lrel, sizeof lrel, "models/ref/%s.prompt%d.logits.f32", trained[mi], p);
+    snprintf(model_rel, sizeof model_rel, "models/%s.gguf", trained[mi]);
+    snprintf(label, sizeof label, "%s p%d", trained[mi], p);
+    int n = read_ids(rel, ids, 128);
+    check_reference(label, model_rel, ids, n, lrel, trained_tol[mi], 1, "opencl");
+}
+END_TEST
+
 /* The random-weight files and the peers' logits. */
 START_TEST(test_peer_references)
 {
@@ -268,10 +290,10 @@ START_TEST(test_greedy_continuation)
 }
 END_TEST
 
-/* Greedy decoding of 32 tokens after the prompt on scalar and on x86: the
- * token sequences must be identical (issue 7). Skips visibly when the x86
- * plugin is missing or cannot run here. */
-static int x86_runnable(void)
+/* Greedy decoding of 32 tokens after the prompt on scalar and on x86 (or
+ * opencl): the token sequences must be identical (issue 7). Skips visibly
+ * when the plugin is missing or cannot run here. */
+static int backend_runnable(const char *name)
 {
     tern_registry *reg;
     tern_error err;
@@ -280,12 +302,12 @@ static int x86_runnable(void)
     const char *why = "not built";
     for (int i = 0; i < tern_registry_count(reg); i++) {
         const tern_plugin_info *pi = tern_registry_get(reg, i);
-        if (pi->loaded && !strcmp(pi->name, "x86")) {
+        if (pi->loaded && !strcmp(pi->name, name)) {
             ok = pi->probe.runnable;
             if (!ok) why = pi->probe.desc;
         }
     }
-    if (!ok) printf("skipped: greedy scalar vs x86: x86 backend %s\n", why);
+    if (!ok) printf("skipped: greedy scalar vs %s: %s backend %s\n", name, name, why);
     tern_registry_free(reg);
     return ok;
 }
@@ -307,10 +329,13 @@ static void greedy(const char *path, const char *backend, const int32_t *prompt,
     tern_model_free(m);
 }
 
+/* _i: model x prompt x {x86, opencl} */
 START_TEST(test_greedy_scalar_vs_x86)
 {
     TU_REQUIRE_SHARED();
-    if (!x86_runnable()) return;
+    const char *other = _i >= 6 ? "opencl" : "x86";
+    if (!backend_runnable(other)) return;
+    _i %= 6;
     int mi = _i / 3, p = _i % 3;
     char rel[256], mpath[4096];
     int32_t ids[128], a[32], b[32];
@@ -319,15 +344,15 @@ START_TEST(test_greedy_scalar_vs_x86)
     const int n_gen = 32, n_prompt = n - n_gen;
     snprintf(mpath, sizeof mpath, "%s/models/%s.gguf", tu_shared_dir(), trained[mi]);
     greedy(mpath, "scalar", ids, n_prompt, a, n_gen);
-    greedy(mpath, "x86", ids, n_prompt, b, n_gen);
+    greedy(mpath, other, ids, n_prompt, b, n_gen);
     int same = 0, first_diff = n_gen;
     for (int j = 0; j < n_gen; j++) {
         if (a[j] == b[j]) same++;
         else if (first_diff == n_gen) first_diff = j;
     }
-    printf("greedy %s p%d scalar vs x86: %d/%d tokens equal, first difference at %d\n", trained[mi], p,
+    printf("greedy %s p%d scalar vs %s: %d/%d tokens equal, first difference at %d\n", trained[mi], p, other,
            same, n_gen, first_diff);
-    ck_assert_msg(same == n_gen, "%s p%d: x86 greedy parts from scalar at token %d", trained[mi], p,
+    ck_assert_msg(same == n_gen, "%s p%d: %s greedy parts from scalar at token %d", trained[mi], p, other,
                   first_diff);
 }
 END_TEST
@@ -340,7 +365,8 @@ Suite *e2e_suite(void)
     tcase_add_loop_test(tc, test_trained_models, 0, 6);
     tcase_add_loop_test(tc, test_peer_references, 0, 6);
     tcase_add_loop_test(tc, test_greedy_continuation, 0, 12);
-    tcase_add_loop_test(tc, test_greedy_scalar_vs_x86, 0, 6);
+    tcase_add_loop_test(tc, test_greedy_scalar_vs_x86, 0, 12);
+    tcase_add_loop_test(tc, test_trained_models_opencl, 0, 6);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -102,6 +102,9 @@ int tern_backend_supports(const tern_backend *be, const tern_node *node);
 int tern_backend_is_host(const tern_backend *be);
 /* Calls sync() if the backend has one; the message names the backend. */
 tern_status tern_backend_sync(const tern_backend *be, tern_error *err);
+/* The backend's work report since the previous call (report(), per token
+ * when n_tokens > 0); 0 and an empty buf when it has none. */
+int tern_backend_report(const tern_backend *be, uint64_t n_tokens, char *buf, size_t n);
 
 #ifdef __cplusplus
 }

@@ -69,6 +69,8 @@ typedef struct tern_model_options {
                           * physical cores (tern_cpu_physical_cores) */
     const char *kernel;  /* backend kernel family: "auto" or a name */
     const char *head;    /* output head storage: "f16" (as stored) or "q8" */
+    int device;          /* device backends: device index (tern info lists
+                          * them), -1 = the backend's best */
 } tern_model_options;
 
 tern_model_options tern_model_default_options(void);

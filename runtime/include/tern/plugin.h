@@ -224,6 +224,11 @@ typedef struct tern_backend_api {
     /* ---- appended members: read through TERN_API_HAS ---- */
     /* (optional) a line describing the instance (kernels chosen, head). */
     void (*describe)(void *ctx, char *buf, size_t n);
+    /* (optional) What the instance launched since the previous call, as
+     * lines ending in '\n': device kernels by kind and, where the backend
+     * measures them, their device time; per token when n_tokens > 0. The
+     * counts start anew after each call. (tern bench -v prints it.) */
+    void (*report)(void *ctx, uint64_t n_tokens, char *buf, size_t n);
 } tern_backend_api;
 
 /* The smallest table the loader accepts: everything before describe. */
