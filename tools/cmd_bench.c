@@ -261,7 +261,7 @@ int cmd_bench(int argc, char **argv)
         goto done;
     }
     tern_session_reset_stats(s);
-    int verbose = opt_bool(L, -1, "verbose");
+    int verbose = opt_bool(o, "verbose");
     char reports[2][8192] = {"", ""};
     backend_reports(m, NULL, 0, reports[0], sizeof reports[0]); /* counting starts here */
     if (n_prompt) {
