@@ -268,13 +268,14 @@ function M.ngram(o)
 
   function p.propose(self, run, k)
     local h = run.tokens
+    if self.h ~= h then self:start(run) end -- a new text
     for e = self.upto + 1, #h - 1 do -- index every n-gram that ends before the last token
       for n = self.n_min, math.min(self.n_max, e) do self.idx[n][key(h, e, n, self.wide[n])] = e end
     end
     self.upto = math.max(self.upto, #h - 1)
     for n = math.min(self.n_max, #h), self.n_min, -1 do
       local e = self.idx[n][key(h, #h, n, self.wide[n])]
-      if e then
+      if e and e < #h then -- (the text may have been cut back since e was indexed)
         local ids = {}
         for j = 1, k do ids[j] = e + j <= #h and h[e + j] or ids[e + j - #h] end -- a period repeats
         return ids
