@@ -1,7 +1,7 @@
 /* test_fault.c - fault injection, SQLite style (runtime/fault.h).
  *
  * The allocation sweep: the path a program takes to generate one token
- * (load the default tiny model on the auto backend, tokenize, create a
+ * (load the default tiny model on the auto backend and one thread, tokenize, create a
  * session, evaluate the prompt, sample, evaluate that token, sample again)
  * is run once to count its allocations, then again with allocation N made
  * to fail, for every N: once alone (the rest succeed) and once from N on
@@ -56,6 +56,7 @@ static tern_status generate(result *r, tern_error *err)
     int32_t *ids = NULL;
     size_t cap = 0, n = 0;
     tern_model_options mo = tern_model_default_options();
+    mo.n_threads = 1; /* one thread: the allocations come in the same order every run */
     tern_session_options so = tern_session_default_options();
     so.n_ctx = 32;
     tern_sampler_params sp = tern_sampler_default_params();
