@@ -48,7 +48,7 @@ int cmd_info(int argc, char **argv)
         }
         int is_model = !strcmp(argv[i], "-m") || !strcmp(argv[i], "--model");
         if (!is_model && strcmp(argv[i], "--backend")) return cli_fail("info", "unknown option '%s'", argv[i]);
-        if (i + 1 >= argc) return cli_fail("info", "%s needs a %s", argv[i], is_model ? "file" : "backend list");
+        if (i + 1 >= argc) return cli_fail("info", "%s needs a value", argv[i]);
         *(is_model ? &model : &backend) = argv[++i];
     }
     if (backend && !model) return cli_fail("info", "--backend needs a model (-m FILE)");
