@@ -147,9 +147,12 @@ typedef struct cache_header {
 /* The cache folder (created), or 0 when there is none to use. */
 static int cache_dir(const tern_host_api *host, char *dir, size_t n)
 {
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (host->cache_dir && host->cache_dir[0]) snprintf(dir, n, "%s", host->cache_dir);
+    /* the environment as it is now first: the host table's cache_dir was
+     * read from it once, when the process started */
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME"), *own = getenv("TERN_CACHE_DIR");
+    if (own && own[0]) snprintf(dir, n, "%s", own);
     else if (xdg && xdg[0]) snprintf(dir, n, "%s/tern", xdg);
+    else if (host->cache_dir && host->cache_dir[0]) snprintf(dir, n, "%s", host->cache_dir);
     else if (home && home[0]) snprintf(dir, n, "%s/.cache/tern", home);
     else return 0;
     char path[4096];
