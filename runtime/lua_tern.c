@@ -276,19 +276,28 @@ static int session_close(lua_State *L)
     return 0;
 }
 
+/* The ids of the table at idx in buf (cap entries) or, when longer, in a
+ * malloc'ed array the caller frees; NULL when out of memory. */
+static int32_t *table_ids(lua_State *L, int idx, int32_t *buf, lua_Integer cap, lua_Integer *n)
+{
+    luaL_checktype(L, idx, LUA_TTABLE);
+    *n = luaL_len(L, idx);
+    int32_t *ids = *n <= cap ? buf : malloc((size_t)*n * sizeof *ids);
+    for (lua_Integer i = 0; ids && i < *n; i++) {
+        lua_rawgeti(L, idx, i + 1);
+        ids[i] = (int32_t)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
+    return ids;
+}
+
 /* s:eval({ids}, all_logits=false) */
 static int session_eval(lua_State *L)
 {
     tern_session *s = check_session(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_Integer n = luaL_len(L, 2);
-    int32_t stackbuf[64], *ids = n <= 64 ? stackbuf : malloc((size_t)n * sizeof *ids);
+    lua_Integer n;
+    int32_t stackbuf[64], *ids = table_ids(L, 2, stackbuf, 64, &n);
     if (!ids) return luaL_error(L, "out of memory");
-    for (lua_Integer i = 0; i < n; i++) {
-        lua_rawgeti(L, 2, i + 1);
-        ids[i] = (int32_t)lua_tointeger(L, -1);
-        lua_pop(L, 1);
-    }
     tern_error err;
     evaluating = s;
     tern_status st = interrupted ? TERN_ECANCELED : tern_session_eval(s, ids, (size_t)n, lua_toboolean(L, 3), &err);
@@ -949,15 +958,9 @@ static int session_eval_async(lua_State *L)
 {
     tern_session *s = check_session(L, 1);
     lsession *u = lua_touserdata(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_Integer n = luaL_len(L, 2);
-    int32_t stackbuf[64], *ids = n <= 64 ? stackbuf : malloc((size_t)n * sizeof *ids);
+    lua_Integer n;
+    int32_t stackbuf[64], *ids = table_ids(L, 2, stackbuf, 64, &n);
     if (!ids) return luaL_error(L, "out of memory");
-    for (lua_Integer i = 0; i < n; i++) {
-        lua_rawgeti(L, 2, i + 1);
-        ids[i] = (int32_t)lua_tointeger(L, -1);
-        lua_pop(L, 1);
-    }
     tern_error err;
     tern_status st = interrupted ? TERN_ECANCELED : tern_session_eval_async(s, ids, (size_t)n, lua_toboolean(L, 3), &err);
     if (ids != stackbuf) free(ids);
