@@ -8,6 +8,12 @@
 -- (hp.ffn_act says which; the loader reads the file's hidden_act key).
 -- Every linear layer is a BitLinear: per-token int8 activations times
 -- ternary weights (g:bitlinear); the output head is a float matmul.
+--
+-- Shapes are written innermost first, as ggml and GGUF write them: x
+-- [n_embd, n_tokens] is n_tokens rows of n_embd floats. n_tokens is
+-- g.n_tokens (the batch), head_dim = n_embd / n_head, n_embd_kv =
+-- head_dim * n_head_kv, n_ff the FFN width. A weight [n_in, n_out] maps a
+-- row of n_in to a row of n_out.
 return function(g, m)
   local hp = m.hparams
   local eps = hp.eps
@@ -16,24 +22,33 @@ return function(g, m)
   local kq_scale = 1.0 / math.sqrt(hp.head_dim)
   local gate = hp.ffn_act == "relu_sq" and g.relu_sq or g.silu
 
-  local x = g:embed(m:w "token_embd.weight", g.tokens)
+  -- g.tokens [n_tokens] (i32 ids), g.positions [n_tokens]
+  local x = g:embed(m:w "token_embd.weight", g.tokens)                 -- [n_embd, n_tokens]: the residual stream
   for i = 0, hp.n_layer - 1 do
     local L = m:layer(i)
-    local h = g:rms_norm(x, L.attn_norm, eps)
-    local q = g:rope(g:bitlinear(h, L.attn_q), hp.n_head, rope)
-    local k = g:rope(g:bitlinear(h, L.attn_k), hp.n_head_kv, rope)
-    local v = g:bitlinear(h, L.attn_v)
-    local a = g:attention(q, k, v, i, kq_scale)
-    if L.attn_sub_norm then a = g:rms_norm(a, L.attn_sub_norm, eps) end
-    x = g:add(x, g:bitlinear(a, L.attn_output))
+    local h = g:rms_norm(x, L.attn_norm, eps)                           -- [n_embd, n_tokens]
+    -- the three projections first, then the rotations: with q, k and v
+    -- live at once a device backend may run the three matmuls as one
+    local q = g:bitlinear(h, L.attn_q)                                  -- [n_embd, n_tokens]
+    local k = g:bitlinear(h, L.attn_k)                                  -- [n_embd_kv, n_tokens]
+    local v = g:bitlinear(h, L.attn_v)                                  -- [n_embd_kv, n_tokens]
+    q = g:rope(q, hp.n_head, rope)                                      -- [head_dim, n_head, n_tokens]
+    k = g:rope(k, hp.n_head_kv, rope)                                   -- [head_dim, n_head_kv, n_tokens]
+    -- attention stores k and v at the tokens' positions in layer i's KV
+    -- cache ([head_dim, n_head_kv, n_ctx] each) and attends over positions
+    -- 0..pos of each token (causal)
+    local a = g:attention(q, k, v, i, kq_scale)                         -- [n_embd, n_tokens]
+    if L.attn_sub_norm then a = g:rms_norm(a, L.attn_sub_norm, eps) end -- [n_embd, n_tokens]
+    x = g:add(x, g:bitlinear(a, L.attn_output))                         -- [n_embd, n_tokens]
 
-    h = g:rms_norm(x, L.ffn_norm, eps)
-    local f = g:mul(gate(g, g:bitlinear(h, L.ffn_gate)), g:bitlinear(h, L.ffn_up))
-    if L.ffn_sub_norm then f = g:rms_norm(f, L.ffn_sub_norm, eps) end
-    x = g:add(x, g:bitlinear(f, L.ffn_down))
+    h = g:rms_norm(x, L.ffn_norm, eps)                                  -- [n_embd, n_tokens]
+    local gt, up = g:bitlinear(h, L.ffn_gate), g:bitlinear(h, L.ffn_up) -- [n_ff, n_tokens] each
+    local f = g:mul(gate(g, gt), up)                                    -- [n_ff, n_tokens]
+    if L.ffn_sub_norm then f = g:rms_norm(f, L.ffn_sub_norm, eps) end   -- [n_ff, n_tokens]
+    x = g:add(x, g:bitlinear(f, L.ffn_down))                            -- [n_embd, n_tokens]
   end
-  -- only the rows whose logits are wanted go through the head
-  if g.n_out < g.n_tokens then x = g:get_rows(x, g.out_ids) end
-  x = g:rms_norm(x, m:w "output_norm.weight", eps)
-  return g:matmul(x, m:w "output.weight" or m:w "token_embd.weight")
+  -- only the rows whose logits are wanted go through the head: g.out_ids [n_out]
+  if g.n_out < g.n_tokens then x = g:get_rows(x, g.out_ids) end        -- [n_embd, n_out]
+  x = g:rms_norm(x, m:w "output_norm.weight", eps)                      -- [n_embd, n_out]
+  return g:matmul(x, m:w "output.weight" or m:w "token_embd.weight")    -- [n_vocab, n_out]
 end

@@ -24,9 +24,8 @@ return function(opts)
     info.describe, style))
   while true do
     tern.write("> ")
-    local line = io.read("L")
+    local line = tern.read_line() -- at most 1 MiB; nil at the end of input or on Ctrl-C
     if not line or tern.interrupted() then break end
-    line = line:gsub("\n$", "")
     if line == "" then break end
     history[#history + 1] = { role = "user", content = line }
     local text = tern.chat_format(info.chat_template, history, true)

@@ -7,22 +7,18 @@ function M.open(opts, prefix)
   prefix = prefix or ""
   local kt, vt = opts.cache_type_k or "f16", opts.cache_type_v or opts.cache_type_k or "f16"
   if kt ~= vt then error("tern keeps K and V in one type: -ctk " .. kt .. " and -ctv " .. vt .. " differ", 0) end
-  local model = tern.load_model(opts[prefix .. "model"] or opts.model, {
+  local path = opts[prefix .. "model"] or opts.model or tern.default_model()
+  if not path then error("no model given (opts.model) and the default model is not installed", 0) end
+  local model = tern.load_model(path, {
     backend = opts[prefix .. "backend"] or opts.backend, threads = opts[prefix .. "threads"] or opts.threads,
-    kernel = opts.kernel, head = opts.head })
+    kernel = opts.kernel, head = opts.head, device = opts.device })
   local session = tern.session(model, { n_ctx = opts.ctx_size, n_batch = opts.batch_size, kv_type = kt })
   return model, session
 end
 
 function M.prompt_text(opts)
   if opts.prompt then return opts.prompt end
-  if opts.file then
-    local f, err = io.open(opts.file, "rb")
-    if not f then error("cannot read prompt file: " .. err, 0) end
-    local t = f:read("a")
-    f:close()
-    return t
-  end
+  if opts.file then return tern.read_file(opts.file) end -- a regular file or "-", at most 64 MiB
   error("no prompt: give -p TEXT or -f FILE", 0)
 end
 
@@ -67,7 +63,12 @@ function M.print_stats(session)
     tern.log(string.format("%-16s %8d %10.2f %6.1f%% %9d\n", o.name, o.calls, o.seconds * 1000,
       total > 0 and 100 * o.seconds / total or 0, o.fallback))
   end
-  tern.log(string.format("nodes per graph on the scalar fallback: %d\n", st.fallback_nodes))
+  local where = {}
+  for _, p in ipairs(st.placement) do where[#where + 1] = string.format("%s %d", p.backend, p.nodes) end
+  tern.log(string.format("nodes per graph: %s; past the first backend: %d; KV cache on %s\n",
+    table.concat(where, ", "), st.fallback_nodes, st.kv_backend))
+  tern.log(string.format("copy nodes per graph: %d (%d bytes); copies run: %d, %.2f ms\n",
+    st.copy_nodes, st.copy_bytes, st.copies, st.copy_seconds * 1000))
 end
 
 return M

@@ -1,5 +1,7 @@
 /* cpu.c - what this CPU can do: cpuid on x86, HWCAP on ARM. Backends get the
  * result through the host table and decide from it in probe(). */
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -75,15 +77,15 @@ static uint64_t detect(void)
 static uint64_t detect(void) { return 0; }
 #endif
 
+static uint64_t cached_features;
+static void detect_once(void) { cached_features = detect(); }
+
+/* Detected once per process, whichever thread asks first. */
 uint64_t tern_cpu_features(void)
 {
-    static uint64_t cached;
-    static int done;
-    if (!done) {
-        cached = detect();
-        done = 1;
-    }
-    return cached;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, detect_once);
+    return cached_features;
 }
 
 static const struct {
@@ -114,4 +116,49 @@ void tern_cpu_features_string(uint64_t features, char *buf, size_t n)
         used += (size_t)w;
     }
     if (!used) snprintf(buf, n, "(none)");
+}
+
+/* Physical cores this process may run on: the CPUs of its affinity mask
+ * counted once per (package, core) pair, so SMT siblings count once (as
+ * llama.cpp's default). Without sysfs topology, the CPUs of the mask. */
+static int physical_cores;
+static void count_cores(void)
+{
+    cpu_set_t set;
+    int n_cpus = 0, n_cores = 0;
+    long seen[1024][2];
+    if (sched_getaffinity(0, sizeof set, &set) != 0) {
+        physical_cores = 1;
+        return;
+    }
+    for (int cpu = 0; cpu < CPU_SETSIZE && n_cores < 1024; cpu++) {
+        if (!CPU_ISSET(cpu, &set)) continue;
+        n_cpus++;
+        long id[2] = {-1, -1};
+        static const char *const files[2] = {"physical_package_id", "core_id"};
+        for (int f = 0; f < 2; f++) {
+            char path[128];
+            snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/%s", cpu, files[f]);
+            FILE *fp = fopen(path, "r");
+            if (fp) {
+                if (fscanf(fp, "%ld", &id[f]) != 1) id[f] = -1;
+                fclose(fp);
+            }
+        }
+        int dup = 0;
+        for (int i = 0; i < n_cores && !dup; i++) dup = id[1] >= 0 && seen[i][0] == id[0] && seen[i][1] == id[1];
+        if (!dup) {
+            seen[n_cores][0] = id[0];
+            seen[n_cores][1] = id[1];
+            n_cores++;
+        }
+    }
+    physical_cores = n_cores > 0 ? n_cores : n_cpus > 0 ? n_cpus : 1;
+}
+
+int tern_cpu_physical_cores(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, count_cores);
+    return physical_cores;
 }

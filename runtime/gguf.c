@@ -629,7 +629,9 @@ tern_status tern_gguf_open_memory(const void *data, size_t size, const char *nam
 tern_status tern_gguf_open(const char *path, tern_gguf **out, tern_error *err)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO (or a device that waits) must not block the open;
+     * the type is checked on the open file before anything is read */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) return tern_error_set(err, TERN_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {

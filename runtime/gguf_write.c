@@ -9,6 +9,7 @@
  * Setters that cannot report an error themselves (they take no tern_error)
  * record the first failure; tern_gguf_write returns it. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 
 #include "tern/checked.h"
 #include "tern/gguf.h"
+#include "tern/io.h"
 #include "tern/quant.h"
 
 #define WRITER_ALIGNMENT 32
@@ -387,10 +389,15 @@ tern_status tern_gguf_write(tern_gguf_writer *w, const char *path, tern_error *e
         if (err) *err = w->err;
         return w->st;
     }
-    size_t n = strlen(path);
+    /* the file is written beside the target and renamed over it: only a
+     * regular file is replaced, and through a symlink, not the link */
+    char real[PATH_MAX];
+    tern_status cs = tern_io_output_path(path, real, sizeof real, err);
+    if (cs) return cs;
+    size_t n = strlen(real);
     char *tmp = malloc(n + 16);
     if (!tmp) return tern_error_set(err, TERN_ENOMEM, "%s: no memory", path);
-    snprintf(tmp, n + 16, "%s.tmp.XXXXXX", path);
+    snprintf(tmp, n + 16, "%s.tmp.XXXXXX", real);
     int fd = mkstemp(tmp);
     if (fd < 0) {
         tern_status st = tern_error_set(err, TERN_EIO, "%s: cannot create a temporary file: %s",
@@ -411,7 +418,7 @@ tern_status tern_gguf_write(tern_gguf_writer *w, const char *path, tern_error *e
     tern_status st = write_all(w, &o);
     if (fclose(f) != 0 && !st)
         st = tern_error_set(err, TERN_EIO, "%s: write failed: %s", path, strerror(errno));
-    if (!st && rename(tmp, path) != 0)
+    if (!st && rename(tmp, real) != 0)
         st = tern_error_set(err, TERN_EIO, "%s: rename from %s failed: %s", path, tmp,
                             strerror(errno));
     if (st) unlink(tmp);

@@ -1,5 +1,6 @@
 /* graph.c - the graph IR: builder calls, planning (backend per node, weight
- * resolution, arena offsets by tensor lifetime) and the executor. */
+ * placement, copies between memory spaces, arena offsets by tensor
+ * lifetime) and the executor. See graph_impl.h for the plan's steps. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,11 +22,13 @@ tern_status tern_graph_create(int n_tok, int n_out, tern_graph **out, tern_error
     g->n_tok = n_tok;
     g->n_out = n_out;
     g->output = -1;
+    g->output_host = -1;
+    pthread_mutex_init(&g->err.mu, NULL);
     int64_t ne_tok = n_tok, ne_out = n_out;
     g->in_tokens = tern_graph_add_tensor(g, GT_INPUT, TERN_TYPE_I32, 1, &ne_tok, "tokens", err);
     g->in_positions = tern_graph_add_tensor(g, GT_INPUT, TERN_TYPE_I32, 1, &ne_tok, "positions", err);
     g->in_out_ids = tern_graph_add_tensor(g, GT_INPUT, TERN_TYPE_I32, 1, &ne_out, "out_ids", err);
-    if (g->in_out_ids < 0) {
+    if (g->in_tokens < 0 || g->in_positions < 0 || g->in_out_ids < 0) {
         tern_graph_free(g);
         return TERN_ENOMEM;
     }
@@ -36,17 +39,30 @@ tern_status tern_graph_create(int n_tok, int n_out, tern_graph **out, tern_error
 void tern_graph_free(tern_graph *g)
 {
     if (!g) return;
+    free(g->arena[0]);
+    for (int s = 1; s < GRAPH_MAX_SPACES; s++)
+        if (g->arena[s]) {
+            const tern_backend *b = g->be[s - 1];
+            b->api->buffer_free(b->ctx, g->arena[s]);
+        }
     free(g->tensors);
     free(g->nodes);
-    free(g->arena);
     free(g->inputs_mem);
+    free(g->staging);
     free(g->scratch);
+    pthread_mutex_destroy(&g->err.mu);
     free(g);
 }
 
 int tern_graph_n_nodes(const tern_graph *g) { return g->n_nodes; }
 int tern_graph_n_fallback(const tern_graph *g) { return g->n_fallback; }
-size_t tern_graph_arena_bytes(const tern_graph *g) { return g->arena_size; }
+
+size_t tern_graph_arena_bytes(const tern_graph *g)
+{
+    size_t total = 0;
+    for (int s = 0; s < GRAPH_MAX_SPACES; s++) total += g->arena_size[s];
+    return total;
+}
 
 static int new_tensor(tern_graph *g, tern_error *err)
 {
@@ -61,6 +77,7 @@ static int new_tensor(tern_graph *g, tern_error *err)
     memset(gt, 0, sizeof *gt);
     gt->view_of = -1;
     gt->last_use = -1;
+    gt->space = -1;
     return g->n_tensors++;
 }
 
@@ -68,39 +85,45 @@ int tern_graph_add_tensor(tern_graph *g, int kind, int type, int n_dims, const i
                           const char *name, tern_error *err)
 {
     if (g->planned) return tern_error_set(err, TERN_EINVAL, "graph already planned"), -1;
-    for (int i = 0; i < n_dims; i++)
+    if (n_dims < 1 || n_dims > TERN_MAX_DIMS)
+        return tern_error_set(err, TERN_EINVAL, "tensor '%s': %d dimensions", name ? name : "?", n_dims), -1;
+    int64_t shape[TERN_MAX_DIMS]; /* ne may point into the array new_tensor moves */
+    for (int i = 0; i < n_dims; i++) {
+        shape[i] = ne[i];
         if (ne[i] < 1 || ne[i] > ((int64_t)1 << 40))
             return tern_error_set(err, TERN_EINVAL, "tensor '%s': dimension %d is %lld",
                                   name ? name : "?", i, (long long)ne[i]), -1;
+    }
     int id = new_tensor(g, err);
     if (id < 0) return -1;
     graph_tensor *gt = &g->tensors[id];
     gt->kind = kind;
-    tern_tensor_init(&gt->t, type, n_dims, ne);
+    if (kind == GT_INPUT) gt->space = 0;
+    tern_tensor_init(&gt->t, type, n_dims, shape);
     snprintf(gt->name, sizeof gt->name, "%s", name ? name : "");
     gt->t.name = NULL;
     return id;
 }
 
-int tern_graph_add_weight(tern_graph *g, tern_model_weight *w, int purpose, tern_error *err)
+int tern_graph_add_weight(tern_graph *g, tern_model_weight *w, tern_error *err)
 {
     int id = new_tensor(g, err);
     if (id < 0) return -1;
     graph_tensor *gt = &g->tensors[id];
     gt->kind = GT_WEIGHT;
     gt->weight = w;
-    gt->purpose = purpose;
     gt->t = w->file;
     snprintf(gt->name, sizeof gt->name, "%s", w->gt->name_z);
     return id;
 }
 
-int tern_graph_add_extern(tern_graph *g, tern_tensor *t, tern_error *err)
+int tern_graph_add_extern(tern_graph *g, tern_tensor *t, int space, tern_error *err)
 {
     int id = new_tensor(g, err);
     if (id < 0) return -1;
     g->tensors[id].kind = GT_EXTERN;
     g->tensors[id].t = *t;
+    g->tensors[id].space = space;
     return id;
 }
 
@@ -168,12 +191,188 @@ tern_status tern_graph_add_node_into(tern_graph *g, int op, int dst, const int *
     return push_node(g, op, dst, src, n_src, NULL, NULL, err) < 0 ? err->status : TERN_OK;
 }
 
-/* ---- planning ---- */
+/* ---- planning: placement ---- */
 
 static int root_of(const tern_graph *g, int id)
 {
     return g->tensors[id].kind == GT_VIEW ? g->tensors[id].view_of : id;
 }
+
+int tern_graph_space_of(const tern_backend *be, int b)
+{
+    return tern_backend_is_host(be) ? 0 : b + 1;
+}
+
+/* The planner asks supports_op before memory exists: a tensor about to be
+ * placed in a space gets a non-NULL stand-in there (backends never
+ * dereference data or buffer in supports_op). */
+static char placeholder_byte;
+#define PLACEHOLDER ((void *)&placeholder_byte)
+
+static tern_tensor placed_as(const tern_tensor *t, int space)
+{
+    tern_tensor p = *t;
+    if (space == 0) {
+        p.buffer = NULL;
+        if (!p.data) p.data = PLACEHOLDER;
+    } else {
+        p.buffer = PLACEHOLDER;
+        p.data = NULL;
+    }
+    return p;
+}
+
+/* What a weight is for, from the node that reads it. */
+static int purpose_of(const tern_node *n, int s, const tern_model_weight *w)
+{
+    if (n->op == TERN_OP_MATMUL_TERNARY && s == 1) return TERN_REPACK_TERNARY;
+    if (n->op == TERN_OP_MATMUL && s == 1) return w->is_head ? TERN_REPACK_HEAD : TERN_REPACK_MATMUL;
+    if (n->op == TERN_OP_GET_ROWS && s == 0) return TERN_REPACK_ROWS;
+    return TERN_REPACK_PARAM;
+}
+
+/* Points node n at its tensors as backend b would see them: weights placed
+ * for b; the rest as placed (bound = 1: their real memory) or as they would
+ * be in b's space (bound = 0: stand-ins, for the planner's question). tmp
+ * holds the stand-ins. Returns TERN_EUNSUPPORTED when b cannot have them
+ * (a weight it does not take, a cache in other memory). */
+static tern_status bind_node(tern_graph *g, graph_node *n, int b, int bound,
+                             tern_tensor tmp[TERN_NODE_MAX_SRC + 1], tern_error *err)
+{
+    int space = tern_graph_space_of(g->be[b], b);
+    graph_tensor *d = &g->tensors[n->dst];
+    if (d->kind == GT_EXTERN && d->space != space) return TERN_EUNSUPPORTED;
+    if (bound) {
+        n->node.dst = &d->t;
+    } else {
+        tmp[TERN_NODE_MAX_SRC] = d->kind == GT_EXTERN ? d->t : placed_as(&d->t, space);
+        n->node.dst = &tmp[TERN_NODE_MAX_SRC];
+    }
+    for (int s = 0; s < TERN_NODE_MAX_SRC; s++) {
+        n->node.src[s] = NULL;
+        if (n->src[s] < 0) continue;
+        graph_tensor *t = &g->tensors[n->src[s]];
+        if (t->kind == GT_WEIGHT) {
+            tern_tensor *packed;
+            tern_status st = tern_model_weight_resolve(t->weight, b, purpose_of(&n->node, s, t->weight),
+                                                       &packed, err);
+            if (st) return st;
+            n->node.src[s] = packed;
+            continue;
+        }
+        const graph_tensor *r = &g->tensors[root_of(g, n->src[s])];
+        if (r->kind == GT_EXTERN && r->space != space) return TERN_EUNSUPPORTED; /* never copied */
+        if (bound) {
+            n->node.src[s] = &t->t;
+        } else {
+            tmp[s] = r->kind == GT_EXTERN ? t->t : placed_as(&t->t, space);
+            n->node.src[s] = &tmp[s];
+        }
+    }
+    return TERN_OK;
+}
+
+/* The first backend that takes node n; -1 with err set when none does. */
+static int choose_backend(tern_graph *g, graph_node *n, int ni, tern_error *err)
+{
+    tern_tensor tmp[TERN_NODE_MAX_SRC + 1];
+    for (int b = 0; b < g->n_be; b++) {
+        if (!tern_backend_op(g->be[b], n->node.op)) continue;
+        tern_status st = bind_node(g, n, b, 0, tmp, err);
+        if (st == TERN_EUNSUPPORTED) continue;
+        if (st) return -1;
+        if (tern_backend_supports(g->be[b], &n->node)) return b;
+    }
+    return tern_error_set(err, TERN_EUNSUPPORTED,
+                          "no backend of the list can run node %d (%s); the last resort, scalar, "
+                          "refused it too", ni, tern_op_name(n->node.op)), -1;
+}
+
+/* The planner's growing node list and the copies made so far. */
+typedef struct plan_state {
+    graph_node *out;
+    int n_out;
+    int *copy_of; /* [tensor id * GRAPH_MAX_SPACES + space] -> copy id, -1 none */
+    int n_memo;   /* tensors the memo covers (those that existed before planning) */
+} plan_state;
+
+/* The id of tensor id's copy in space, emitting the copy node once. */
+static int copy_into(tern_graph *g, plan_state *ps, int id, int space, tern_error *err)
+{
+    int *memo = &ps->copy_of[(size_t)id * GRAPH_MAX_SPACES + (size_t)space];
+    if (*memo >= 0) return *memo;
+    tern_tensor t = g->tensors[id].t; /* adding a tensor may move the array */
+    int c = tern_graph_add_tensor(g, GT_INTERMEDIATE, t.type, TERN_MAX_DIMS, t.ne, "copy", err);
+    if (c < 0) return -1;
+    g->tensors[c].space = space;
+    graph_node *n = &ps->out[ps->n_out++];
+    memset(n, 0, sizeof *n);
+    n->node.op = GRAPH_OP_COPY;
+    n->dst = c;
+    n->src[0] = id;
+    for (int s = 1; s < TERN_NODE_MAX_SRC; s++) n->src[s] = -1;
+    n->be = -1;
+    return *memo = c;
+}
+
+static int space_of_tensor(const tern_graph *g, int id)
+{
+    return g->tensors[root_of(g, id)].space;
+}
+
+/* Steps 1 and 2: a backend per node, copies where spaces differ. */
+static tern_status place_nodes(tern_graph *g, tern_error *err)
+{
+    plan_state ps = {0};
+    ps.n_memo = g->n_tensors;
+    ps.out = calloc((size_t)g->n_nodes * (TERN_NODE_MAX_SRC + 1) + 1, sizeof *ps.out);
+    ps.copy_of = malloc((size_t)ps.n_memo * GRAPH_MAX_SPACES * sizeof *ps.copy_of);
+    if (!ps.out || !ps.copy_of) {
+        free(ps.out);
+        free(ps.copy_of);
+        return tern_error_set(err, TERN_ENOMEM, "out of memory planning graph");
+    }
+    memset(ps.copy_of, 0xff, (size_t)ps.n_memo * GRAPH_MAX_SPACES * sizeof *ps.copy_of);
+    tern_status st = TERN_OK;
+    for (int ni = 0; ni < g->n_nodes && !st; ni++) {
+        graph_node n = g->nodes[ni];
+        int b = choose_backend(g, &n, ni, err);
+        if (b < 0) {
+            st = err->status;
+            break;
+        }
+        int space = tern_graph_space_of(g->be[b], b);
+        for (int s = 0; s < TERN_NODE_MAX_SRC && !st; s++) {
+            if (n.src[s] < 0 || g->tensors[n.src[s]].kind == GT_WEIGHT) continue;
+            if (space_of_tensor(g, n.src[s]) == space) continue;
+            int c = copy_into(g, &ps, n.src[s], space, err);
+            if (c < 0) st = err->status;
+            else n.src[s] = c;
+        }
+        if (st) break;
+        if (g->tensors[n.dst].kind == GT_INTERMEDIATE) g->tensors[n.dst].space = space;
+        n.be = b;
+        ps.out[ps.n_out++] = n;
+    }
+    if (!st) {
+        g->output_host = g->output;
+        if (space_of_tensor(g, g->output) != 0) { /* only the logits come back */
+            g->output_host = copy_into(g, &ps, g->output, 0, err);
+            if (g->output_host < 0) st = err->status;
+        }
+    }
+    free(ps.copy_of);
+    if (st) {
+        free(ps.out);
+        return st;
+    }
+    free(g->nodes);
+    g->nodes = ps.out;
+    g->n_nodes = g->cap_nodes = ps.n_out;
+    return TERN_OK;
+}
+
+/* ---- planning: memory ---- */
 
 /* First-fit allocator over [0, high) with a sorted free list. */
 typedef struct free_block {
@@ -186,7 +385,7 @@ typedef struct arena_plan {
     size_t high;
 } arena_plan;
 
-static int arena_alloc(arena_plan *a, size_t size, size_t *off)
+static void arena_alloc(arena_plan *a, size_t size, size_t *off)
 {
     for (int i = 0; i < a->n; i++) {
         if (a->blocks[i].size >= size) {
@@ -197,7 +396,7 @@ static int arena_alloc(arena_plan *a, size_t size, size_t *off)
                 memmove(&a->blocks[i], &a->blocks[i + 1], (size_t)(a->n - i - 1) * sizeof *a->blocks);
                 a->n--;
             }
-            return 0;
+            return;
         }
     }
     /* grow: extend a trailing free block if it touches the end */
@@ -205,11 +404,10 @@ static int arena_alloc(arena_plan *a, size_t size, size_t *off)
         *off = a->blocks[a->n - 1].off;
         a->high = *off + size;
         a->n--;
-        return 0;
+        return;
     }
     *off = a->high;
     a->high += size;
-    return 0;
 }
 
 static int arena_free(arena_plan *a, size_t off, size_t size)
@@ -240,125 +438,222 @@ static int arena_free(arena_plan *a, size_t off, size_t size)
     return 0;
 }
 
-static tern_status plan_arena(tern_graph *g, tern_error *err)
+/* Offsets of the intermediates in their space's arena, by lifetime. */
+static tern_status plan_offsets(tern_graph *g, tern_error *err)
 {
     for (int i = 0; i < g->n_tensors; i++) g->tensors[i].last_use = -1;
     for (int ni = 0; ni < g->n_nodes; ni++)
         for (int s = 0; s < TERN_NODE_MAX_SRC; s++)
             if (g->nodes[ni].src[s] >= 0) g->tensors[root_of(g, g->nodes[ni].src[s])].last_use = ni;
-    if (g->output >= 0) g->tensors[root_of(g, g->output)].last_use = g->n_nodes; /* kept */
-    arena_plan a = {0};
+    g->tensors[root_of(g, g->output_host)].last_use = g->n_nodes; /* kept */
+    arena_plan a[GRAPH_MAX_SPACES];
+    memset(a, 0, sizeof a);
     tern_status st = TERN_OK;
     for (int ni = 0; ni < g->n_nodes && !st; ni++) {
         graph_tensor *d = &g->tensors[g->nodes[ni].dst];
         if (d->kind == GT_INTERMEDIATE) {
-            size_t sz = align_up(tern_tensor_nbytes(&d->t));
-            arena_alloc(&a, sz, &d->offset);
+            arena_alloc(&a[d->space], align_up(tern_tensor_nbytes(&d->t)), &d->offset);
             if (d->last_use < 0) d->last_use = ni; /* written, never read */
         }
         /* release what this node read for the last time, and a dead dst */
-        for (int s = 0; s < TERN_NODE_MAX_SRC; s++) {
-            int id = g->nodes[ni].src[s];
+        for (int s = 0; s <= TERN_NODE_MAX_SRC && !st; s++) {
+            int id = s < TERN_NODE_MAX_SRC ? g->nodes[ni].src[s] : g->nodes[ni].dst;
             if (id < 0) continue;
             graph_tensor *t = &g->tensors[root_of(g, id)];
-            if (t->kind == GT_INTERMEDIATE && t->last_use == ni) {
-                if (arena_free(&a, t->offset, align_up(tern_tensor_nbytes(&t->t))))
-                    st = tern_error_set(err, TERN_ENOMEM, "out of memory planning graph");
-                t->last_use = -2; /* freed */
-            }
-        }
-        if (d->kind == GT_INTERMEDIATE && d->last_use == ni) {
-            arena_free(&a, d->offset, align_up(tern_tensor_nbytes(&d->t)));
-            d->last_use = -2;
+            if (t->kind != GT_INTERMEDIATE || t->last_use != ni) continue;
+            if (arena_free(&a[t->space], t->offset, align_up(tern_tensor_nbytes(&t->t))))
+                st = tern_error_set(err, TERN_ENOMEM, "out of memory planning graph");
+            t->last_use = -2; /* freed */
         }
     }
-    free(a.blocks);
+    for (int s = 0; s < GRAPH_MAX_SPACES; s++) {
+        free(a[s].blocks);
+        g->arena_size[s] = a[s].high;
+    }
+    return st;
+}
+
+/* Step 3: one arena per space; every tensor gets its memory. */
+static tern_status alloc_memory(tern_graph *g, tern_error *err)
+{
+    tern_status st = plan_offsets(g, err);
     if (st) return st;
-    g->arena_size = a.high;
-    if (posix_memalign(&g->arena, ALIGN, a.high ? a.high : ALIGN))
-        return tern_error_set(err, TERN_ENOMEM, "out of memory: graph arena of %zu bytes", a.high);
     /* not cleared: every intermediate is written before it is read */
-    return TERN_OK;
-}
-
-static tern_status plan_inputs(tern_graph *g, tern_error *err)
-{
-    size_t total = 0;
+    if (posix_memalign(&g->arena[0], ALIGN, g->arena_size[0] ? g->arena_size[0] : ALIGN))
+        return tern_error_set(err, TERN_ENOMEM, "out of memory: graph arena of %zu bytes",
+                              g->arena_size[0]);
+    for (int s = 1; s < GRAPH_MAX_SPACES; s++) {
+        if (!g->arena_size[s]) continue;
+        const tern_backend *b = g->be[s - 1];
+        g->arena[s] = b->api->buffer_alloc(b->ctx, g->arena_size[s]);
+        if (!g->arena[s])
+            return tern_error_set(err, TERN_ENOMEM, "backend '%s': out of device memory for a graph "
+                                  "arena of %zu bytes", b->plugin->name, g->arena_size[s]);
+    }
+    size_t inputs = 0;
     for (int i = 0; i < g->n_tensors; i++)
-        if (g->tensors[i].kind == GT_INPUT) total += align_up(tern_tensor_nbytes(&g->tensors[i].t));
-    if (posix_memalign(&g->inputs_mem, ALIGN, total ? total : ALIGN))
+        if (g->tensors[i].kind == GT_INPUT) inputs += align_up(tern_tensor_nbytes(&g->tensors[i].t));
+    if (posix_memalign(&g->inputs_mem, ALIGN, inputs ? inputs : ALIGN))
         return tern_error_set(err, TERN_ENOMEM, "out of memory for graph inputs");
-    memset(g->inputs_mem, 0, total);
-    size_t off = 0;
+    memset(g->inputs_mem, 0, inputs);
+    size_t in_off = 0;
     for (int i = 0; i < g->n_tensors; i++) {
         graph_tensor *gt = &g->tensors[i];
-        if (gt->kind != GT_INPUT) continue;
-        gt->t.data = (char *)g->inputs_mem + off;
-        off += align_up(tern_tensor_nbytes(&gt->t));
+        if (gt->kind == GT_INPUT) {
+            gt->t.data = (char *)g->inputs_mem + in_off;
+            in_off += align_up(tern_tensor_nbytes(&gt->t));
+        } else if (gt->kind == GT_INTERMEDIATE && gt->space == 0) {
+            gt->t.data = (char *)g->arena[0] + gt->offset;
+        } else if (gt->kind == GT_INTERMEDIATE && gt->space > 0) {
+            gt->t.buffer = g->arena[gt->space];
+            gt->t.data = (void *)(uintptr_t)gt->offset; /* offset inside the buffer */
+        }
+    }
+    for (int i = 0; i < g->n_tensors; i++) { /* views after their roots have memory */
+        graph_tensor *v = &g->tensors[i];
+        if (v->kind != GT_VIEW) continue;
+        v->t.data = g->tensors[v->view_of].t.data;
+        v->t.buffer = g->tensors[v->view_of].t.buffer;
     }
     return TERN_OK;
 }
 
-/* Points the node at its tensors; matmul weights become the copy repacked
- * for the backend in `slot`. */
-static tern_status bind_node(tern_graph *g, graph_node *n, int slot, tern_error *err)
+/* Step 4: kernels, scratch, runs and syncs. */
+static tern_status bind_all(tern_graph *g, tern_error *err)
 {
-    n->node.dst = &g->tensors[n->dst].t;
-    for (int s = 0; s < TERN_NODE_MAX_SRC; s++) {
-        n->node.src[s] = n->src[s] >= 0 ? &g->tensors[n->src[s]].t : NULL;
-        if (n->src[s] < 0 || g->tensors[n->src[s]].kind != GT_WEIGHT) continue;
-        if (n->node.op != TERN_OP_MATMUL && n->node.op != TERN_OP_MATMUL_TERNARY) continue;
-        int purpose = n->node.op == TERN_OP_MATMUL_TERNARY ? TERN_REPACK_TERNARY : TERN_REPACK_MATMUL;
-        tern_tensor *packed;
-        tern_status st = tern_model_weight_resolve(g->tensors[n->src[s]].weight, slot, purpose, &packed, err);
-        if (st) return st;
-        n->node.src[s] = packed;
-    }
-    return TERN_OK;
-}
-
-tern_status tern_graph_plan(tern_graph *g, tern_backend *const be[2], tern_threadpool *pool,
-                            tern_error *err)
-{
-    if (g->output < 0) return tern_error_set(err, TERN_ESCRIPT, "graph script returned no output tensor");
-    tern_status st = plan_inputs(g, err);
-    if (!st) st = plan_arena(g, err);
-    if (st) return st;
-    for (int i = 0; i < g->n_tensors; i++) {
-        graph_tensor *gt = &g->tensors[i];
-        if (gt->kind == GT_INTERMEDIATE) gt->t.data = (char *)g->arena + gt->offset;
-    }
-    for (int i = 0; i < g->n_tensors; i++) /* views after their roots have data */
-        if (g->tensors[i].kind == GT_VIEW) g->tensors[i].t.data = g->tensors[g->tensors[i].view_of].t.data;
-    g->n_threads = tern_threadpool_size(pool);
-    g->pool = pool;
-    size_t scratch = 0;
-    g->n_fallback = 0;
+    size_t scratch = 0, staging = 0;
+    memset(g->nodes_on, 0, sizeof g->nodes_on);
+    g->n_fallback = g->n_copies = 0;
+    g->copy_bytes = 0;
     for (int ni = 0; ni < g->n_nodes; ni++) {
         graph_node *n = &g->nodes[ni];
-        int slot = 0;
-        st = bind_node(g, n, 0, err);
-        if (!st && !tern_backend_supports(be[0], &n->node)) {
-            if (!be[1] || bind_node(g, n, 1, err) || !tern_backend_supports(be[1], &n->node))
-                return tern_error_set(err, TERN_EUNSUPPORTED, "no backend can run node %d (%s)", ni,
-                                      tern_op_name(n->node.op));
-            slot = 1;
-            g->n_fallback++;
+        n->slot = (struct tern_node_slot){g, ni};
+        n->node.error = &n->slot;
+        if (n->be < 0) { /* a copy */
+            n->node.dst = &g->tensors[n->dst].t;
+            n->node.src[0] = &g->tensors[n->src[0]].t;
+            size_t bytes = tern_tensor_nbytes(n->node.dst);
+            g->n_copies++;
+            g->copy_bytes += bytes;
+            if (space_of_tensor(g, n->src[0]) > 0 && g->tensors[n->dst].space > 0 && bytes > staging)
+                staging = bytes;
+            continue;
         }
+        const tern_backend *b = g->be[n->be];
+        tern_status st = bind_node(g, n, n->be, 1, NULL, err);
         if (st) return st;
-        n->slot = slot;
-        n->fn = tern_backend_op(be[slot], n->node.op);
-        n->ctx = be[slot]->ctx;
-        if (be[slot]->api->scratch_size) {
-            size_t sz = be[slot]->api->scratch_size(be[slot]->ctx, &n->node, g->n_threads);
+        if (!tern_backend_supports(b, &n->node))
+            return tern_error_set(err, TERN_EUNSUPPORTED,
+                                  "backend '%s' accepted node %d (%s) while planning but refuses it "
+                                  "with its memory placed", b->plugin->name, ni, tern_op_name(n->node.op));
+        n->fn = tern_backend_op(b, n->node.op);
+        n->ctx = b->ctx;
+        n->threaded = tern_backend_is_host(b) && (b->api->caps & TERN_BACKEND_CAP_THREADED);
+        g->any_threaded |= n->threaded;
+        g->nodes_on[n->be]++;
+        if (n->be) g->n_fallback++;
+        if (b->api->scratch_size) {
+            size_t sz = b->api->scratch_size(b->ctx, &n->node, n->threaded ? g->n_threads : 1);
             if (sz > scratch) scratch = sz;
         }
     }
+    for (int ni = g->n_nodes - 1; ni >= 0; ni--) {
+        graph_node *n = &g->nodes[ni], *next = ni + 1 < g->n_nodes ? &g->nodes[ni + 1] : NULL;
+        if (!n->threaded) n->seg_end = next && !next->threaded ? next->seg_end : ni + 1;
+        n->sync_after = n->be >= 0 && g->be[n->be]->api->sync && (!next || next->be != n->be);
+    }
+    if (staging && !(g->staging = malloc(staging)))
+        return tern_error_set(err, TERN_ENOMEM, "out of memory for a %zu-byte copy buffer", staging);
     g->scratch_stride = align_up(scratch ? scratch : ALIGN);
     if (posix_memalign(&g->scratch, ALIGN, g->scratch_stride * (size_t)g->n_threads))
         return tern_error_set(err, TERN_ENOMEM, "out of memory for scratch");
+    return TERN_OK;
+}
+
+tern_status tern_graph_plan(tern_graph *g, tern_backend *const *be, int n_be, tern_threadpool *pool,
+                            int n_threads, tern_error *err)
+{
+    if (g->output < 0) return tern_error_set(err, TERN_ESCRIPT, "graph script returned no output tensor");
+    if (g->planned) return tern_error_set(err, TERN_EINVAL, "graph already planned");
+    if (n_be < 1 || n_be > TERN_MAX_BACKENDS)
+        return tern_error_set(err, TERN_EINVAL, "%d backends: 1..%d allowed", n_be, TERN_MAX_BACKENDS);
+    g->be = be;
+    g->n_be = n_be;
+    g->pool = pool;
+    g->n_threads = n_threads < 1 ? 1 : n_threads;
+    tern_status st = place_nodes(g, err);
+    if (!st) st = alloc_memory(g, err);
+    if (!st) st = bind_all(g, err);
+    if (st) return st;
     g->planned = 1;
     return TERN_OK;
+}
+
+void tern_graph_placement_get(const tern_graph *g, tern_graph_placement *out)
+{
+    memset(out, 0, sizeof *out);
+    out->n_nodes = g->n_nodes - g->n_copies;
+    memcpy(out->nodes_on, g->nodes_on, sizeof out->nodes_on);
+    out->n_fallback = g->n_fallback;
+    out->n_copies = g->n_copies;
+    out->copy_bytes = g->copy_bytes;
+}
+
+int tern_graph_kv_backend(tern_backend *const *be, int n_be, int kv_type, int64_t head_dim,
+                          int64_t n_head, int64_t n_head_kv, int64_t n_ctx)
+{
+    for (int b = 0; b < n_be; b++) {
+        int space = tern_graph_space_of(be[b], b);
+        tern_tensor q, kv, cache, pos, out;
+        tern_tensor_init(&q, TERN_TYPE_F32, 3, (int64_t[]){head_dim, n_head, 1});
+        tern_tensor_init(&kv, TERN_TYPE_F32, 3, (int64_t[]){head_dim, n_head_kv, 1});
+        tern_tensor_init(&cache, kv_type, 3, (int64_t[]){head_dim, n_head_kv, n_ctx});
+        tern_tensor_init(&pos, TERN_TYPE_I32, 1, (int64_t[]){1});
+        out = q;
+        q = placed_as(&q, space);
+        kv = placed_as(&kv, space);
+        cache = placed_as(&cache, space);
+        pos = placed_as(&pos, space);
+        out = placed_as(&out, space);
+        tern_node store = {.op = TERN_OP_KV_STORE, .dst = &cache, .src = {&kv, &pos}};
+        tern_node attn = {.op = TERN_OP_ATTENTION, .dst = &out, .src = {&q, &cache, &cache, &pos},
+                          .fparams = {1.0f}};
+        if (tern_backend_supports(be[b], &store) && tern_backend_supports(be[b], &attn)) return b;
+    }
+    return -1;
+}
+
+/* ---- the error slot ---- */
+
+void tern_graph_node_failv(struct tern_node_slot *slot, tern_status st, const char *fmt, va_list ap)
+{
+    graph_error *e = &slot->g->err;
+    if (st == TERN_OK) st = TERN_EINVAL;
+    pthread_mutex_lock(&e->mu);
+    if (!atomic_load_explicit(&e->status, memory_order_relaxed)) {
+        vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+        e->node = slot->index;
+        atomic_store_explicit(&e->status, (int)st, memory_order_release);
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void node_fail(tern_graph *g, int ni, tern_status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void node_fail(tern_graph *g, int ni, tern_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    tern_graph_node_failv(&g->nodes[ni].slot, st, fmt, ap);
+    va_end(ap);
+}
+
+/* 1 when a failure at node `upto` or before is recorded. All threads read
+ * this after the same barrier, and failures at later nodes cannot have
+ * happened before it, so they all decide alike. */
+static int failed_by(tern_graph *g, int upto)
+{
+    return atomic_load_explicit(&g->err.status, memory_order_acquire) && g->err.node <= upto;
 }
 
 int32_t *tern_graph_tokens(tern_graph *g) { return g->tensors[g->in_tokens].t.data; }
@@ -374,37 +669,117 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* A copy node: upload, download, or both through the staging buffer. */
+static tern_status run_copy(tern_graph *g, const graph_node *n, char *msg, size_t msglen)
+{
+    const tern_tensor *src = n->node.src[0], *dst = n->node.dst;
+    size_t bytes = tern_tensor_nbytes(dst);
+    int from = space_of_tensor(g, n->src[0]), to = g->tensors[n->dst].space;
+    const tern_backend *bs = from ? g->be[from - 1] : NULL, *bd = to ? g->be[to - 1] : NULL;
+    tern_status st = TERN_OK;
+    if (!from) {
+        st = bd->api->buffer_upload(bd->ctx, dst->buffer, (size_t)(uintptr_t)dst->data, src->data, bytes);
+    } else if (!to) {
+        st = bs->api->buffer_download(bs->ctx, src->buffer, (size_t)(uintptr_t)src->data, dst->data, bytes);
+    } else {
+        st = bs->api->buffer_download(bs->ctx, src->buffer, (size_t)(uintptr_t)src->data, g->staging, bytes);
+        if (!st)
+            st = bd->api->buffer_upload(bd->ctx, dst->buffer, (size_t)(uintptr_t)dst->data, g->staging, bytes);
+    }
+    if (st)
+        snprintf(msg, msglen, "copying %zu bytes from %s to %s failed (%s)", bytes,
+                 bs ? bs->plugin->name : "host", bd ? bd->plugin->name : "host", tern_status_name(st));
+    return st;
+}
+
+static void account(tern_graph *g, const graph_node *n, double seconds)
+{
+    tern_graph_stats *s = g->stats;
+    if (n->be < 0) {
+        s->copy_seconds += seconds;
+        s->copy_calls++;
+        s->copy_bytes += tern_tensor_nbytes(n->node.dst);
+        return;
+    }
+    s->op_seconds[n->node.op] += seconds;
+    s->op_calls[n->node.op]++;
+    if (n->be) s->fallback_calls[n->node.op]++;
+}
+
+/* Nodes [i0, i1) that run on one thread: device ops (queued, synced at
+ * the end of each run on a backend) and copies. */
+static void run_serial(tern_graph *g, int i0, int i1, void *scratch)
+{
+    for (int ni = i0; ni < i1 && !failed_by(g, ni - 1); ni++) {
+        graph_node *n = &g->nodes[ni];
+        double t0 = g->stats ? now_seconds() : 0;
+        char msg[TERN_ERROR_MSG_MAX] = "";
+        if (n->be < 0) {
+            tern_status st = run_copy(g, n, msg, sizeof msg);
+            if (st) node_fail(g, ni, st, "%s", msg);
+        } else {
+            n->fn(n->ctx, &n->node, 0, 1, scratch);
+        }
+        if (n->sync_after) {
+            tern_error e;
+            if (tern_backend_sync(g->be[n->be], &e)) node_fail(g, ni, e.status, "%s", e.msg);
+        }
+        if (g->stats) account(g, n, now_seconds() - t0);
+    }
+}
+
 static void run_nodes(void *arg, int ith, int nth)
 {
     tern_graph *g = arg;
     void *scratch = (char *)g->scratch + (size_t)ith * g->scratch_stride;
     double t0 = ith == 0 && g->stats ? now_seconds() : 0;
-    for (int ni = 0; ni < g->n_nodes; ni++) {
+    for (int ni = 0; ni < g->n_nodes;) {
         graph_node *n = &g->nodes[ni];
-        n->fn(n->ctx, &n->node, ith, nth, scratch);
-        tern_threadpool_barrier(g->pool);
+        int last = n->threaded ? ni : n->seg_end - 1;
+        if (n->threaded)
+            n->fn(n->ctx, &n->node, ith, nth, scratch);
+        else if (ith == 0)
+            run_serial(g, ni, n->seg_end, scratch);
+        if (ith == 0 && g->cancel && atomic_load_explicit(g->cancel, memory_order_relaxed))
+            node_fail(g, last, TERN_ECANCELED, "evaluation canceled");
+        tern_threadpool_barrier(g->pool, nth);
         if (ith == 0 && g->stats) {
             double t1 = now_seconds();
-            g->stats->op_seconds[n->node.op] += t1 - t0;
-            g->stats->op_calls[n->node.op]++;
-            if (n->slot) g->stats->fallback_calls[n->node.op]++;
+            if (n->threaded) account(g, n, t1 - t0);
             t0 = t1;
         }
+        if (failed_by(g, last)) break;
+        ni = last + 1;
     }
 }
 
-tern_status tern_graph_compute(tern_graph *g, tern_graph_stats *stats, tern_error *err)
+tern_status tern_graph_compute(tern_graph *g, tern_graph_stats *stats, const atomic_int *cancel,
+                               tern_error *err)
 {
     if (!g->planned) return tern_error_set(err, TERN_EINVAL, "graph not planned");
     g->stats = stats;
-    tern_threadpool_run(g->pool, run_nodes, g);
+    g->cancel = cancel;
+    atomic_store(&g->err.status, 0);
+    if (g->any_threaded && g->n_threads > 1)
+        tern_threadpool_run_n(g->pool, g->n_threads, run_nodes, g);
+    else /* one thread is all it needs: other sessions keep the pool */
+        run_nodes(g, 0, 1);
     if (stats) stats->evals++;
-    return TERN_OK;
+    tern_status st = atomic_load(&g->err.status);
+    if (!st) return TERN_OK;
+    for (int b = 0; b < g->n_be; b++) { /* leave no queued work behind */
+        tern_error ignored;
+        if (!tern_backend_is_host(g->be[b])) tern_backend_sync(g->be[b], &ignored);
+    }
+    const graph_node *n = &g->nodes[g->err.node];
+    return tern_error_set(err, st, "%s (node %d: %s on %s)", g->err.msg, g->err.node,
+                          n->be < 0 ? "copy" : tern_op_name(n->node.op),
+                          n->be < 0 ? "the executor" : g->be[n->be]->plugin->name);
 }
 
 const float *tern_graph_output(const tern_graph *g, int64_t *n_cols, int64_t *n_rows)
 {
-    const tern_tensor *t = &g->tensors[g->output].t;
+    const tern_tensor *t = &g->tensors[g->output_host].t;
     if (n_cols) *n_cols = t->ne[0];
     if (n_rows) *n_rows = tern_tensor_nrows(t);
     return t->data;

@@ -2,12 +2,26 @@
  *
  * A graph is a static list of op nodes over tensors, built once per shape
  * class (number of tokens, which rows produce logits) by a Lua graph script
- * through the builder calls below, then planned: every node is assigned to
- * the session's backend or, where that backend lacks the op, to scalar;
- * intermediate tensors get offsets in one arena sized by their lifetimes.
+ * through the builder calls below, then planned:
+ *   1. placement: every node goes to the first backend of the model's list
+ *      that has the op and accepts the node with its tensors placed in that
+ *      backend's memory (weights placed for it, see model_impl.h);
+ *   2. copies: where a node reads a tensor that lives in another memory
+ *      space (host, or one device backend's), a copy node is inserted
+ *      before it, once per (tensor, space); logits on a device get a final
+ *      copy to the host;
+ *   3. memory: one arena per space (host memory, or one buffer_alloc per
+ *      device backend), offsets by tensor lifetime;
+ *   4. execution order: runs of threaded host nodes are split across the
+ *      pool with a barrier per node; device nodes and copies run on one
+ *      thread, and each run of nodes on a backend ends with its sync().
  * Evaluating it allocates nothing. */
 #ifndef TERN_GRAPH_IMPL_H
 #define TERN_GRAPH_IMPL_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 
 #include "tern/backend.h"
 #include "tern/graph.h"
@@ -16,32 +30,55 @@
 struct tern_model_weight;
 
 enum {
-    GT_INTERMEDIATE = 0, /* produced by a node, lives in the arena */
-    GT_INPUT,            /* filled by the session before each evaluation */
-    GT_WEIGHT,           /* a model weight: resolved per backend at plan time */
-    GT_EXTERN,           /* memory owned elsewhere (KV cache) */
+    GT_INTERMEDIATE = 0, /* produced by a node, lives in an arena */
+    GT_INPUT,            /* filled by the session before each evaluation (host) */
+    GT_WEIGHT,           /* a model weight: placed per backend at plan time */
+    GT_EXTERN,           /* memory owned elsewhere (KV cache), in a fixed space */
     GT_VIEW              /* a reshape of another tensor, same bytes */
 };
+
+/* The executor's own node kind: dst = a copy of src[0] in another space. */
+#define GRAPH_OP_COPY TERN_OP_COUNT
+/* Memory spaces: the host, then one per device backend (index + 1). */
+#define GRAPH_MAX_SPACES (TERN_MAX_BACKENDS + 1)
 
 typedef struct graph_tensor {
     tern_tensor t;
     int kind;                         /* GT_* */
     int view_of;                      /* GT_VIEW: the viewed tensor id */
     struct tern_model_weight *weight; /* GT_WEIGHT */
-    int purpose;                      /* GT_WEIGHT: TERN_REPACK_* */
+    int space;                        /* where its bytes live; -1 not yet placed */
     int last_use;                     /* node index of the last reader */
     size_t offset;                    /* GT_INTERMEDIATE: arena offset */
     char name[48];
 } graph_tensor;
 
+/* Where a kernel's node_error() lands: the graph and the node's index. */
+struct tern_node_slot {
+    struct tern_graph *g;
+    int index;
+};
+
 typedef struct graph_node {
     tern_node node;      /* src/dst pointers are filled at plan time */
     int dst;             /* tensor ids */
     int src[TERN_NODE_MAX_SRC];
-    int slot;            /* backend slot that runs it (0 main, 1 scalar) */
+    int be;              /* index in the backend list; -1 for a copy */
+    int threaded;        /* every thread of the job runs a share */
+    int seg_end;         /* one-thread nodes: end of the run starting here */
+    int sync_after;      /* last node of a run on its backend: sync after it */
+    struct tern_node_slot slot;
     tern_op_fn fn;
     void *ctx;
 } graph_node;
+
+/* The evaluation's error slot: the first failure wins. */
+typedef struct graph_error {
+    pthread_mutex_t mu;
+    atomic_int status;   /* tern_status; 0 = none */
+    int node;            /* index of the node that failed */
+    char msg[TERN_ERROR_MSG_MAX];
+} graph_error;
 
 struct tern_graph {
     int n_tok;           /* tokens per evaluation (shape class) */
@@ -50,17 +87,27 @@ struct tern_graph {
     int n_tensors, cap_tensors;
     graph_node *nodes;
     int n_nodes, cap_nodes;
-    int output;          /* tensor id of the logits */
+    int output;          /* tensor id of the logits as built */
+    int output_host;     /* the host tensor the caller reads them from */
     int in_tokens, in_positions, in_out_ids; /* input tensor ids */
-    void *arena;         /* intermediates */
-    size_t arena_size;
+    tern_backend *const *be; /* the model's backend list */
+    int n_be;
+    void *arena[GRAPH_MAX_SPACES]; /* host memory ([0]) or a device buffer */
+    size_t arena_size[GRAPH_MAX_SPACES];
     void *inputs_mem;    /* inputs, each 64-byte aligned */
+    void *staging;       /* device-to-device copies pass through here */
     void *scratch;       /* per-thread scratch, scratch_stride apart */
     size_t scratch_stride;
     int n_threads;
-    int n_fallback;      /* nodes that run on scalar though the main backend is not */
+    int any_threaded;    /* 0: the whole graph runs on the calling thread */
+    int n_fallback;      /* nodes not on the first backend of the list */
+    int n_copies;        /* copy nodes per evaluation */
+    size_t copy_bytes;   /* bytes they move per evaluation */
+    int nodes_on[TERN_MAX_BACKENDS];
     tern_threadpool *pool;
-    tern_graph_stats *stats; /* accumulated op times; may be NULL */
+    tern_graph_stats *stats;   /* accumulated op times; may be NULL */
+    const atomic_int *cancel;  /* the session's cancel flag; may be NULL */
+    graph_error err;
     int planned;
 };
 
@@ -68,8 +115,9 @@ struct tern_graph {
  * or -1 with err set. */
 int tern_graph_add_tensor(tern_graph *g, int kind, int type, int n_dims, const int64_t *ne,
                           const char *name, tern_error *err);
-int tern_graph_add_weight(tern_graph *g, struct tern_model_weight *w, int purpose, tern_error *err);
-int tern_graph_add_extern(tern_graph *g, tern_tensor *t, tern_error *err);
+int tern_graph_add_weight(tern_graph *g, struct tern_model_weight *w, tern_error *err);
+/* t lives in memory space `space` (0 host, b + 1 device backend b). */
+int tern_graph_add_extern(tern_graph *g, tern_tensor *t, int space, tern_error *err);
 int tern_graph_add_view(tern_graph *g, int src, int n_dims, const int64_t *ne, tern_error *err);
 /* Appends a node writing a new intermediate of the given type and shape. */
 int tern_graph_add_node(tern_graph *g, int op, int type, int n_dims, const int64_t *ne,
@@ -78,5 +126,14 @@ int tern_graph_add_node(tern_graph *g, int op, int type, int n_dims, const int64
 /* Appends a node that writes into an existing tensor (KV cache store). */
 tern_status tern_graph_add_node_into(tern_graph *g, int op, int dst, const int *src, int n_src,
                                      tern_error *err);
+
+/* Memory space of backend b of a list: 0 for host-memory backends. */
+int tern_graph_space_of(const tern_backend *be, int b);
+/* The first backend of the list that runs both KV_STORE and ATTENTION for
+ * a cache of this shape in its own memory: the KV cache goes there. */
+int tern_graph_kv_backend(tern_backend *const *be, int n_be, int kv_type, int64_t head_dim,
+                          int64_t n_head, int64_t n_head_kv, int64_t n_ctx);
+/* Records a node's failure in its graph's error slot (host->node_error). */
+void tern_graph_node_failv(struct tern_node_slot *slot, tern_status st, const char *fmt, va_list ap);
 
 #endif

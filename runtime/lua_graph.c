@@ -13,12 +13,13 @@
 #include "model_impl.h"
 
 #define GRAPH_LUA_CAP (64u << 20) /* graph scripts need little memory */
+#define GRAPH_LUA_STEPS 100000000L /* nor much time: a build runs a few thousand instructions */
+#define STEP_HOOK_EVERY 1000
 #define MAX_QUANT_MEMO 64
 
 struct tern_graph_builder {
-    lua_State *L;
+    lua_State *L;                 /* stack: [1] the script's function(g, m), nothing else */
     tern_model *m;
-    int fn_ref;                   /* the script's function(g, m) */
 };
 
 /* What the methods of one build reach through the `g` table. */
@@ -26,6 +27,7 @@ typedef struct build_ctx {
     tern_graph *g;
     tern_model *m;
     tern_tensor *kc, *vc;
+    int kv_space;                 /* memory space of the caches */
     int q_src[MAX_QUANT_MEMO], q_dst[MAX_QUANT_MEMO], n_q; /* quantize_act memo */
     tern_error err;
 } build_ctx;
@@ -102,9 +104,9 @@ static int binary(lua_State *L, int op)
     require_f32(L, ta, 2);
     require_f32(L, tb, 3);
     if (tern_tensor_nelements(ta) != tern_tensor_nelements(tb) || ta->ne[0] != tb->ne[0])
-        return luaL_error(L, "%s: shapes differ (%lld x %lld vs %lld x %lld)", tern_op_name(op),
-                          (long long)ta->ne[0], (long long)tern_tensor_nrows(ta),
-                          (long long)tb->ne[0], (long long)tern_tensor_nrows(tb));
+        return luaL_error(L, "%s: shapes differ (%I x %I vs %I x %I)", tern_op_name(op),
+                          (lua_Integer)ta->ne[0], (lua_Integer)tern_tensor_nrows(ta),
+                          (lua_Integer)tb->ne[0], (lua_Integer)tern_tensor_nrows(tb));
     int src[2] = {a, b};
     return push_id(L, c, tern_graph_add_node(c->g, op, TERN_TYPE_F32, 4, ta->ne, src, 2, NULL, NULL,
                                              &c->err));
@@ -147,8 +149,8 @@ static int g_rope(lua_State *L)
     require_f32(L, tx, 2);
     lua_Integer n_head = luaL_checkinteger(L, 3);
     luaL_checktype(L, 4, LUA_TTABLE);
-    if (n_head < 1 || tx->ne[0] % n_head) return luaL_error(L, "rope: %lld heads do not divide %lld",
-                                                            (long long)n_head, (long long)tx->ne[0]);
+    if (n_head < 1 || tx->ne[0] % n_head) return luaL_error(L, "rope: %I heads do not divide %I",
+                                                            (lua_Integer)n_head, (lua_Integer)tx->ne[0]);
     int64_t hd = tx->ne[0] / n_head;
     lua_getfield(L, 4, "n_rot");
     lua_getfield(L, 4, "base");
@@ -159,7 +161,7 @@ static int g_rope(lua_State *L)
     float fp[TERN_NODE_MAX_PARAMS] = {(float)luaL_optnumber(L, -3, 10000.0),
                                       (float)luaL_optnumber(L, -2, 1.0)};
     lua_pop(L, 4);
-    if (ip[1] < 2 || ip[1] > hd || ip[1] % 2) return luaL_error(L, "rope: n_rot %d invalid for head size %lld", ip[1], (long long)hd);
+    if (ip[1] < 2 || ip[1] > hd || ip[1] % 2) return luaL_error(L, "rope: n_rot %d invalid for head size %I", ip[1], (lua_Integer)hd);
     int64_t ne[3] = {hd, n_head, tern_tensor_nrows(tx)};
     int v = tern_graph_add_view(c->g, x, 3, ne, &c->err);
     if (v < 0) return fail(L, c);
@@ -179,20 +181,20 @@ static int g_attention(lua_State *L)
     const tern_tensor *tv = tensor_of(L, c, 4, &v);
     lua_Integer layer = luaL_checkinteger(L, 5);
     float scale = (float)luaL_checknumber(L, 6);
-    if (layer < 0 || layer >= c->m->hp.n_layer) return luaL_error(L, "attention: no layer %lld", (long long)layer);
+    if (layer < 0 || layer >= c->m->hp.n_layer) return luaL_error(L, "attention: no layer %I", (lua_Integer)layer);
     const tern_tensor *kc = &c->kc[layer];
-    int64_t hd = kc->ne[0], n_kv = kc->ne[1], n = tq->ne[2];
+    int64_t hd = kc->ne[0], n_kv = kc->ne[1], n = tq->ne[2], n_head = tq->ne[1];
     if (tq->ne[0] != hd || tq->ne[1] % n_kv || tk->ne[0] != hd || tk->ne[1] != n_kv ||
         tern_tensor_nelements(tv) != hd * n_kv * n)
-        return luaL_error(L, "attention: q/k/v shapes do not match the cache (head %lld, kv heads %lld)",
-                          (long long)hd, (long long)n_kv);
+        return luaL_error(L, "attention: q/k/v shapes do not match the cache (head %I, kv heads %I)",
+                          (lua_Integer)hd, (lua_Integer)n_kv);
     int64_t ne3[3] = {hd, n_kv, n};
     if (tv->ne[0] != hd || tv->ne[1] != n_kv) { /* a 2-D [hd * n_kv, n] projection */
         v = tern_graph_add_view(c->g, v, 3, ne3, &c->err);
         if (v < 0) return fail(L, c);
     }
-    int kc_id = tern_graph_add_extern(c->g, &c->kc[layer], &c->err);
-    int vc_id = tern_graph_add_extern(c->g, &c->vc[layer], &c->err);
+    int kc_id = tern_graph_add_extern(c->g, &c->kc[layer], c->kv_space, &c->err);
+    int vc_id = tern_graph_add_extern(c->g, &c->vc[layer], c->kv_space, &c->err);
     if (kc_id < 0 || vc_id < 0) return fail(L, c);
     int sk[2] = {k, c->g->in_positions}, sv[2] = {v, c->g->in_positions};
     if (tern_graph_add_node_into(c->g, TERN_OP_KV_STORE, kc_id, sk, 2, &c->err) ||
@@ -200,10 +202,11 @@ static int g_attention(lua_State *L)
         return fail(L, c);
     int src[4] = {q, kc_id, vc_id, c->g->in_positions};
     float fp[TERN_NODE_MAX_PARAMS] = {scale};
-    int a = tern_graph_add_node(c->g, TERN_OP_ATTENTION, TERN_TYPE_F32, 3, tq->ne, src, 4, NULL, fp,
+    int64_t q_ne[3] = {hd, n_head, n}; /* tq may have moved: tensors were added since */
+    int a = tern_graph_add_node(c->g, TERN_OP_ATTENTION, TERN_TYPE_F32, 3, q_ne, src, 4, NULL, fp,
                                 &c->err);
     if (a < 0) return fail(L, c);
-    int64_t ne2[2] = {tq->ne[0] * tq->ne[1], n};
+    int64_t ne2[2] = {hd * n_head, n};
     return push_id(L, c, tern_graph_add_view(c->g, a, 2, ne2, &c->err));
 }
 
@@ -212,8 +215,8 @@ static int weight_check(lua_State *L, build_ctx *c, int arg, const tern_tensor *
     const tern_tensor *tw = tensor_of(L, c, arg, w);
     if (c->g->tensors[*w].kind != GT_WEIGHT) luaL_argerror(L, arg, "expected a model weight");
     if (tw->ne[0] != tx->ne[0])
-        return luaL_error(L, "%s: weight rows have %lld values, input has %lld",
-                          c->g->tensors[*w].name, (long long)tw->ne[0], (long long)tx->ne[0]);
+        return luaL_error(L, "%s: weight rows have %I values, input has %I",
+                          c->g->tensors[*w].name, (lua_Integer)tw->ne[0], (lua_Integer)tx->ne[0]);
     return tern_type_get(tw->type)->is_ternary;
 }
 
@@ -221,17 +224,19 @@ static int bitlinear_ids(lua_State *L, build_ctx *c, int x, int w)
 {
     const tern_tensor *tx = &c->g->tensors[x].t, *tw = &c->g->tensors[w].t;
     int q = -1;
-    for (int i = 0; i < c->n_q; i++)
+    for (int i = 0; i < c->n_q && i < MAX_QUANT_MEMO; i++)
         if (c->q_src[i] == x) q = c->q_dst[i];
     if (q < 0) { /* q, k, v (and gate, up) share one quantized input */
         q = tern_graph_add_node(c->g, TERN_OP_QUANTIZE_ACT, TERN_TYPE_Q8_TOK, 2,
                                 (int64_t[]){tx->ne[0], tern_tensor_nrows(tx)}, &x, 1, NULL, NULL,
                                 &c->err);
         if (q < 0) return fail(L, c);
-        if (c->n_q < MAX_QUANT_MEMO) {
-            c->q_src[c->n_q] = x;
-            c->q_dst[c->n_q++] = q;
-        }
+        /* a ring of the most recent inputs: sharing is between neighbours,
+         * and a memo that filled up (16 layers) quantized every later
+         * layer's input once per matmul */
+        c->q_src[c->n_q % MAX_QUANT_MEMO] = x;
+        c->q_dst[c->n_q % MAX_QUANT_MEMO] = q;
+        c->n_q++;
     }
     int64_t ne[2] = {tw->ne[1], tern_tensor_nrows(tx)};
     int src[2] = {q, w};
@@ -292,7 +297,7 @@ static int add_weight(lua_State *L, build_ctx *c, const char *name)
 {
     tern_model_weight *w = tern_model_find_weight(c->m, name);
     if (!w) return -2;
-    return tern_graph_add_weight(c->g, w, TERN_REPACK_MATMUL, &c->err);
+    return tern_graph_add_weight(c->g, w, &c->err);
 }
 
 /* m:w(name) -> tensor id, or nil when the model has no such tensor. Each
@@ -365,6 +370,17 @@ void tern_lua_push_hparams(lua_State *L, const tern_hparams *hp)
     lua_setfield(L, -2, "arch");
 }
 
+/* The instructions the state has run since the last reset, in its extra space. */
+static long *steps_of(lua_State *L) { return (long *)lua_getextraspace(L); }
+
+static void step_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    if ((*steps_of(L) += STEP_HOOK_EVERY) > GRAPH_LUA_STEPS)
+        luaL_error(L, "graph script ran past %d million Lua instructions (an endless loop?)",
+                   (int)(GRAPH_LUA_STEPS / 1000000));
+}
+
 tern_status tern_graph_builder_create(tern_model *m, const char *script, tern_graph_builder **out,
                                       tern_error *err)
 {
@@ -375,16 +391,17 @@ tern_status tern_graph_builder_create(tern_model *m, const char *script, tern_gr
     b->L = tern_lua_newstate(GRAPH_LUA_CAP);
     tern_status st = b->L ? tern_lua_load_script(b->L, script, err)
                           : tern_error_set(err, TERN_ENOMEM, "cannot create Lua state");
-    if (!st && lua_pcall(b->L, 0, 1, 0) != LUA_OK) {
-        st = tern_error_set(err, TERN_ESCRIPT, "%s", lua_tostring(b->L, -1));
-    } else if (!st && !lua_isfunction(b->L, -1)) {
-        st = tern_error_set(err, TERN_ESCRIPT, "graph script %s must return a function(g, m)", script);
+    if (!st) {
+        *steps_of(b->L) = 0;
+        lua_sethook(b->L, step_hook, LUA_MASKCOUNT, STEP_HOOK_EVERY);
     }
+    if (!st) st = tern_lua_pcall(b->L, 0, 1, TERN_ESCRIPT, err);
+    if (!st && !lua_isfunction(b->L, -1))
+        st = tern_error_set(err, TERN_ESCRIPT, "graph script %s must return a function(g, m)", script);
     if (st) {
         tern_graph_builder_free(b);
         return st;
     }
-    b->fn_ref = luaL_ref(b->L, LUA_REGISTRYINDEX);
     *out = b;
     return TERN_OK;
 }
@@ -405,21 +422,17 @@ static void push_methods(lua_State *L, build_ctx *c, const luaL_Reg *regs)
     }
 }
 
-tern_status tern_graph_builder_run(tern_graph_builder *b, tern_graph *g, tern_tensor *k_cache,
-                                   tern_tensor *v_cache, tern_error *err)
+/* build(c, fn): makes `g` and `m` over the build context and returns
+ * fn(g, m). Runs under tern_lua_pcall, so a failed allocation while the
+ * tables are made is an error like any other. */
+static int build(lua_State *L)
 {
-    lua_State *L = b->L;
-    build_ctx c;
-    memset(&c, 0, sizeof c);
-    c.g = g;
-    c.m = b->m;
-    c.kc = k_cache;
-    c.vc = v_cache;
-    int top = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, b->fn_ref);
+    build_ctx *c = lua_touserdata(L, 1);
+    tern_graph *g = c->g;
+    lua_settop(L, 2);
     /* g */
     lua_newtable(L);
-    push_methods(L, &c, graph_methods);
+    push_methods(L, c, graph_methods);
     lua_pushinteger(L, g->in_tokens);
     lua_setfield(L, -2, "tokens");
     lua_pushinteger(L, g->in_positions);
@@ -433,16 +446,39 @@ tern_status tern_graph_builder_run(tern_graph_builder *b, tern_graph *g, tern_te
     /* m */
     lua_newtable(L);
     static const luaL_Reg model_methods[] = {{"w", m_w}, {"layer", m_layer}, {NULL, NULL}};
-    push_methods(L, &c, model_methods);
+    push_methods(L, c, model_methods);
     lua_newtable(L);
     lua_setfield(L, -2, "_w");
-    tern_lua_push_hparams(L, &b->m->hp);
+    tern_lua_push_hparams(L, &c->m->hp);
     lua_setfield(L, -2, "hparams");
-    tern_status st = TERN_OK;
-    if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
-        st = tern_error_set(err, TERN_ESCRIPT, "%s", lua_tostring(L, -1));
-    } else if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 ||
-               lua_tointeger(L, -1) >= g->n_tensors) {
+    lua_call(L, 2, 1);
+    return 1;
+}
+
+tern_status tern_graph_builder_run(tern_graph_builder *b, tern_graph *g, tern_tensor *k_cache,
+                                   tern_tensor *v_cache, int kv_space, tern_error *err)
+{
+    lua_State *L = b->L;
+    build_ctx c;
+    memset(&c, 0, sizeof c);
+    c.g = g;
+    c.m = b->m;
+    c.kc = k_cache;
+    c.vc = v_cache;
+    c.kv_space = kv_space;
+    int top = lua_gettop(L);
+    *steps_of(L) = 0;
+    lua_pushcfunction(L, build);
+    lua_pushlightuserdata(L, &c);
+    lua_pushvalue(L, 1);
+    tern_status st = tern_lua_pcall(L, 2, 1, TERN_ESCRIPT, err);
+    if (st && c.err.status == TERN_ENOMEM) /* a graph call ran out: say so, not ESCRIPT */
+        st = tern_error_set(err, TERN_ENOMEM, "%s", c.err.msg);
+    if (st) {
+        lua_settop(L, top);
+        return st;
+    }
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 || lua_tointeger(L, -1) >= g->n_tensors) {
         st = tern_error_set(err, TERN_ESCRIPT, "graph script %s returned %s, not a tensor",
                             b->m->hp.graph, luaL_typename(L, -1));
     } else {

@@ -2,6 +2,7 @@
  * runtime object, lauxlib style. Errors that come from user input (a
  * prompt too long for the context, a missing file) are raised as plain
  * messages without a script position, so the command prints them as is. */
+#include <errno.h>
 #include <lauxlib.h>
 #include <math.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include "lua_graph.h"
 #include "model_impl.h"
 #include "tern/chat.h"
+#include "tern/io.h"
 #include "tern/lua.h"
 #include "tern/sampler.h"
 #include "tern/tern.h"
@@ -24,8 +26,19 @@
 #define DETOK_MT "tern.Detok"
 
 static volatile sig_atomic_t interrupted;
+/* The session inside tern_session_eval now (pipelines run on one thread):
+ * an interrupt cancels it at its next node, a long prefill included. */
+static tern_session *volatile evaluating;
+/* The session s:wait() waits for (its evaluation runs on its worker). */
+static tern_session *volatile waiting;
 
-void tern_lua_set_interrupted(int on) { interrupted = on; }
+void tern_lua_set_interrupted(int on)
+{
+    interrupted = on;
+    tern_session *s = evaluating, *w = waiting;
+    if (on && s) tern_session_cancel(s);
+    if (on && w) tern_session_cancel(w);
+}
 
 /* Raises msg as a Lua error without position information. */
 static int raise_msg(lua_State *L, const char *msg)
@@ -35,7 +48,7 @@ static int raise_msg(lua_State *L, const char *msg)
 }
 
 typedef struct lmodel { tern_model *m; } lmodel;
-typedef struct lsession { tern_session *s; } lsession;
+typedef struct lsession { tern_session *s; int pending; /* s:eval_async not yet waited for */ } lsession;
 typedef struct lsampler { tern_sampler *smp; } lsampler;
 typedef struct ldetok { const tern_tokenizer *tok; tern_detok_stream st; } ldetok;
 
@@ -50,6 +63,7 @@ static tern_session *check_session(lua_State *L, int i)
 {
     lsession *u = luaL_checkudata(L, i, SESSION_MT);
     if (!u->s) luaL_error(L, "session is closed");
+    if (u->pending) luaL_error(L, "session has an evaluation pending (s:eval_async): call s:wait() first");
     return u->s;
 }
 
@@ -77,19 +91,56 @@ static lua_Number opt_num(lua_State *L, int t, const char *k, lua_Number def)
     return v;
 }
 
+/* Field k of the options table at t: a backend name, a comma-separated
+ * list, or a Lua list of names (config.lua's backend = {"opencl", "x86"}),
+ * as one comma-separated string in buf; "auto" when absent. Raises no Lua
+ * error (the C commands call it unprotected): NULL with the message in buf. */
+const char *tern_lua_backend_list(lua_State *L, int t, const char *k, char *buf, size_t n)
+{
+    t = lua_absindex(L, t);
+    int type = lua_getfield(L, t, k);
+    const char *bad = NULL;
+    size_t used = 0;
+    if (type == LUA_TNIL) {
+        snprintf(buf, n, "auto");
+    } else if (type == LUA_TSTRING) {
+        used = (size_t)snprintf(buf, n, "%s", lua_tostring(L, -1));
+    } else if (type == LUA_TTABLE) {
+        buf[0] = 0;
+        lua_Integer len = (lua_Integer)lua_rawlen(L, -1);
+        if (len < 1) bad = "an empty list of backends";
+        for (lua_Integer i = 1; i <= len && !bad; i++) {
+            if (lua_rawgeti(L, -1, i) != LUA_TSTRING) bad = "a list entry that is not a backend name";
+            else used += (size_t)snprintf(buf + used, used < n ? n - used : 0, "%s%s", i > 1 ? "," : "",
+                                          lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    } else {
+        bad = "neither a backend name nor a list of names";
+    }
+    lua_pop(L, 1);
+    if (!bad && used >= n) bad = "a list of backends too long";
+    if (!bad) return buf;
+    snprintf(buf, n, "option '%s': %s", k, bad);
+    return NULL;
+}
+
 /* ---- tern.Model ---- */
 
-/* tern.load_model(path, {backend=, threads=, kernel=, head=}) */
+/* tern.load_model(path, {backend=, threads=, kernel=, head=, device=}) */
 static int l_load_model(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     if (lua_isnoneornil(L, 2)) lua_newtable(L);
     else luaL_checktype(L, 2, LUA_TTABLE);
     tern_model_options o = tern_model_default_options();
-    o.backend = opt_string(L, 2, "backend", "auto");
-    o.n_threads = (int)opt_int(L, 2, "threads", 1);
+    char backends[256];
+    o.backend = tern_lua_backend_list(L, 2, "backend", backends, sizeof backends);
+    if (!o.backend) return raise_msg(L, backends);
+    o.n_threads = (int)opt_int(L, 2, "threads", 0);
     o.kernel = opt_string(L, 2, "kernel", "auto");
     o.head = opt_string(L, 2, "head", "f16");
+    o.device = (int)opt_int(L, 2, "device", -1);
     lmodel *u = lua_newuserdatauv(L, sizeof *u, 0);
     u->m = NULL;
     luaL_setmetatable(L, MODEL_MT);
@@ -208,6 +259,7 @@ static int l_session(lua_State *L)
         return luaL_error(L, "KV cache type '%s': use f16 or f32", kv);
     lsession *u = lua_newuserdatauv(L, sizeof *u, 1);
     u->s = NULL;
+    u->pending = 0;
     luaL_setmetatable(L, SESSION_MT);
     lua_pushvalue(L, 1); /* the model outlives its sessions */
     lua_setiuservalue(L, -2, 1);
@@ -224,22 +276,34 @@ static int session_close(lua_State *L)
     return 0;
 }
 
+/* The ids of the table at idx in buf (cap entries) or, when longer, in a
+ * malloc'ed array the caller frees; NULL when out of memory. */
+static int32_t *table_ids(lua_State *L, int idx, int32_t *buf, lua_Integer cap, lua_Integer *n)
+{
+    luaL_checktype(L, idx, LUA_TTABLE);
+    *n = luaL_len(L, idx);
+    int32_t *ids = *n <= cap ? buf : malloc((size_t)*n * sizeof *ids);
+    for (lua_Integer i = 0; ids && i < *n; i++) {
+        lua_rawgeti(L, idx, i + 1);
+        ids[i] = (int32_t)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
+    return ids;
+}
+
 /* s:eval({ids}, all_logits=false) */
 static int session_eval(lua_State *L)
 {
     tern_session *s = check_session(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_Integer n = luaL_len(L, 2);
-    int32_t stackbuf[64], *ids = n <= 64 ? stackbuf : malloc((size_t)n * sizeof *ids);
+    lua_Integer n;
+    int32_t stackbuf[64], *ids = table_ids(L, 2, stackbuf, 64, &n);
     if (!ids) return luaL_error(L, "out of memory");
-    for (lua_Integer i = 0; i < n; i++) {
-        lua_rawgeti(L, 2, i + 1);
-        ids[i] = (int32_t)lua_tointeger(L, -1);
-        lua_pop(L, 1);
-    }
     tern_error err;
-    tern_status st = tern_session_eval(s, ids, (size_t)n, lua_toboolean(L, 3), &err);
+    evaluating = s;
+    tern_status st = interrupted ? TERN_ECANCELED : tern_session_eval(s, ids, (size_t)n, lua_toboolean(L, 3), &err);
+    evaluating = NULL;
     if (ids != stackbuf) free(ids);
+    if (st == TERN_ECANCELED) return raise_msg(L, "interrupted");
     if (st) return raise_msg(L, err.msg);
     return 0;
 }
@@ -249,7 +313,7 @@ static const float *row_of(lua_State *L, tern_session *s, int arg)
     int64_t rows;
     const float *lg = tern_session_logits(s, &rows);
     lua_Integer r = luaL_optinteger(L, arg, rows);
-    if (rows < 1 || r < 1 || r > rows) luaL_error(L, "no logits row %lld (have %lld)", (long long)r, (long long)rows);
+    if (rows < 1 || r < 1 || r > rows) luaL_error(L, "no logits row %I (have %I)", (lua_Integer)r, (lua_Integer)rows);
     return lg + (size_t)(r - 1) * (size_t)tern_session_n_vocab(s);
 }
 
@@ -291,14 +355,38 @@ static int session_reset(lua_State *L)
     return 0;
 }
 
-/* s:stats() -> {fallback_nodes=, ops = { {name=, seconds=, calls=, fallback=}, ... }} */
+/* s:stats() -> {fallback_nodes=, copy_nodes=, copy_bytes=, copies=, copy_seconds=,
+ *   placement = { {backend=, nodes=}, ... }, kv_backend=,
+ *   ops = { {name=, seconds=, calls=, fallback=}, ... }} */
 static int session_stats(lua_State *L)
 {
     tern_session *s = check_session(L, 1);
     const tern_graph_stats *st = tern_session_stats(s);
+    const tern_graph_placement *pl = tern_session_placement(s);
+    const tern_model *m = tern_session_model(s);
     lua_newtable(L);
     lua_pushinteger(L, tern_session_fallback_nodes(s));
     lua_setfield(L, -2, "fallback_nodes");
+    lua_pushinteger(L, pl->n_copies);
+    lua_setfield(L, -2, "copy_nodes");
+    lua_pushinteger(L, (lua_Integer)pl->copy_bytes);
+    lua_setfield(L, -2, "copy_bytes");
+    lua_pushinteger(L, (lua_Integer)st->copy_calls);
+    lua_setfield(L, -2, "copies");
+    lua_pushnumber(L, st->copy_seconds);
+    lua_setfield(L, -2, "copy_seconds");
+    lua_pushstring(L, tern_model_backend_at(m, tern_session_kv_backend(s))->plugin->name);
+    lua_setfield(L, -2, "kv_backend");
+    lua_newtable(L);
+    for (int b = 0; b < tern_model_n_backends(m); b++) {
+        lua_newtable(L);
+        lua_pushstring(L, tern_model_backend_at(m, b)->plugin->name);
+        lua_setfield(L, -2, "backend");
+        lua_pushinteger(L, pl->nodes_on[b]);
+        lua_setfield(L, -2, "nodes");
+        lua_rawseti(L, -2, b + 1);
+    }
+    lua_setfield(L, -2, "placement");
     lua_newtable(L);
     int k = 1;
     for (int op = 0; op < TERN_OP_COUNT; op++) {
@@ -447,7 +535,7 @@ static int l_chat_format(lua_State *L)
         lua_pop(L, 3); /* the strings stay referenced by the message tables */
         if (!msgs[i].role || !msgs[i].content) {
             free(msgs);
-            return luaL_error(L, "chat message %lld needs role and content", (long long)i + 1);
+            return luaL_error(L, "chat message %I needs role and content", (lua_Integer)i + 1);
         }
     }
     tern_chat_style style = tern_chat_detect(tmpl);
@@ -477,8 +565,9 @@ static int l_write(lua_State *L)
 {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
-    fwrite(s, 1, n, stdout);
-    fflush(stdout);
+    errno = 0;
+    if (fwrite(s, 1, n, stdout) != n || fflush(stdout) != 0) /* a full disk, a closed pipe: stop */
+        return raise_msg(L, lua_pushfstring(L, "writing standard output failed: %s", strerror(errno ? errno : EIO)));
     return 0;
 }
 
@@ -519,8 +608,18 @@ static int l_script(lua_State *L)
     return 1;
 }
 
+/* tern.default_model() -> path | nil: the model shipped with this tree
+ * (tern/install.h), what `tern run` uses without -m. */
+static int l_default_model(lua_State *L)
+{
+    const char *path = tern_install_default_model();
+    if (path) lua_pushstring(L, path);
+    else lua_pushnil(L);
+    return 1;
+}
+
 static const luaL_Reg tern_funcs[] = {
-    {"script", l_script},
+    {"script", l_script},         {"default_model", l_default_model},
     {"load_model", l_load_model}, {"session", l_session}, {"sampler", l_sampler},
     {"detok", l_detok},           {"chat_format", l_chat_format}, {"now", l_now},
     {"write", l_write},           {"log", l_log},          {"interrupted", l_interrupted},
@@ -580,9 +679,9 @@ static float *probs_row(lua_State *L, int arg, int64_t n_vocab, lprobs **out)
 {
     lprobs *u = luaL_checkudata(L, arg, PROBS_MT);
     lua_Integer r = luaL_checkinteger(L, arg + 1);
-    if (r < 1 || r > u->rows) luaL_error(L, "probs row %lld outside 1..%d", (long long)r, u->rows);
+    if (r < 1 || r > u->rows) luaL_error(L, "probs row %I outside 1..%d", (lua_Integer)r, u->rows);
     if (n_vocab >= 0 && n_vocab != u->n_vocab)
-        luaL_error(L, "probs buffer holds %d entries, the vocabulary has %lld", u->n_vocab, (long long)n_vocab);
+        luaL_error(L, "probs buffer holds %d entries, the vocabulary has %I", u->n_vocab, (lua_Integer)n_vocab);
     if (out) *out = u;
     return u->p + (size_t)(r - 1) * (size_t)u->n_vocab;
 }
@@ -755,6 +854,186 @@ static int l_same_vocab(lua_State *L)
     return 2;
 }
 
+/* ---- bounded input (tern/io.h) ---- */
+
+#define LINE_MAX_BYTES ((size_t)1 << 20)
+
+static int push_buffer(lua_State *L)
+{
+    lua_pushlstring(L, lua_touserdata(L, 1), (size_t)lua_tointeger(L, 2));
+    return 1;
+}
+
+/* tern.read_file(path) -> text: a regular file, or "-" for standard input,
+ * of at most 64 MiB (TERN_IO_INPUT_MAX). */
+static int l_read_file(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    char *buf;
+    size_t n;
+    tern_error err;
+    tern_status st = tern_io_read(path, TERN_IO_INPUT_MAX, &buf, &n, &err);
+    if (st == TERN_ECANCELED) return raise_msg(L, "interrupted");
+    if (st) return raise_msg(L, err.msg);
+    lua_pushcfunction(L, push_buffer); /* protected, so buf is freed whatever happens */
+    lua_pushlightuserdata(L, buf);
+    lua_pushinteger(L, (lua_Integer)n);
+    int rc = lua_pcall(L, 2, 1, 0);
+    free(buf);
+    return rc == LUA_OK ? 1 : lua_error(L);
+}
+
+/* tern.read_line() -> a line of standard input without its newline, or nil
+ * at the end of input or when Ctrl-C interrupts the wait; at most 1 MiB. */
+static int l_read_line(lua_State *L)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    size_t n = 0;
+    int c;
+    while ((c = getc(stdin)) != EOF && c != '\n') {
+        if (++n > LINE_MAX_BYTES) return raise_msg(L, "an input line longer than 1 MiB, the line limit");
+        luaL_addchar(&b, (char)c);
+    }
+    if (c == EOF && (n == 0 || ferror(stdin))) {
+        clearerr(stdin);
+        lua_pushnil(L);
+        return 1;
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static void io_register(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {{"read_file", l_read_file}, {"read_line", l_read_line}, {NULL, NULL}};
+    luaL_setfuncs(L, funcs, 0);
+}
+
+/* ---- marks and asynchronous evaluation (graphs/lib/spec.lua) ---- */
+
+#define MARK_MT "tern.Mark"
+
+/* s:mark() -> a tern.Mark: where to s:rewind() to (m.pos: its position) */
+static int session_mark(lua_State *L)
+{
+    tern_session *s = check_session(L, 1);
+    tern_mark *m = lua_newuserdatauv(L, sizeof *m, 0);
+    *m = tern_session_mark(s);
+    luaL_setmetatable(L, MARK_MT);
+    return 1;
+}
+
+static int mark_index(lua_State *L)
+{
+    tern_mark *m = luaL_checkudata(L, 1, MARK_MT);
+    if (strcmp(luaL_checkstring(L, 2), "pos") != 0) return 0;
+    lua_pushinteger(L, m->pos);
+    return 1;
+}
+
+static int mark_tostring(lua_State *L)
+{
+    tern_mark *m = luaL_checkudata(L, 1, MARK_MT);
+    lua_pushfstring(L, "tern.Mark(session %d, position %d)", (int)m->session, m->pos);
+    return 1;
+}
+
+/* s:rewind(mark, keep=0): back to the mark plus `keep` tokens after it */
+static int session_rewind(lua_State *L)
+{
+    tern_session *s = check_session(L, 1);
+    tern_mark *m = luaL_checkudata(L, 2, MARK_MT);
+    lua_Integer keep = luaL_optinteger(L, 3, 0);
+    luaL_argcheck(L, keep >= 0 && keep <= INT32_MAX, 3, "keep out of range");
+    tern_error err;
+    if (tern_session_rewind(s, *m, (int)keep, &err)) return luaL_error(L, "%s", err.msg);
+    return 0;
+}
+
+/* s:eval_async({ids}, all_logits=false): starts the evaluation on the
+ * session's worker and returns; until s:wait(), the session answers only
+ * wait and ready (every other method raises). */
+static int session_eval_async(lua_State *L)
+{
+    tern_session *s = check_session(L, 1);
+    lsession *u = lua_touserdata(L, 1);
+    lua_Integer n;
+    int32_t stackbuf[64], *ids = table_ids(L, 2, stackbuf, 64, &n);
+    if (!ids) return luaL_error(L, "out of memory");
+    tern_error err;
+    tern_status st = interrupted ? TERN_ECANCELED : tern_session_eval_async(s, ids, (size_t)n, lua_toboolean(L, 3), &err);
+    if (ids != stackbuf) free(ids);
+    if (st == TERN_ECANCELED) return raise_msg(L, "interrupted");
+    if (st) return raise_msg(L, err.msg);
+    u->pending = 1;
+    return 0;
+}
+
+/* s:wait(): the pending evaluation's end; raises its error. A no-op when
+ * nothing is pending. */
+static int session_wait(lua_State *L)
+{
+    lsession *u = luaL_checkudata(L, 1, SESSION_MT);
+    if (!u->s) return luaL_error(L, "session is closed");
+    if (!u->pending) return 0;
+    tern_error err;
+    waiting = u->s;
+    if (interrupted) tern_session_cancel(u->s);
+    tern_status st = tern_session_wait(u->s, &err);
+    waiting = NULL;
+    u->pending = 0;
+    if (st == TERN_ECANCELED) return raise_msg(L, "interrupted");
+    if (st) return raise_msg(L, err.msg);
+    return 0;
+}
+
+/* s:ready() -> true when s:wait() would not block */
+static int session_ready(lua_State *L)
+{
+    lsession *u = luaL_checkudata(L, 1, SESSION_MT);
+    if (!u->s) return luaL_error(L, "session is closed");
+    lua_pushboolean(L, !u->pending || tern_session_ready(u->s));
+    return 1;
+}
+
+/* probs:onehot(row, id): the distribution of a proposal that was not
+ * sampled (an n-gram match, a greedy draft): all mass on id. Speculative
+ * sampling against it accepts id with probability p(id) and otherwise
+ * draws from p without id, which is exactly p whatever chose id. */
+static int probs_onehot(lua_State *L)
+{
+    lprobs *u;
+    float *p = probs_row(L, 1, -1, &u);
+    lua_Integer id = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, id >= 0 && id < u->n_vocab, 3, "id outside the buffer");
+    memset(p, 0, (size_t)u->n_vocab * sizeof *p);
+    p[id] = 1.0f;
+    return 0;
+}
+
+static void async_register(lua_State *L)
+{
+    luaL_newmetatable(L, MARK_MT);
+    lua_pushcfunction(L, mark_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, mark_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    static const luaL_Reg ses[] = {
+        {"mark", session_mark}, {"rewind", session_rewind}, {"eval_async", session_eval_async},
+        {"wait", session_wait}, {"ready", session_ready},   {NULL, NULL},
+    };
+    static const luaL_Reg prb[] = {{"onehot", probs_onehot}, {NULL, NULL}};
+    const struct { const char *mt; const luaL_Reg *fns; } add[] = {{SESSION_MT, ses}, {PROBS_MT, prb}};
+    for (size_t i = 0; i < sizeof add / sizeof add[0]; i++) {
+        luaL_getmetatable(L, add[i].mt);
+        lua_getfield(L, -1, "__index");
+        luaL_setfuncs(L, add[i].fns, 0);
+        lua_pop(L, 2);
+    }
+}
+
 /* Adds the speculative functions to the module table (on the stack top)
  * and the methods to the existing types. */
 static void spec_register(lua_State *L)
@@ -783,6 +1062,8 @@ int tern_lua_open(lua_State *L)
     new_type(L, DETOK_MT, detok_methods, NULL);
     luaL_newlib(L, tern_funcs);
     spec_register(L);
+    io_register(L);
+    async_register(L);
     lua_pushstring(L, TERN_VERSION);
     lua_setfield(L, -2, "version");
     lua_pushvalue(L, -1);
@@ -794,29 +1075,67 @@ lua_State *tern_lua_pipeline_state(size_t cap)
 {
     lua_State *L = tern_lua_newstate(cap);
     if (!L) return NULL;
-    tern_lua_open(L);
-    lua_pop(L, 1);
+    lua_pushcfunction(L, tern_lua_open);
+    if (tern_lua_pcall(L, 0, 0, TERN_ENOMEM, NULL)) {
+        tern_lua_close(L);
+        return NULL;
+    }
     return L;
 }
 
 void tern_lua_pipeline_close(lua_State *L) { tern_lua_close(L); }
 
+/* Calls the loaded chunk on the stack top, which must return
+ * function(opts), then that function with the options; `what` names the
+ * script in messages. */
+static tern_status call_pipeline(lua_State *L, const char *what, int opts_index, tern_error *err)
+{
+    tern_status st = TERN_OK;
+    if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+        st = tern_error_set(err, TERN_ESCRIPT, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "error");
+    } else if (!lua_isfunction(L, -1)) {
+        st = tern_error_set(err, TERN_ESCRIPT, "%s: a pipeline script must return a function(opts), not %s",
+                            what, luaL_typename(L, -1));
+    } else {
+        lua_pushvalue(L, opts_index);
+        if (lua_pcall(L, 1, 0, 0) == LUA_OK) return TERN_OK;
+        st = tern_error_set(err, TERN_ESCRIPT, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "error");
+    }
+    lua_pop(L, 1);
+    return st;
+}
+
 tern_status tern_lua_run_pipeline(lua_State *L, const char *name, int opts_index, tern_error *err)
 {
     opts_index = lua_absindex(L, opts_index);
     tern_status st = tern_lua_load_script(L, name, err);
+    if (!st) st = tern_lua_pcall(L, 0, 1, TERN_ESCRIPT, err);
     if (st) return st;
-    if (lua_pcall(L, 0, 1, 0) != LUA_OK || !lua_isfunction(L, -1)) {
-        st = tern_error_set(err, TERN_ESCRIPT, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1)
-                                                    : "pipeline script must return a function(opts)");
+    if (!lua_isfunction(L, -1)) {
         lua_pop(L, 1);
-        return st;
+        return tern_error_set(err, TERN_ESCRIPT, "pipeline script %s must return a function(opts)", name);
     }
     lua_pushvalue(L, opts_index);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-        st = tern_error_set(err, TERN_ESCRIPT, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "error");
+    return tern_lua_pcall(L, 1, 0, TERN_ESCRIPT, err);
+    return call_pipeline(L, name, opts_index, err);
+}
+
+tern_status tern_lua_run_pipeline_file(lua_State *L, const char *path, int opts_index, tern_error *err)
+{
+    opts_index = lua_absindex(L, opts_index);
+    FILE *f = fopen(path, "rb");
+    if (!f) { /* a name: "examples/lookup.lua" */
+        tern_status st = tern_lua_load_script(L, path, err);
+        if (st == TERN_ENOTFOUND)
+            return tern_error_set(err, st, "pipeline %s: no such file, nor a script of that name (embedded "
+                                  "or in $TERN_GRAPH_PATH)", path);
+        return st ? st : call_pipeline(L, path, opts_index, err);
+    }
+    fclose(f);
+    if (luaL_loadfile(L, path) != LUA_OK) {
+        tern_status st = tern_error_set(err, TERN_ESCRIPT, "%s", lua_tostring(L, -1));
         lua_pop(L, 1);
         return st;
     }
-    return TERN_OK;
+    return call_pipeline(L, path, opts_index, err);
 }

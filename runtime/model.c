@@ -15,9 +15,10 @@ tern_model_options tern_model_default_options(void)
     memset(&o, 0, sizeof o);
     o.struct_size = sizeof o;
     o.backend = "auto";
-    o.n_threads = 1;
+    o.n_threads = 0; /* the physical cores */
     o.kernel = "auto";
     o.head = "f16";
+    o.device = -1;
     return o;
 }
 
@@ -36,29 +37,100 @@ tern_model_weight *tern_model_find_weight(tern_model *m, const char *name)
     return gt ? &m->weights[gt - tern_gguf_tensor_at(m->gguf, 0)] : NULL;
 }
 
-tern_status tern_model_weight_resolve(tern_model_weight *w, int slot, int purpose,
+static const char *const purpose_names[TERN_REPACK_COUNT] = {
+    "a ternary matmul", "a matmul", "the output head", "an embedding lookup", "a parameter"};
+
+/* The file's bytes in a buffer of device backend be (layout FILE). */
+static tern_status upload_file(tern_model_weight *w, tern_backend *be, tern_tensor *dst, tern_error *err)
+{
+    size_t n = tern_tensor_nbytes(&w->file);
+    void *buf = be->api->buffer_alloc(be->ctx, n ? n : 1);
+    if (!buf)
+        return tern_error_set(err, TERN_ENOMEM, "backend '%s': out of device memory for '%s' (%zu bytes)",
+                              be->plugin->name, w->gt->name_z, n);
+    tern_status st = be->api->buffer_upload(be->ctx, buf, 0, w->file.data, n);
+    if (st) {
+        be->api->buffer_free(be->ctx, buf);
+        return tern_error_set(err, st, "backend '%s': uploading '%s' failed", be->plugin->name,
+                              w->gt->name_z);
+    }
+    *dst = w->file;
+    dst->buffer = buf;
+    dst->data = NULL;
+    return TERN_OK;
+}
+
+/* Places w for backend be: repack, else the file view (host) or an upload
+ * of the file bytes (device, for lookups and parameters). */
+static tern_status place(tern_model_weight *w, tern_backend *be, int purpose, tern_tensor *dst,
+                         uint8_t *how, tern_error *err)
+{
+    int host = tern_backend_is_host(be), lookup = purpose >= TERN_REPACK_ROWS;
+    tern_status st = TERN_EUNSUPPORTED;
+    char msg[TERN_ERROR_MSG_MAX] = "";
+    if (be->api->repack && !(host && lookup)) {
+        st = be->api->repack(be->ctx, &w->file, purpose, dst, msg, sizeof msg);
+        if (st && st != TERN_EUNSUPPORTED)
+            return tern_error_set(err, st, "%s: placing '%s' for %s on backend %s: %s", w->model->path,
+                                  w->gt->name_z, purpose_names[purpose], be->plugin->name, msg);
+        if (!st && dst->layout != TERN_LAYOUT_FILE && dst->owner != be->api) {
+            if (be->api->release) be->api->release(be->ctx, dst);
+            return tern_error_set(err, TERN_EABI, "backend %s repacked '%s' into a layout of its own "
+                                  "without claiming it (tensor owner not set)", be->plugin->name,
+                                  w->gt->name_z);
+        }
+        if (!st && !host && !dst->buffer) {
+            if (be->api->release) be->api->release(be->ctx, dst);
+            return tern_error_set(err, TERN_EABI, "device backend %s placed '%s' in host memory",
+                                  be->plugin->name, w->gt->name_z);
+        }
+        if (!st) {
+            *how = dst->data == w->file.data && !dst->buffer ? PLACED_FILE : PLACED_REPACKED;
+            return TERN_OK;
+        }
+    }
+    if (!be->api->repack) st = TERN_OK; /* it reads file layouts */
+    if (st == TERN_EUNSUPPORTED && !lookup) {
+        *how = PLACED_REFUSED;
+        return TERN_EUNSUPPORTED;
+    }
+    if (host) {
+        *dst = w->file;
+        *how = PLACED_FILE;
+        return TERN_OK;
+    }
+    st = upload_file(w, be, dst, err);
+    if (!st) *how = PLACED_UPLOADED;
+    return st;
+}
+
+tern_status tern_model_weight_resolve(tern_model_weight *w, int b, int purpose,
                                       tern_tensor **out, tern_error *err)
 {
     tern_model *m = w->model;
-    if (slot < 0 || slot > 1 || !m->be[slot]) slot = 0;
+    if (b < 0 || b >= m->n_be || purpose < 0 || purpose >= TERN_REPACK_COUNT)
+        return tern_error_set(err, TERN_EINVAL, "weight placement: backend %d, purpose %d", b, purpose);
     tern_status st = TERN_OK;
     pthread_mutex_lock(&m->mu);
-    if (!w->have[slot][purpose]) {
-        tern_backend *be = m->be[slot];
-        if (!be->api->repack) {
-            w->packed[slot][purpose] = w->file;
-        } else {
-            char msg[TERN_ERROR_MSG_MAX] = "";
-            st = be->api->repack(be->ctx, &w->file, purpose, &w->packed[slot][purpose], msg, sizeof msg);
-            if (st)
-                tern_error_set(err, st, "%s: repacking '%s' for backend %s: %s", m->path,
-                               w->gt->name_z, be->plugin->name, msg);
-        }
-        if (!st) w->have[slot][purpose] = 1;
-    }
+    uint8_t *how = &w->how[b][purpose];
+    if (*how == PLACED_NOT_YET) st = place(w, m->be[b], purpose, &w->placed[b][purpose], how, err);
+    else if (*how == PLACED_REFUSED) st = TERN_EUNSUPPORTED;
     pthread_mutex_unlock(&m->mu);
-    if (!st) *out = &w->packed[slot][purpose];
+    if (!st) *out = &w->placed[b][purpose];
     return st;
+}
+
+static void unplace(tern_model *m, tern_model_weight *w)
+{
+    for (int b = 0; b < m->n_be; b++)
+        for (int p = 0; p < TERN_REPACK_COUNT; p++) {
+            tern_backend *be = m->be[b];
+            if (w->how[b][p] == PLACED_REPACKED && be->api->release)
+                be->api->release(be->ctx, &w->placed[b][p]);
+            else if (w->how[b][p] == PLACED_UPLOADED)
+                be->api->buffer_free(be->ctx, w->placed[b][p].buffer);
+            w->how[b][p] = PLACED_NOT_YET;
+        }
 }
 
 /* The output head: output.weight, or token_embd when tied. */
@@ -68,23 +140,28 @@ static tern_model_weight *head_weight(tern_model *m)
     return w ? w : tern_model_find_weight(m, "token_embd.weight");
 }
 
-/* Repacks every linear weight for the main backend now (so load time is
- * paid once, up front), then drops the file pages that the repacked copies
- * replace so resident memory holds about one copy of the weights. */
+/* Places every linear weight on the first backend that takes it now (so
+ * load time is paid once, up front), then drops the file pages that the
+ * repacked copies replace so resident memory holds about one copy of the
+ * weights. Lookups and parameters are placed when a graph first needs
+ * them. */
 static tern_status repack_all(tern_model *m, tern_error *err)
 {
     long page = sysconf(_SC_PAGESIZE);
-    const tern_model_weight *head = head_weight(m);
     for (int i = 0; i < m->n_weights; i++) {
         tern_model_weight *w = &m->weights[i];
         const char *name = w->gt->name_z;
         int is_linear = strncmp(name, "blk.", 4) == 0 && tern_type_get(w->file.type)->is_ternary;
         int is_float_linear = strncmp(name, "blk.", 4) == 0 && !is_linear && w->file.ne[1] > 1;
-        int is_head = w == head;
-        if (!is_linear && !is_float_linear && !is_head) continue;
-        tern_tensor *packed;
-        int purpose = is_linear ? TERN_REPACK_TERNARY : TERN_REPACK_MATMUL;
-        tern_status st = tern_model_weight_resolve(w, 0, purpose, &packed, err);
+        if (!is_linear && !is_float_linear && !w->is_head) continue;
+        int purpose = is_linear ? TERN_REPACK_TERNARY : w->is_head ? TERN_REPACK_HEAD : TERN_REPACK_MATMUL;
+        tern_tensor *packed = NULL;
+        tern_status st = TERN_EUNSUPPORTED;
+        for (int b = 0; b < m->n_be && st == TERN_EUNSUPPORTED; b++)
+            st = tern_model_weight_resolve(w, b, purpose, &packed, err);
+        if (st == TERN_EUNSUPPORTED)
+            return tern_error_set(err, TERN_EUNSUPPORTED, "%s: no backend of the list takes '%s' (%s) for %s",
+                                  m->path, name, tern_type_name(w->file.type), purpose_names[purpose]);
         if (st) return st;
         /* token_embd stays mapped: the embedding lookup reads it */
         if (packed->data != w->file.data && strcmp(name, "token_embd.weight") != 0) {
@@ -97,23 +174,56 @@ static tern_status repack_all(tern_model *m, tern_error *err)
     return TERN_OK;
 }
 
-static tern_status load_backends(tern_model *m, tern_error *err)
+/* Adds a backend to the list unless it is there already. */
+static tern_status add_backend(tern_model *m, const tern_plugin_info *p, tern_error *err)
 {
-    tern_status st = tern_registry_scan(&m->reg, err);
-    if (st) return st;
-    const tern_plugin_info *main_p, *scalar_p;
-    st = tern_registry_select(m->reg, m->opt.backend ? m->opt.backend : "auto", &main_p, err);
-    if (st) return st;
+    for (int i = 0; i < m->n_be; i++)
+        if (m->be[i]->plugin == p) return TERN_OK;
+    if (m->n_be == TERN_MAX_BACKENDS)
+        return tern_error_set(err, TERN_EINVAL, "more than %d backends listed", TERN_MAX_BACKENDS);
     tern_backend_options bo = tern_backend_default_options();
     bo.n_threads = m->opt.n_threads;
     bo.kernel = m->opt.kernel;
     bo.head = m->opt.head;
-    st = tern_backend_create(main_p, &bo, &m->be[0], err);
+    bo.device = TERN_STRUCT_HAS(&m->opt, tern_model_options, device) ? m->opt.device : -1;
+    tern_status st = tern_backend_create(p, &bo, m->pool, &m->be[m->n_be], err);
+    if (!st) m->n_be++;
+    return st;
+}
+
+/* The list in opt.backend ("x86", "opencl,x86", "auto"), in order, then
+ * scalar, the last resort. A named backend that cannot run is an error. */
+static tern_status load_backends(tern_model *m, tern_error *err)
+{
+    const char *list = m->opt.backend && *m->opt.backend ? m->opt.backend : "auto";
+    char name[64], only[512];
+    if ((size_t)snprintf(only, sizeof only, "%s,scalar", list) >= sizeof only)
+        return tern_error_set(err, TERN_EINVAL, "backend list '%.64s...': too long", list);
+    /* only the plugins the list names are opened (every one for auto) */
+    tern_status st = tern_registry_scan_only(only, &m->reg, err);
     if (st) return st;
-    if (strcmp(main_p->name, "scalar") == 0) return TERN_OK;
-    st = tern_registry_select(m->reg, "scalar", &scalar_p, err);
-    if (st) return tern_error_prefix(err, "the scalar fallback backend is required: ");
-    return tern_backend_create(scalar_p, &bo, &m->be[1], err);
+    for (const char *p = list; !st && *p;) {
+        size_t len = strcspn(p, ",");
+        const char *q = p;
+        while (len && *q == ' ') q++, len--;
+        while (len && q[len - 1] == ' ') len--;
+        if (!len || len >= sizeof name)
+            return tern_error_set(err, TERN_EINVAL, "backend list '%s': %s", list,
+                                  len ? "a name is too long" : "an empty name");
+        memcpy(name, q, len);
+        name[len] = 0;
+        const tern_plugin_info *pi;
+        st = tern_registry_select(m->reg, name, &pi, err);
+        if (!st) st = add_backend(m, pi, err);
+        p = q + len;
+        while (*p == ' ') p++;
+        if (*p == ',') p++;
+    }
+    if (st) return st;
+    const tern_plugin_info *scalar;
+    st = tern_registry_select(m->reg, "scalar", &scalar, err);
+    if (st) return tern_error_prefix(err, "the scalar backend, every list's last resort, is required: ");
+    return add_backend(m, scalar, err);
 }
 
 tern_status tern_model_load(const char *path, const tern_model_options *opt, tern_model **out,
@@ -125,9 +235,10 @@ tern_status tern_model_load(const char *path, const tern_model_options *opt, ter
     if (!m) return tern_error_set(err, TERN_ENOMEM, "out of memory loading %s", path);
     pthread_mutex_init(&m->mu, NULL);
     m->opt = opt ? *opt : tern_model_default_options();
-    if (m->opt.n_threads < 1) m->opt.n_threads = 1;
+    if (m->opt.n_threads < 1) m->opt.n_threads = tern_cpu_physical_cores();
     snprintf(m->path, sizeof m->path, "%s", path);
-    tern_status st = tern_gguf_open(path, &m->gguf, err);
+    tern_status st = tern_threadpool_acquire(m->opt.n_threads, &m->pool, err);
+    if (!st) st = tern_gguf_open(path, &m->gguf, err);
     if (!st) st = tern_hparams_read(m->gguf, &m->hp, err);
     if (!st) st = tern_hparams_check_tensors(m->gguf, &m->hp, err);
     if (!st) st = tern_tokenizer_from_gguf(m->gguf, &m->tok, err);
@@ -146,6 +257,7 @@ tern_status tern_model_load(const char *path, const tern_model_options *opt, ter
     if (!st) {
         const char *head = m->opt.head ? m->opt.head : "f16";
         tern_model_weight *hw = head_weight(m);
+        if (hw) hw->is_head = 1;
         snprintf(m->head_desc, sizeof m->head_desc, "%s%s (%s)", hw ? hw->gt->name_z : "?",
                  m->hp.tied_output ? " tied" : "", strcmp(head, "q8") == 0 ? "repacked q8" : tern_type_name(hw ? hw->file.type : 0));
         st = repack_all(m, err);
@@ -162,18 +274,13 @@ tern_status tern_model_load(const char *path, const tern_model_options *opt, ter
 void tern_model_free(tern_model *m)
 {
     if (!m) return;
-    for (int i = 0; i < m->n_weights; i++)
-        for (int s = 0; s < 2; s++)
-            for (int p = 0; p < 2; p++)
-                if (m->weights[i].have[s][p] && m->be[s] && m->be[s]->api->release &&
-                    m->weights[i].packed[s][p].data != m->weights[i].file.data)
-                    m->be[s]->api->release(m->be[s]->ctx, &m->weights[i].packed[s][p]);
+    for (int i = 0; m->weights && i < m->n_weights; i++) unplace(m, &m->weights[i]);
     free(m->weights);
-    tern_backend_free(m->be[1]);
-    tern_backend_free(m->be[0]);
+    for (int b = m->n_be - 1; b >= 0; b--) tern_backend_free(m->be[b]);
     tern_registry_free(m->reg);
     tern_tokenizer_free(m->tok);
     tern_gguf_close(m->gguf);
+    tern_threadpool_release(m->pool);
     pthread_mutex_destroy(&m->mu);
     free(m);
 }
@@ -184,19 +291,39 @@ const tern_gguf *tern_model_gguf(const tern_model *m) { return m->gguf; }
 const tern_backend *tern_model_backend(const tern_model *m) { return m->be[0]; }
 double tern_model_load_seconds(const tern_model *m) { return m->load_seconds; }
 
+int tern_model_n_backends(const tern_model *m) { return m->n_be; }
+
+const tern_backend *tern_model_backend_at(const tern_model *m, int i)
+{
+    return i >= 0 && i < m->n_be ? m->be[i] : NULL;
+}
+
 void tern_model_describe(const tern_model *m, char *buf, size_t n)
 {
-    char inst[256] = "";
-    if (m->be[0]->api->describe) m->be[0]->api->describe(m->be[0]->ctx, inst, sizeof inst);
-    snprintf(buf, n, "backend %s (%s), %d thread%s, head %s", m->be[0]->plugin->name, inst,
+    char inst[1536] = "", rest[160] = "";
+    const tern_backend *b0 = m->be[0];
+    if (TERN_API_HAS(b0->api, describe)) b0->api->describe(b0->ctx, inst, sizeof inst);
+    size_t used = 0;
+    for (int b = 1; b < m->n_be && used < sizeof rest; b++)
+        used += (size_t)snprintf(rest + used, sizeof rest - used, "%s%s", b > 1 ? ", " : "",
+                                 m->be[b]->plugin->name);
+    snprintf(buf, n, "backend %s%s%s%s, then %s; %d thread%s, head %s", b0->plugin->name,
+             inst[0] ? " (" : "", inst, inst[0] ? ")" : "", m->n_be > 1 ? rest : "nothing",
              m->opt.n_threads, m->opt.n_threads == 1 ? "" : "s", m->head_desc);
 }
 
+/* What the matmuls read per decoded token: each linear weight as the first
+ * backend that placed it holds it. */
 uint64_t tern_model_weight_bytes_per_token(const tern_model *m)
 {
     uint64_t total = 0;
     for (int i = 0; i < m->n_weights; i++)
-        for (int p = 0; p < 2; p++)
-            if (m->weights[i].have[0][p]) total += tern_tensor_nbytes(&m->weights[i].packed[0][p]);
+        for (int p = TERN_REPACK_TERNARY; p <= TERN_REPACK_HEAD; p++)
+            for (int b = 0; b < m->n_be; b++) {
+                const tern_model_weight *w = &m->weights[i];
+                if (w->how[b][p] == PLACED_NOT_YET || w->how[b][p] == PLACED_REFUSED) continue;
+                total += tern_tensor_nbytes(&w->placed[b][p]);
+                break;
+            }
     return total;
 }

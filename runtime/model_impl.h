@@ -5,15 +5,27 @@
 #include <pthread.h>
 
 #include "tern/model.h"
+#include "tern/threadpool.h"
 
-/* One weight of the model: the file's bytes and, per backend slot and
- * purpose, that backend's repacked copy (made once, shared by sessions). */
+/* Placement of a weight for one (backend, purpose). */
+enum {
+    PLACED_NOT_YET = 0,
+    PLACED_REPACKED,  /* the backend's repack() made it: release() frees */
+    PLACED_FILE,      /* the file's bytes as mapped (host backends) */
+    PLACED_UPLOADED,  /* the file's bytes uploaded into a buffer we own */
+    PLACED_REFUSED    /* repack() said TERN_EUNSUPPORTED */
+};
+
+/* One weight of the model: the file's bytes and, per backend of the list
+ * and purpose, where that backend reads it (made once, shared by
+ * sessions). */
 typedef struct tern_model_weight {
     struct tern_model *model;
     const tern_gguf_tensor *gt;
     tern_tensor file;              /* file layout, points into the mapping */
-    tern_tensor packed[2][2];      /* [slot][purpose] */
-    int have[2][2];
+    int is_head;                   /* the output head (output.weight, or token_embd when tied) */
+    tern_tensor placed[TERN_MAX_BACKENDS][TERN_REPACK_COUNT];
+    uint8_t how[TERN_MAX_BACKENDS][TERN_REPACK_COUNT]; /* PLACED_* */
 } tern_model_weight;
 
 struct tern_model {
@@ -21,7 +33,9 @@ struct tern_model {
     tern_hparams hp;
     tern_tokenizer *tok;
     tern_registry *reg;
-    tern_backend *be[2];           /* [0] chosen backend, [1] scalar if [0] is not */
+    tern_backend *be[TERN_MAX_BACKENDS]; /* in order of preference; scalar last */
+    int n_be;
+    tern_threadpool *pool;         /* the process's shared pool (acquired) */
     tern_model_options opt;
     tern_model_weight *weights;    /* one per GGUF tensor, same order */
     int n_weights;
@@ -31,8 +45,10 @@ struct tern_model {
     char head_desc[64];            /* what the output head is stored as */
 };
 
-/* The repacked tensor for (slot, purpose), repacking on first use. */
-tern_status tern_model_weight_resolve(tern_model_weight *w, int slot, int purpose,
+/* The weight as backend b reads it for purpose, placed on first use
+ * (repack, the file view, or an upload). TERN_EUNSUPPORTED: b does not
+ * take it (err not set). */
+tern_status tern_model_weight_resolve(tern_model_weight *w, int b, int purpose,
                                       tern_tensor **out, tern_error *err);
 tern_model_weight *tern_model_find_weight(tern_model *m, const char *name);
 

@@ -1,7 +1,8 @@
 /* registry.c - finds backend plugins, loads and checks them, picks one.
  *
- * Search order: $TERN_PLUGIN_PATH, the folder libtern was loaded from (the
- * build tree keeps plugins beside libtern.so), then <prefix>/lib/tern. A
+ * Search order: $TERN_PLUGIN_PATH, then this tree's plugin folder, found
+ * from where libtern itself lives (tern/install.h: <libdir>/tern installed,
+ * <libdir> in the build tree), so no tree loads another's plugins. A
  * plugin is dlopen'ed RTLD_NOW | RTLD_LOCAL and its ABI checked before any
  * other call into it. */
 #include <dirent.h>
@@ -10,8 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "tern/backend.h"
+#include "tern/install.h"
+#include "tern/threadpool.h"
 
 #define PLUGIN_PREFIX "tern-backend-"
 #define PLUGIN_SUFFIX ".so"
@@ -65,15 +69,28 @@ static int check_api(tern_plugin_info *info, const tern_backend_api *api)
                  TERN_BACKEND_ABI_VERSION);
         return 1;
     }
-    if (api->struct_size < sizeof(tern_backend_api)) {
+    if (api->struct_size < TERN_BACKEND_API_MIN_SIZE) {
         snprintf(info->error, sizeof info->error,
-                 "%s: plugin API struct is %u bytes, this tern needs at least %zu (ABI version %u)",
-                 path, api->struct_size, sizeof(tern_backend_api), TERN_BACKEND_ABI_VERSION);
+                 "%s: plugin API struct is %u bytes, ABI version %u needs at least %zu", path,
+                 api->struct_size, TERN_BACKEND_ABI_VERSION, (size_t)TERN_BACKEND_API_MIN_SIZE);
+        return 1;
+    }
+    if (api->op_semantics != TERN_OP_SEMANTICS_VERSION) {
+        snprintf(info->error, sizeof info->error,
+                 "%s: plugin implements op semantics %u, this tern defines version %u", path,
+                 api->op_semantics, TERN_OP_SEMANTICS_VERSION);
         return 1;
     }
     if (!api->name || !api->probe || !api->init || !api->free || (!api->ops && api->n_ops)) {
         snprintf(info->error, sizeof info->error,
                  "%s: plugin API table lacks a required member (name, probe, init, free, ops)", path);
+        return 1;
+    }
+    if (!(api->caps & TERN_BACKEND_CAP_HOST_MEMORY) &&
+        (!api->buffer_alloc || !api->buffer_free || !api->buffer_upload || !api->buffer_download)) {
+        snprintf(info->error, sizeof info->error,
+                 "%s: a device backend (no host-memory capability) needs buffer_alloc, buffer_free, "
+                 "buffer_upload and buffer_download", path);
         return 1;
     }
     if (strcmp(api->name, info->name) != 0) {
@@ -97,6 +114,13 @@ tern_status tern_plugin_load(tern_registry *reg, const char *path, const tern_pl
     base = base ? base + 1 : path;
     if (!plugin_name_from_file(base, info->name, sizeof info->name))
         snprintf(info->name, sizeof info->name, "%s", base);
+    struct stat sb; /* a FIFO or a device would block dlopen's read */
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        reg->handles[reg->n++] = NULL;
+        if (out) *out = info;
+        snprintf(info->error, sizeof info->error, "%s: cannot load: not a regular file", path);
+        return tern_error_set(err, TERN_EIO, "%s", info->error);
+    }
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     reg->handles[reg->n] = h;
     reg->n++;
@@ -121,10 +145,18 @@ tern_status tern_plugin_load(tern_registry *reg, const char *path, const tern_pl
     return TERN_OK;
 }
 
-static int already_have(const tern_registry *reg, const char *name)
+/* A backend of that name was found earlier on the path: the first wins,
+ * and a second file of the same name is named in a warning, never hidden. */
+static int already_have(const tern_registry *reg, const char *name, const char *path)
 {
-    for (int i = 0; i < reg->n; i++)
-        if (strcmp(reg->items[i]->name, name) == 0) return 1;
+    for (int i = 0; i < reg->n; i++) {
+        if (strcmp(reg->items[i]->name, name) != 0) continue;
+        char a[PATH_MAX], b[PATH_MAX];
+        if (!realpath(reg->items[i]->path, a) || !realpath(path, b) || strcmp(a, b) != 0)
+            tern_host()->log(TERN_LOG_WARN, "backend '%s': using %s, ignoring %s found later on the "
+                             "plugin path", name, reg->items[i]->path, path);
+        return 1;
+    }
     return 0;
 }
 
@@ -133,25 +165,44 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static tern_status scan_dir(tern_registry *reg, const char *dir, tern_error *err)
+/* 1 when name is in the comma-separated list (spaces around names are
+ * ignored); every name is when the list is NULL or holds "auto". */
+static int listed(const char *list, const char *name)
+{
+    if (!list) return 1;
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ",");
+        const char *q = p;
+        p += len;
+        if (*p == ',') p++;
+        while (len && *q == ' ') q++, len--;
+        while (len && q[len - 1] == ' ') len--;
+        if ((len == n && memcmp(q, name, n) == 0) || (len == 4 && memcmp(q, "auto", 4) == 0)) return 1;
+    }
+    return 0;
+}
+
+static tern_status scan_dir(tern_registry *reg, const char *dir, const char *only, tern_error *err)
 {
     DIR *d = opendir(dir);
     if (!d) return TERN_OK; /* a missing search folder is normal */
     char *names[256];
     int n = 0;
+    tern_status st = TERN_OK;
     struct dirent *e;
-    while ((e = readdir(d)) && n < 256) {
+    while (!st && (e = readdir(d)) && n < 256) {
         char name[64];
-        if (plugin_name_from_file(e->d_name, name, sizeof name)) names[n++] = strdup(e->d_name);
+        if (!plugin_name_from_file(e->d_name, name, sizeof name)) continue;
+        if (!(names[n++] = strdup(e->d_name))) st = tern_error_set(err, TERN_ENOMEM, "out of memory listing plugins");
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof names[0], cmp_str);
-    tern_status st = TERN_OK;
+    if (!st) qsort(names, (size_t)n, sizeof names[0], cmp_str);
     for (int i = 0; i < n; i++) {
         char name[64], path[PATH_MAX];
-        if (!st && names[i] && plugin_name_from_file(names[i], name, sizeof name) &&
-            !already_have(reg, name)) {
-            snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if (names[i]) snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if (!st && plugin_name_from_file(names[i], name, sizeof name) && listed(only, name) &&
+            !already_have(reg, name, path)) {
             tern_error ignored;
             tern_status ls = tern_plugin_load(reg, path, NULL, &ignored);
             if (ls == TERN_ENOMEM) st = tern_error_set(err, ls, "%s", ignored.msg);
@@ -161,8 +212,9 @@ static tern_status scan_dir(tern_registry *reg, const char *dir, tern_error *err
     return st;
 }
 
-tern_status tern_registry_scan_path(const char *dirs, tern_registry **out, tern_error *err)
+static tern_status scan_path(const char *dirs, const char *only, tern_registry **out, tern_error *err)
 {
+    *out = NULL;
     tern_registry *reg = calloc(1, sizeof *reg);
     if (!reg) return tern_error_set(err, TERN_ENOMEM, "out of memory creating plugin registry");
     char *copy = strdup(dirs ? dirs : "");
@@ -173,7 +225,7 @@ tern_status tern_registry_scan_path(const char *dirs, tern_registry **out, tern_
     tern_status st = TERN_OK;
     for (char *save = NULL, *dir = strtok_r(copy, ":", &save); dir && !st;
          dir = strtok_r(NULL, ":", &save))
-        st = scan_dir(reg, dir, err);
+        st = scan_dir(reg, dir, only, err);
     free(copy);
     if (st) {
         tern_registry_free(reg);
@@ -183,27 +235,26 @@ tern_status tern_registry_scan_path(const char *dirs, tern_registry **out, tern_
     return TERN_OK;
 }
 
-/* The folder holding libtern.so itself: in the build tree, the plugins. */
-static void self_dir(char *buf, size_t n)
+tern_status tern_registry_scan_path(const char *dirs, tern_registry **out, tern_error *err)
 {
-    Dl_info info;
-    buf[0] = 0;
-    if (dladdr((void *)tern_registry_scan, &info) && info.dli_fname) {
-        snprintf(buf, n, "%s", info.dli_fname);
-        char *slash = strrchr(buf, '/');
-        if (slash) *slash = 0;
-        else buf[0] = 0;
-    }
+    return scan_path(dirs, NULL, out, err);
+}
+
+tern_status tern_registry_scan_only(const char *names, tern_registry **out, tern_error *err)
+{
+    *out = NULL;
+    size_t n = tern_install_plugin_dirs(NULL, 0) + 1;
+    char *path = malloc(n);
+    if (!path) return tern_error_set(err, TERN_ENOMEM, "out of memory creating plugin registry");
+    tern_install_plugin_dirs(path, n);
+    tern_status st = scan_path(path, names, out, err);
+    free(path);
+    return st;
 }
 
 tern_status tern_registry_scan(tern_registry **out, tern_error *err)
 {
-    char self[PATH_MAX], path[3 * PATH_MAX];
-    self_dir(self, sizeof self);
-    const char *env = getenv("TERN_PLUGIN_PATH");
-    snprintf(path, sizeof path, "%s%s%s:%s/lib/tern", env ? env : "", env ? ":" : "", self,
-             TERN_PREFIX);
-    return tern_registry_scan_path(path, out, err);
+    return tern_registry_scan_only(NULL, out, err);
 }
 
 void tern_registry_free(tern_registry *reg)
@@ -236,8 +287,8 @@ tern_status tern_registry_select(const tern_registry *reg, const char *name,
         }
         if (!best)
             return tern_error_set(err, TERN_ENOTFOUND,
-                                  "no runnable backend plugin found (searched $TERN_PLUGIN_PATH, "
-                                  "the libtern folder and %s/lib/tern)", TERN_PREFIX);
+                                  "no runnable backend plugin found (searched $TERN_PLUGIN_PATH "
+                                  "and %s)", tern_install_plugin_dir());
         *out = best;
         return TERN_OK;
     }
@@ -252,8 +303,8 @@ tern_status tern_registry_select(const tern_registry *reg, const char *name,
         return TERN_OK;
     }
     return tern_error_set(err, TERN_ENOTFOUND,
-                          "backend '%s' not found: no tern-backend-%s.so in $TERN_PLUGIN_PATH, "
-                          "the libtern folder or %s/lib/tern", name, name, TERN_PREFIX);
+                          "backend '%s' not found: no tern-backend-%s.so in $TERN_PLUGIN_PATH "
+                          "or %s", name, name, tern_install_plugin_dir());
 }
 
 tern_backend_options tern_backend_default_options(void)
@@ -269,7 +320,7 @@ tern_backend_options tern_backend_default_options(void)
 }
 
 tern_status tern_backend_create(const tern_plugin_info *plugin, const tern_backend_options *opt,
-                                tern_backend **out, tern_error *err)
+                                tern_threadpool *pool, tern_backend **out, tern_error *err)
 {
     if (!plugin || !plugin->loaded)
         return tern_error_set(err, TERN_EINVAL, "backend plugin not loaded");
@@ -277,15 +328,18 @@ tern_status tern_backend_create(const tern_plugin_info *plugin, const tern_backe
     if (!opt) opt = &defaults;
     tern_backend *be = calloc(1, sizeof *be);
     if (!be) return tern_error_set(err, TERN_ENOMEM, "out of memory creating backend");
+    be->api = plugin->api;
+    be->plugin = plugin;
+    be->n_threads = opt->n_threads > 0 ? opt->n_threads : 1;
+    be->pool = pool;
+    be->host = *tern_host();
+    be->host.user = be;
     char msg[TERN_ERROR_MSG_MAX] = "";
-    tern_status st = plugin->api->init(tern_host(), opt, &be->ctx, msg, sizeof msg);
+    tern_status st = plugin->api->init(&be->host, opt, &be->ctx, msg, sizeof msg);
     if (st) {
         free(be);
         return tern_error_set(err, st, "backend '%s': %s", plugin->name, msg);
     }
-    be->api = plugin->api;
-    be->plugin = plugin;
-    be->n_threads = opt->n_threads > 0 ? opt->n_threads : 1;
     *out = be;
     return TERN_OK;
 }
@@ -307,4 +361,27 @@ int tern_backend_supports(const tern_backend *be, const tern_node *node)
 {
     if (!tern_backend_op(be, node->op)) return 0;
     return be->api->supports_op ? be->api->supports_op(be->ctx, node) : 1;
+}
+
+int tern_backend_is_host(const tern_backend *be)
+{
+    return (be->api->caps & TERN_BACKEND_CAP_HOST_MEMORY) != 0;
+}
+
+tern_status tern_backend_sync(const tern_backend *be, tern_error *err)
+{
+    if (!be->api->sync) return TERN_OK;
+    char msg[TERN_ERROR_MSG_MAX] = "";
+    tern_status st = be->api->sync(be->ctx, msg, sizeof msg);
+    if (st) return tern_error_set(err, st, "backend '%s': %s", be->plugin->name, msg[0] ? msg : tern_status_name(st));
+    return TERN_OK;
+}
+
+int tern_backend_report(const tern_backend *be, uint64_t n_tokens, char *buf, size_t n)
+{
+    if (n) buf[0] = 0;
+    if (!be || !n || !TERN_API_HAS(be->api, report)) return 0;
+    be->api->report(be->ctx, n_tokens, buf, n);
+    buf[n - 1] = 0;
+    return buf[0] != 0;
 }

@@ -17,6 +17,7 @@ static const char *const status_names[TERN_STATUS_COUNT] = {
     [TERN_ESCRIPT] = "ESCRIPT",
     [TERN_ECANCELED] = "ECANCELED",
     [TERN_ECANNOTRUN] = "ECANNOTRUN",
+    [TERN_EDEVICE] = "EDEVICE",
 };
 
 const char *tern_status_name(tern_status st)

@@ -1,39 +1,60 @@
-/* threadpool.c - persistent pthreads for the executor.
+/* threadpool.c - persistent pthreads for the executor, one pool per process.
  *
  * Workers wait for a new job generation: they spin briefly (a job usually
  * follows the previous one within microseconds while a model runs), then
  * sleep on a condition variable so an idle pool costs no CPU. The barrier
- * is a sense-reversing counter; it spins with a pause and yields after a
- * while, so oversubscribed machines still make progress. */
+ * is a sense-reversing counter over the job's threads; a waiter spins with
+ * a pause, then yields a few times, then sleeps on a futex: with more
+ * threads than free cores, the thread everyone waits for gets a core
+ * instead of competing with spinners.
+ *
+ * One job runs at a time: callers from several threads (two sessions, a
+ * draft and a verifier) take turns per job instead of running two spinning
+ * pools against each other. A job may use fewer threads than the pool has;
+ * the others sit it out. A job started from inside a job runs inline on
+ * the calling thread. */
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "tern/threadpool.h"
 
-#define SPIN_BEFORE_SLEEP 200000
-#define SPIN_BEFORE_YIELD 2000
+#define SPIN_BEFORE_SLEEP 200000 /* idle workers, between jobs */
+#define SPIN_BEFORE_YIELD 2000   /* barrier and job end: then yield ... */
+#define YIELDS_BEFORE_SLEEP 64   /* ... then sleep on the futex */
+#define MAX_THREADS 512
 
 struct tern_threadpool {
-    int n;
-    pthread_t *threads;
-    pthread_mutex_t mu;
+    int n;                  /* threads, the caller's included */
+    pthread_t *threads;     /* [MAX_THREADS], [0] unused (the caller) */
+    pthread_mutex_t mu;     /* guards sleeping and growing */
     pthread_cond_t cv;
+    pthread_mutex_t job_mu; /* one job at a time */
     atomic_uint generation; /* bumped for each job */
-    atomic_int pending;     /* workers still running the current job */
+    atomic_int pending;     /* workers still inside the current job */
     atomic_int stop;
     tern_parallel_fn fn;
     void *arg;
+    int job_n;              /* threads the current job uses */
     /* barrier */
     atomic_int bar_count;
     atomic_uint bar_sense;
+    atomic_int bar_sleepers;   /* waiters asleep on bar_sense */
+    int refs;               /* users of the shared pool */
 };
 
 typedef struct worker_arg {
     tern_threadpool *tp;
     int ith;
+    unsigned seen; /* the generation when it started */
 } worker_arg;
+
+static _Thread_local int in_job; /* this thread runs a job's fn now */
 
 static inline void cpu_relax(void)
 {
@@ -44,12 +65,23 @@ static inline void cpu_relax(void)
 #endif
 }
 
+static void futex_wait(atomic_uint *addr, unsigned val)
+{
+    syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake_all(atomic_uint *addr)
+{
+    syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
 static void *worker_main(void *p)
 {
     worker_arg wa = *(worker_arg *)p;
     free(p);
     tern_threadpool *tp = wa.tp;
-    unsigned seen = 0;
+    unsigned seen = wa.seen;
+    in_job = 1; /* anything a worker calls is inside a job */
     for (;;) {
         unsigned gen;
         int spins = 0;
@@ -66,37 +98,43 @@ static void *worker_main(void *p)
         }
         if (atomic_load(&tp->stop)) return NULL;
         seen = gen;
-        tp->fn(tp->arg, wa.ith, tp->n);
+        if (wa.ith < tp->job_n) tp->fn(tp->arg, wa.ith, tp->job_n);
         atomic_fetch_sub_explicit(&tp->pending, 1, memory_order_acq_rel);
     }
 }
 
+/* Starts workers until the pool has n threads; call with no job running. */
+static tern_status grow(tern_threadpool *tp, int n, tern_error *err)
+{
+    while (tp->n < n) {
+        worker_arg *wa = malloc(sizeof *wa);
+        if (wa) *wa = (worker_arg){tp, tp->n, atomic_load(&tp->generation)};
+        if (!wa || pthread_create(&tp->threads[tp->n], NULL, worker_main, wa) != 0) {
+            free(wa);
+            return tern_error_set(err, TERN_ENOMEM, "cannot start worker thread %d", tp->n);
+        }
+        tp->n++;
+    }
+    return TERN_OK;
+}
+
 tern_status tern_threadpool_create(int n_threads, tern_threadpool **out, tern_error *err)
 {
-    if (n_threads < 1 || n_threads > 512)
-        return tern_error_set(err, TERN_EINVAL, "thread count %d out of range 1..512", n_threads);
+    if (n_threads < 1 || n_threads > MAX_THREADS)
+        return tern_error_set(err, TERN_EINVAL, "thread count %d out of range 1..%d", n_threads,
+                              MAX_THREADS);
     tern_threadpool *tp = calloc(1, sizeof *tp);
     if (!tp) return tern_error_set(err, TERN_ENOMEM, "out of memory creating thread pool");
-    tp->n = n_threads;
+    tp->n = 1;
     pthread_mutex_init(&tp->mu, NULL);
     pthread_cond_init(&tp->cv, NULL);
-    tp->threads = calloc((size_t)n_threads, sizeof *tp->threads);
-    if (!tp->threads) {
-        free(tp);
-        return tern_error_set(err, TERN_ENOMEM, "out of memory creating thread pool");
-    }
-    for (int i = 1; i < n_threads; i++) {
-        worker_arg *wa = malloc(sizeof *wa);
-        if (wa) {
-            wa->tp = tp;
-            wa->ith = i;
-        }
-        if (!wa || pthread_create(&tp->threads[i], NULL, worker_main, wa) != 0) {
-            free(wa);
-            tp->n = i; /* only these started */
-            tern_threadpool_free(tp);
-            return tern_error_set(err, TERN_ENOMEM, "cannot start worker thread %d", i);
-        }
+    pthread_mutex_init(&tp->job_mu, NULL);
+    tp->threads = calloc(MAX_THREADS, sizeof *tp->threads);
+    tern_status st = tp->threads ? grow(tp, n_threads, err)
+                                 : tern_error_set(err, TERN_ENOMEM, "out of memory creating thread pool");
+    if (st) {
+        tern_threadpool_free(tp);
+        return st;
     }
     *out = tp;
     return TERN_OK;
@@ -112,45 +150,107 @@ void tern_threadpool_free(tern_threadpool *tp)
     for (int i = 1; i < tp->n; i++) pthread_join(tp->threads[i], NULL);
     pthread_mutex_destroy(&tp->mu);
     pthread_cond_destroy(&tp->cv);
+    pthread_mutex_destroy(&tp->job_mu);
     free(tp->threads);
     free(tp);
 }
 
 int tern_threadpool_size(const tern_threadpool *tp) { return tp ? tp->n : 1; }
 
-void tern_threadpool_run(tern_threadpool *tp, tern_parallel_fn fn, void *arg)
+void tern_threadpool_run_n(tern_threadpool *tp, int nth, tern_parallel_fn fn, void *arg)
 {
-    if (!tp || tp->n == 1) {
+    if (!tp || nth <= 1 || in_job) {
+        int was = in_job;
+        in_job = 1;
         fn(arg, 0, 1);
+        in_job = was;
         return;
     }
+    pthread_mutex_lock(&tp->job_mu);
+    if (nth > tp->n) nth = tp->n;
     tp->fn = fn;
     tp->arg = arg;
+    tp->job_n = nth;
+    atomic_store(&tp->bar_count, 0);
     atomic_store(&tp->pending, tp->n - 1);
     pthread_mutex_lock(&tp->mu);
     atomic_fetch_add_explicit(&tp->generation, 1, memory_order_release);
     pthread_cond_broadcast(&tp->cv);
     pthread_mutex_unlock(&tp->mu);
-    fn(arg, 0, tp->n);
+    in_job = 1;
+    fn(arg, 0, nth);
+    in_job = 0;
     int spins = 0;
     while (atomic_load_explicit(&tp->pending, memory_order_acquire) > 0) {
         if (++spins < SPIN_BEFORE_YIELD) cpu_relax();
         else sched_yield();
     }
+    pthread_mutex_unlock(&tp->job_mu);
 }
 
-void tern_threadpool_barrier(tern_threadpool *tp)
+void tern_threadpool_run(tern_threadpool *tp, tern_parallel_fn fn, void *arg)
 {
-    if (!tp || tp->n == 1) return;
+    tern_threadpool_run_n(tp, tern_threadpool_size(tp), fn, arg);
+}
+
+void tern_threadpool_barrier(tern_threadpool *tp, int nth)
+{
+    if (!tp || nth <= 1) return;
     unsigned sense = atomic_load_explicit(&tp->bar_sense, memory_order_acquire);
-    if (atomic_fetch_add_explicit(&tp->bar_count, 1, memory_order_acq_rel) == tp->n - 1) {
+    if (atomic_fetch_add_explicit(&tp->bar_count, 1, memory_order_acq_rel) == nth - 1) {
         atomic_store_explicit(&tp->bar_count, 0, memory_order_relaxed);
-        atomic_store_explicit(&tp->bar_sense, sense + 1, memory_order_release);
+        atomic_store(&tp->bar_sense, sense + 1); /* seq_cst: pairs with the sleepers count */
+        if (atomic_load(&tp->bar_sleepers)) futex_wake_all(&tp->bar_sense);
         return;
     }
     int spins = 0;
     while (atomic_load_explicit(&tp->bar_sense, memory_order_acquire) == sense) {
-        if (++spins < SPIN_BEFORE_YIELD) cpu_relax();
-        else sched_yield();
+        if (++spins < SPIN_BEFORE_YIELD) {
+            cpu_relax();
+        } else if (spins < SPIN_BEFORE_YIELD + YIELDS_BEFORE_SLEEP) {
+            sched_yield();
+        } else { /* either the last arriver sees us counted, or we see its new sense */
+            atomic_fetch_add(&tp->bar_sleepers, 1);
+            if (atomic_load(&tp->bar_sense) == sense) futex_wait(&tp->bar_sense, sense);
+            atomic_fetch_sub(&tp->bar_sleepers, 1);
+        }
     }
+}
+
+/* ---- the process's shared pool ---- */
+
+static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;
+static tern_threadpool *shared;
+
+tern_status tern_threadpool_acquire(int n_threads, tern_threadpool **out, tern_error *err)
+{
+    if (n_threads < 1 || n_threads > MAX_THREADS)
+        return tern_error_set(err, TERN_EINVAL, "thread count %d out of range 1..%d", n_threads,
+                              MAX_THREADS);
+    tern_status st = TERN_OK;
+    pthread_mutex_lock(&shared_mu);
+    if (!shared) {
+        st = tern_threadpool_create(n_threads, &shared, err);
+    } else if (shared->n < n_threads) {
+        pthread_mutex_lock(&shared->job_mu); /* no job while workers join */
+        st = grow(shared, n_threads, err);
+        pthread_mutex_unlock(&shared->job_mu);
+    }
+    if (!st) {
+        shared->refs++;
+        *out = shared;
+    }
+    pthread_mutex_unlock(&shared_mu);
+    return st;
+}
+
+void tern_threadpool_release(tern_threadpool *tp)
+{
+    if (!tp) return;
+    pthread_mutex_lock(&shared_mu);
+    if (tp == shared && --shared->refs == 0) {
+        tern_threadpool_free(shared);
+        shared = NULL;
+    }
+    pthread_mutex_unlock(&shared_mu);
 }

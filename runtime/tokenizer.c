@@ -586,26 +586,47 @@ static const pre_def *find_pre(const char *name)
     return NULL;
 }
 
+/* PCRE2 allocates through libtern's allocator (runtime/fault.h): the
+ * compiled patterns keep these, and match data made from a pattern too. */
+static void *re_malloc(PCRE2_SIZE n, void *data)
+{
+    (void)data;
+    return malloc(n);
+}
+
+static void re_free(void *p, void *data)
+{
+    (void)data;
+    free(p);
+}
+
 static tern_status compile_regexes(tern_tokenizer *t, const pre_def *pd, const char *name,
                                    tern_error *err)
 {
-    for (int i = 0; i < MAX_REGEX && pd->regex[i]; i++) {
+    pcre2_general_context *gc = pcre2_general_context_create(re_malloc, re_free, NULL);
+    pcre2_compile_context *cc = gc ? pcre2_compile_context_create(gc) : NULL;
+    tern_status st = cc ? TERN_OK : tern_error_set(err, TERN_ENOMEM, "%s: out of memory compiling regexes", name);
+    for (int i = 0; !st && i < MAX_REGEX && pd->regex[i]; i++) {
         int ec;
         PCRE2_SIZE eo;
         pcre2_code *re = pcre2_compile((PCRE2_SPTR)pd->regex[i], PCRE2_ZERO_TERMINATED,
-                                       PCRE2_UTF | PCRE2_UCP | PCRE2_DOLLAR_ENDONLY, &ec, &eo, NULL);
+                                       PCRE2_UTF | PCRE2_UCP | PCRE2_DOLLAR_ENDONLY, &ec, &eo, cc);
         if (!re) {
             PCRE2_UCHAR msg[160];
             pcre2_get_error_message(ec, msg, sizeof msg);
-            return tern_error_set(err, TERN_EUNSUPPORTED,
-                                  "%s: pre-tokenizer '%s' regex %d: %s at offset %zu", name, t->pre, i,
-                                  (const char *)msg, (size_t)eo);
+            int oom = ec == PCRE2_ERROR_HEAP_FAILED || ec == PCRE2_ERROR_NOMEMORY;
+            st = tern_error_set(err, oom ? TERN_ENOMEM : TERN_EUNSUPPORTED,
+                                "%s: pre-tokenizer '%s' regex %d: %s at offset %zu", name, t->pre, i,
+                                (const char *)msg, (size_t)eo);
+            break;
         }
         t->re[t->n_re] = re;
         t->re_jit[t->n_re] = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
         t->n_re++;
     }
-    return TERN_OK;
+    pcre2_compile_context_free(cc);
+    pcre2_general_context_free(gc);
+    return st;
 }
 
 /* Text lists llama.cpp uses to find EOT and end-of-generation tokens. */
@@ -1377,7 +1398,7 @@ tern_status tern_tokenize(const tern_tokenizer *t, const char *text, size_t len,
     }
     if (add_special && t->add_bos) emit(&c, t->bos);
     if (t->kind == KIND_BPE && t->n_re > 0) {
-        c.md = pcre2_match_data_create(1, NULL);
+        c.md = pcre2_match_data_create_from_pattern(t->re[0], NULL); /* 1 pair is all matching uses */
         if (!c.md) {
             st = tern_error_set(err, TERN_ENOMEM, "tokenize: out of memory");
             goto done;

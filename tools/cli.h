@@ -25,13 +25,20 @@ int cmd_info(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 /* `tern info -m FILE`: describes a model from its header (info_model.c). */
 int info_model(const char *path);
+/* `tern info -m FILE --backend LIST`: where its graphs run (info_placement.c). */
+int info_placement(const char *path, const char *backend);
 int cmd_tokenize(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
 
-/* Prints "tern <cmd>: <message>" on stderr and returns 1. */
+/* Prints "tern <cmd>: <message>" as one line on stderr (control characters
+ * from the input become spaces) and returns 1 (tools/options.c). */
 int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Parses an integer/float option value or fails with a message naming opt. */
+/* When set, cli_fail hands it the line instead of printing (fuzz targets). */
+extern void (*cli_error_hook)(const char *line);
+/* Parses an integer/float option value in [lo, hi] (64-bit; a float must be
+ * finite) or fails with a message naming opt and the range. */
 int cli_int(const char *cmd, const char *opt, const char *val, long long lo, long long hi,
             long long *out);
-int cli_float(const char *cmd, const char *opt, const char *val, double *out);
+int cli_float(const char *cmd, const char *opt, const char *val, double lo, double hi, double *out);
 
 #endif

@@ -3,8 +3,10 @@
  * warm-up, mean +- stddev and median, a markdown table or JSON with
  * llama-bench's field names; per-op time shares and scalar-fallback counts;
  * with --roofline, the machine's memory read bandwidth measured in the same
- * run and decode speed as a share of the bandwidth bound. With
- * --model-draft, the speculative mode (bench_speculative). */
+ * run and decode speed as a share of the bandwidth bound; with -v, what
+ * each backend launched per token in each test (its report(): device
+ * kernels, and their time when it measures them). With --model-draft, the
+ * speculative mode (bench_speculative). */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -13,7 +15,6 @@
 
 #include "cli.h"
 #include "model_cmd.h"
-#include "options.h"
 #include "tern/lua.h"
 
 static double now_s(void)
@@ -100,32 +101,36 @@ static double measure_bandwidth(int n_threads)
 }
 
 static const char *const bench_keys[] = {
-    "model", "threads", "backend", "kernel", "head", "ctx_size", "batch_size", "cache_type_k",
+    "model", "threads", "backend", "kernel", "head", "device", "ctx_size", "batch_size", "cache_type_k",
     "cache_type_v", "n_prompt_bench", "n_gen_bench", "reps", "output", "roofline",
     "model_draft", "backend_draft", "threads_draft", "draft_max", "draft_p_min", "spec_accept_rate",
-    "spec_prompts", NULL,
+    "spec_prompts", "overlap", "verbose", NULL,
 };
 
 /* With --model-draft, bench measures speculative decoding instead: the
  * draft's decode cost, the verifier's cost per batch of 1..k+1, the
  * acceptance rate (or a replayed one, --spec-accept-rate), the speed-up
  * the cost model predicts and the one measured. The pipeline code is
- * graphs/speculative.lua (M.bench), so the rounds timed are the ones
+ * graphs/spec_bench.lua, on graphs/lib/spec.lua (with --overlap, sequential
+ * rounds against overlapped ones), so the rounds timed are the ones
  * `tern run --model-draft` runs. Options table on the stack top. */
-static int bench_speculative(lua_State *L, int n_gen)
+static int bench_speculative(tern_opts *o, int n_gen)
 {
-    const char *model = opt_model_path(L, -1);
+    const char *model = opt_model_path(o);
     if (!model) return cli_fail("bench", "no model given (-m FILE) and the default model is not installed");
-    lua_pushstring(L, model);
-    lua_setfield(L, -2, "model");
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "spec_bench");
-    if (!opt_int(L, -1, "ctx_size", 0)) { /* short built-in prompts + n_gen + one round */
-        lua_pushinteger(L, n_gen + 96);
-        lua_setfield(L, -2, "ctx_size");
+    /* short built-in prompts + n_gen + one round */
+    if (opt_set_str(o, "model", model) || opt_set_bool(o, "spec_bench", 1) ||
+        (!opt_int(o, "ctx_size", 0) && opt_set_int(o, "ctx_size", n_gen + 96)))
+        return cli_fail("bench", "out of memory");
+    lua_State *L = tern_lua_pipeline_state(0);
+    if (!L || options_push_protected(L, o)) {
+        tern_lua_pipeline_close(L);
+        return cli_fail("bench", "out of memory");
     }
     tern_error err;
-    if (tern_lua_run_pipeline(L, "speculative.lua", -1, &err)) return cli_fail("bench", "%s", err.msg);
+    tern_status st = tern_lua_run_pipeline(L, "spec_bench.lua", -1, &err);
+    tern_lua_pipeline_close(L);
+    if (st) return cli_fail("bench", "%s", err.msg);
     return 0;
 }
 
@@ -148,6 +153,19 @@ static int run_tg(tern_session *s, const int32_t *toks, int n, double *tps, tern
     return 0;
 }
 
+/* Each backend's report of the work since the last call, per token. */
+static void backend_reports(const tern_model *m, const char *test, uint64_t n_tokens, char *out, size_t n)
+{
+    size_t used = 0;
+    out[0] = 0;
+    for (int b = 0; b < tern_model_n_backends(m); b++) {
+        char buf[4096];
+        if (!tern_backend_report(tern_model_backend_at(m, b), n_tokens, buf, sizeof buf) || !test) continue;
+        if (used < n) used += (size_t)snprintf(out + used, n - used, "\n%s, %llu tokens: %s", test,
+                                               (unsigned long long)n_tokens, buf);
+    }
+}
+
 static void print_ops(tern_session *s)
 {
     const tern_graph_stats *st = tern_session_stats(s);
@@ -160,17 +178,26 @@ static void print_ops(tern_session *s)
                 (unsigned long long)st->op_calls[op], total > 0 ? 100 * st->op_seconds[op] / total : 0,
                 (unsigned long long)st->fallback_calls[op]);
     }
-    fprintf(stderr, "nodes per graph on the scalar fallback: %d\n", tern_session_fallback_nodes(s));
+    const tern_graph_placement *pl = tern_session_placement(s);
+    const tern_model *m = tern_session_model(s);
+    fprintf(stderr, "nodes per graph:");
+    for (int b = 0; b < tern_model_n_backends(m); b++)
+        fprintf(stderr, "%s %s %d", b ? "," : "", tern_model_backend_at(m, b)->plugin->name, pl->nodes_on[b]);
+    fprintf(stderr, "; past the first backend: %d; KV cache on %s\n", pl->n_fallback,
+            tern_model_backend_at(m, tern_session_kv_backend(s))->plugin->name);
+    fprintf(stderr, "copy nodes per graph: %d (%zu bytes); copies run: %llu, %.2f ms\n", pl->n_copies,
+            pl->copy_bytes, (unsigned long long)st->copy_calls, st->copy_seconds * 1000);
 }
 
 int cmd_bench(int argc, char **argv)
 {
     /* llama-bench spells -p/-n/-r/-o differently from run: map them here */
-    char *args[256];
-    int n = 0;
-    for (int i = 0; i < argc && n < 250; i++) {
+    char **args = calloc((size_t)argc + 1, sizeof *args);
+    if (!args) return cli_fail("bench", "out of memory");
+    for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0) {
+            free(args);
             options_help("bench", "[-m MODEL] [-t N] [-p 128] [-n 64] [-r 5] [-o md|json] [--roofline]\n"
                          "       tern bench --model-draft DRAFT -m VERIFIER [--draft-max K] [-n 64] [-r 3] "
                          "[--spec-accept-rate P] [--spec-prompts N]", bench_keys);
@@ -180,35 +207,44 @@ int cmd_bench(int argc, char **argv)
         else if (strcmp(a, "-n") == 0 || strcmp(a, "--n-gen") == 0) a = "--n-gen-bench";
         else if (strcmp(a, "-r") == 0 || strcmp(a, "--repetitions") == 0) a = "--reps";
         else if (strcmp(a, "-o") == 0) a = "--output";
-        args[n++] = (char *)a;
+        args[i] = (char *)a;
+        if (i + 1 < argc && options_takes_value(a)) args[i + 1] = argv[i + 1], i++; /* never renamed */
     }
-    lua_State *L = tern_lua_pipeline_state(0);
-    if (!L) return cli_fail("bench", "out of memory");
     int rc = 1;
+    tern_opts *o = NULL;
     tern_model *m = NULL;
     tern_session *s = NULL;
     int32_t *toks = NULL;
-    if (options_parse(L, "bench", n, args, bench_keys)) goto done;
-    int n_prompt = (int)opt_int(L, -1, "n_prompt_bench", 128), n_gen = (int)opt_int(L, -1, "n_gen_bench", 64);
-    int reps = (int)opt_int(L, -1, "reps", 5);
-    const char *output = opt_str(L, -1, "output", "md");
-    if (reps < 1 || reps > 64 || n_prompt < 0 || n_gen < 0 || (strcmp(output, "md") && strcmp(output, "json"))) {
-        cli_fail("bench", "need 1 <= -r <= 64, -p/-n >= 0, -o md|json");
+    if (options_parse("bench", argc, args, bench_keys, &o)) goto done;
+    /* each at most 2^20 (options.c), so the sums below fit an int */
+    int n_prompt = (int)opt_int(o, "n_prompt_bench", 128), n_gen = (int)opt_int(o, "n_gen_bench", 64);
+    int reps = (int)opt_int(o, "reps", 5);
+    const char *output = opt_str(o, "output", "md");
+    if (opt_has(o, "model_draft")) {
+        rc = bench_speculative(o, n_gen);
         goto done;
     }
-    if (opt_str(L, -1, "model_draft", NULL)) {
-        rc = bench_speculative(L, n_gen);
+    if (!n_prompt && !n_gen) {
+        cli_fail("bench", "nothing to measure: -p 0 and -n 0");
         goto done;
     }
-    if (!opt_int(L, -1, "ctx_size", 0)) {
-        int need = (n_prompt > n_gen ? n_prompt : n_gen) + 16;
-        lua_pushinteger(L, need);
-        lua_setfield(L, -2, "ctx_size");
+    if (!opt_int(o, "ctx_size", 0) && opt_set_int(o, "ctx_size", (n_prompt > n_gen ? n_prompt : n_gen) + 16)) {
+        cli_fail("bench", "out of memory");
+        goto done;
     }
-    if (mc_open(L, -1, "bench", &m, &s)) goto done;
+    if (opt_int(o, "ctx_size", 0) < (n_prompt > n_gen ? n_prompt : n_gen)) {
+        cli_fail("bench", "-c %lld is smaller than the %d tokens of the test (-p %d, -n %d)",
+                 opt_int(o, "ctx_size", 0), n_prompt > n_gen ? n_prompt : n_gen, n_prompt, n_gen);
+        goto done;
+    }
+    if (mc_open(o, "bench", &m, &s)) goto done;
     int64_t nv = tern_model_hparams(m)->n_vocab;
     int maxn = (n_prompt > n_gen ? n_prompt : n_gen) + 1;
     toks = malloc((size_t)maxn * sizeof *toks);
+    if (!toks) {
+        cli_fail("bench", "out of memory");
+        goto done;
+    }
     unsigned long long seed = 1234;
     for (int i = 0; i < maxn; i++) {
         seed = seed * 6364136223846793005ull + 1442695040888963407ull;
@@ -219,11 +255,15 @@ int cmd_bench(int argc, char **argv)
     tern_error err;
     /* warm-up: build the graphs, fault the weights in */
     double dummy;
+    mc_catch_interrupt(s);
     if ((n_prompt && run_pp(s, toks, n_prompt, &dummy, &err)) || (n_gen && run_tg(s, toks, n_gen < 4 ? n_gen : 4, &dummy, &err))) {
-        cli_fail("bench", "%s", err.msg);
+        rc = mc_eval_failed("bench", &err);
         goto done;
     }
     tern_session_reset_stats(s);
+    int verbose = opt_bool(o, "verbose");
+    char reports[2][8192] = {"", ""};
+    backend_reports(m, NULL, 0, reports[0], sizeof reports[0]); /* counting starts here */
     if (n_prompt) {
         bench_row *r = &rows[n_rows++];
         memset(r, 0, sizeof *r);
@@ -231,10 +271,11 @@ int cmd_bench(int argc, char **argv)
         r->n_prompt = n_prompt;
         for (int i = 0; i < reps; i++)
             if (run_pp(s, toks, n_prompt, &r->samples[r->n++], &err)) {
-                cli_fail("bench", "%s", err.msg);
+                rc = mc_eval_failed("bench", &err);
                 goto done;
             }
         summarize(r);
+        backend_reports(m, r->test, (uint64_t)n_prompt * (uint64_t)reps, reports[0], sizeof reports[0]);
     }
     if (n_gen) {
         bench_row *r = &rows[n_rows++];
@@ -243,17 +284,19 @@ int cmd_bench(int argc, char **argv)
         r->n_gen = n_gen;
         for (int i = 0; i < reps; i++)
             if (run_tg(s, toks, n_gen, &r->samples[r->n++], &err)) {
-                cli_fail("bench", "%s", err.msg);
+                rc = mc_eval_failed("bench", &err);
                 goto done;
             }
         summarize(r);
+        backend_reports(m, r->test, (uint64_t)n_gen * (uint64_t)reps, reports[1], sizeof reports[1]);
     }
-    int threads = (int)opt_int(L, -1, "threads", 1);
-    double bw = opt_bool(L, -1, "roofline") ? measure_bandwidth(threads) : 0;
+    int threads = (int)opt_int(o, "threads", 0);
+    if (threads < 1) threads = tern_cpu_physical_cores();
+    double bw = opt_bool(o, "roofline") ? measure_bandwidth(threads) : 0;
     double bpt = (double)tern_model_weight_bytes_per_token(m);
-    char desc[512];
+    char desc[2048];
     tern_model_describe(m, desc, sizeof desc);
-    const char *path = opt_model_path(L, -1), *base = strrchr(path, '/');
+    const char *path = opt_model_path(o), *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     if (strcmp(output, "json") == 0) {
         printf("[\n");
@@ -288,11 +331,14 @@ int cmd_bench(int argc, char **argv)
         }
     }
     print_ops(s);
+    if (verbose) fprintf(stderr, "%s%s", reports[0], reports[1]);
     rc = 0;
 done:
+    mc_catch_interrupt(NULL);
     free(toks);
     tern_session_free(s);
     tern_model_free(m);
-    tern_lua_pipeline_close(L);
+    options_free(o);
+    free(args);
     return rc;
 }

@@ -39,18 +39,20 @@ static void print_coverage(const tern_registry *reg)
 
 int cmd_info(int argc, char **argv)
 {
+    const char *model = NULL, *backend = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0) {
-            printf("usage: tern info [-m MODEL.gguf]\n");
+            printf("usage: tern info [-m MODEL.gguf [--backend LIST]]\n"
+                   "  with --backend: where each node of the model's graphs runs on that list\n");
             return 0;
         }
-        if (strcmp(argv[i], "-m") == 0 || strcmp(argv[i], "--model") == 0) {
-            if (i + 1 >= argc) return cli_fail("info", "%s needs a file", argv[i]);
-            if (i + 2 < argc) return cli_fail("info", "unknown option '%s'", argv[i + 2]);
-            return info_model(argv[i + 1]);
-        }
-        return cli_fail("info", "unknown option '%s'", argv[i]);
+        int is_model = !strcmp(argv[i], "-m") || !strcmp(argv[i], "--model");
+        if (!is_model && strcmp(argv[i], "--backend")) return cli_fail("info", "unknown option '%s'", argv[i]);
+        if (i + 1 >= argc) return cli_fail("info", "%s needs a value", argv[i]);
+        *(is_model ? &model : &backend) = argv[++i];
     }
+    if (backend && !model) return cli_fail("info", "--backend needs a model (-m FILE)");
+    if (model) return backend ? info_placement(model, backend) : info_model(model);
     char feats[512];
     tern_cpu_features_string(tern_cpu_features(), feats, sizeof feats);
     printf("tern %s\ncpu features: %s\n", TERN_VERSION, feats);

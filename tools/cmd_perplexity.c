@@ -15,12 +15,10 @@
 
 #include "cli.h"
 #include "model_cmd.h"
-#include "options.h"
-#include "tern/lua.h"
 
 static const char *const ppl_keys[] = {
     "model", "file", "ids", "prompt", "threads", "ctx_size", "batch_size", "backend", "kernel",
-    "head", "cache_type_k", "cache_type_v", "chunks", NULL,
+    "head", "device", "cache_type_k", "cache_type_v", "chunks", NULL,
 };
 
 /* -log softmax(row)[target], in double. */
@@ -41,25 +39,31 @@ int cmd_perplexity(int argc, char **argv)
             options_help("perplexity", "[-m MODEL] (-f TEXT | --ids FILE.i32) [-c N] [--chunks N]", ppl_keys);
             return 0;
         }
-    lua_State *L = tern_lua_pipeline_state(0);
-    if (!L) return cli_fail("perplexity", "out of memory");
     int rc = 1;
+    tern_opts *o = NULL;
     tern_model *m = NULL;
     tern_session *s = NULL;
     int32_t *ids = NULL, *chunk = NULL;
     size_t n = 0;
-    if (options_parse(L, "perplexity", argc, argv, ppl_keys)) goto done;
-    int by_ids = opt_str(L, -1, "ids", NULL) != NULL;
-    if (mc_open(L, -1, "perplexity", &m, &s) || mc_tokens(L, -1, "perplexity", m, &ids, &n)) goto done;
+    if (options_parse("perplexity", argc, argv, ppl_keys, &o)) goto done;
+    int by_ids = opt_has(o, "ids");
+    if (mc_open(o, "perplexity", &m, &s)) goto done;
     int n_ctx = tern_session_n_ctx(s);
+    /* the scored predictions of a chunk: positions first .. n_ctx - 2 */
+    int first = by_ids ? 0 : n_ctx / 2;
+    if (n_ctx - 1 - first < 1) {
+        cli_fail("perplexity", "a context of %d tokens leaves nothing to score: give -c %d or more", n_ctx,
+                 by_ids ? 2 : 3);
+        goto done;
+    }
+    if (mc_tokens(o, "perplexity", m, &ids, &n)) goto done;
     size_t n_chunks = n / (size_t)n_ctx;
-    long long max_chunks = opt_int(L, -1, "chunks", -1);
+    long long max_chunks = opt_int(o, "chunks", -1);
     if (max_chunks >= 0 && (size_t)max_chunks < n_chunks) n_chunks = (size_t)max_chunks;
     if (n_chunks == 0) {
         cli_fail("perplexity", "%zu tokens are fewer than one chunk of %d (lower -c)", n, n_ctx);
         goto done;
     }
-    int first = by_ids ? 0 : n_ctx / 2;
     int32_t bos = tern_tokenizer_bos(tern_model_tokenizer(m));
     chunk = malloc((size_t)n_ctx * sizeof *chunk);
     if (!chunk) {
@@ -71,13 +75,14 @@ int cmd_perplexity(int argc, char **argv)
     double sum = 0, sum2 = 0;
     size_t count = 0;
     int64_t n_vocab = tern_session_n_vocab(s);
+    mc_catch_interrupt(s);
     for (size_t c = 0; c < n_chunks; c++) {
         memcpy(chunk, ids + c * (size_t)n_ctx, (size_t)n_ctx * sizeof *chunk);
         if (!by_ids && bos >= 0) chunk[0] = bos;
         tern_session_reset(s);
         tern_error err;
         if (tern_session_eval(s, chunk, (size_t)n_ctx, 1, &err)) {
-            cli_fail("perplexity", "%s", err.msg);
+            rc = mc_eval_failed("perplexity", &err);
             goto done;
         }
         const float *lg = tern_session_logits(s, NULL);
@@ -91,16 +96,21 @@ int cmd_perplexity(int argc, char **argv)
         fflush(stdout);
     }
     double mean = sum / (double)count, var = sum2 / (double)count - mean * mean;
+    if (!isfinite(mean)) {
+        cli_fail("perplexity", "the model's logits are not finite (NaN or infinite): no perplexity");
+        goto done;
+    }
     double err_mean = count > 1 && var > 0 ? sqrt(var / (double)(count - 1)) : 0;
     double ppl = exp(mean);
     printf("\nFinal estimate: PPL = %.4f +/- %.5f (mean nll %.5f over %zu predictions)\n", ppl,
            ppl * err_mean, mean, count);
     rc = 0;
 done:
+    mc_catch_interrupt(NULL);
     free(chunk);
     free(ids);
     tern_session_free(s);
     tern_model_free(m);
-    tern_lua_pipeline_close(L);
+    options_free(o);
     return rc;
 }

@@ -39,6 +39,7 @@ static const synth_shape presets[] = {
 };
 
 #define N_PRESETS (sizeof presets / sizeof presets[0])
+#define SYNTH_MAX_PARAMS 16e9 /* at 2 bytes a weight (f16), a 32 GB file */
 
 /* ---- PRNG: xoshiro256**, seeded per tensor through splitmix64 ---- */
 
@@ -249,6 +250,7 @@ typedef struct synth_opts {
 static int parse_dims(const char *spec, synth_shape *sh)
 {
     char buf[512];
+    if (strlen(spec) >= sizeof buf) return cli_fail("synth", "--dims: longer than %zu characters", sizeof buf - 1);
     snprintf(buf, sizeof buf, "%s", spec);
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(tok, '=');
@@ -259,7 +261,7 @@ static int parse_dims(const char *spec, synth_shape *sh)
         long long v;
         if (strcmp(tok, "rope") == 0) {
             double d;
-            if (cli_float("synth", "--dims rope", eq + 1, &d)) return 1;
+            if (cli_float("synth", "--dims rope", eq + 1, 1, 1e12, &d)) return 1;
             sh->rope_base = d;
             continue;
         }
@@ -268,7 +270,9 @@ static int parse_dims(const char *spec, synth_shape *sh)
         if (k == 7)
             return cli_fail("synth", "--dims: unknown key '%s' (embd, layers, heads, kv, ff, vocab, "
                             "ctx, rope)", tok);
-        if (cli_int("synth", tok, eq + 1, 1, 1 << 24, &v)) return 1;
+        char name[32];
+        snprintf(name, sizeof name, "--dims %s", tok);
+        if (cli_int("synth", name, eq + 1, 1, 1 << 24, &v)) return 1;
         *dst[k] = v;
     }
     return 0;
@@ -371,6 +375,12 @@ static int check_shape(const synth_opts *o)
         return cli_fail("synth", "embd %lld / heads %lld / kv %lld: heads must divide embd into an "
                         "even head size and kv must divide heads", (long long)s->embd,
                         (long long)s->heads, (long long)s->kv);
+    /* a bound on what one command may write: the largest preset is 8 G */
+    double E = (double)s->embd, KV = (double)s->kv * (E / (double)s->heads), F = (double)s->ff;
+    double params = (double)s->vocab * E * (s->untied ? 2 : 1) + (double)s->layers * (2 * E * E + 2 * E * KV + 3 * E * F);
+    if (params > SYNTH_MAX_PARAMS)
+        return cli_fail("synth", "these dimensions make %.3g parameters, more than %.0f billion, the synth limit",
+                        params, SYNTH_MAX_PARAMS / 1e9);
     int ternary = tern_type_get(o->type)->is_ternary;
     if (!s->llama && !ternary)
         return cli_fail("synth", "bitnet models need ternary linears (--type i2_s, tq2_0 or tq1_0); "

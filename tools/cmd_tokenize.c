@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "tern/gguf.h"
+#include "tern/io.h"
 #include "tern/tokenizer.h"
 
 static void usage(FILE *f)
@@ -19,33 +20,7 @@ static void usage(FILE *f)
             "  --no-bos    add no BOS/EOS even where the model asks for them\n"
             "  --bench     time encoding: TEXT (or '-') repeated to at least 4 MiB, or\n"
             "              generated English-like text when no TEXT is given\n"
-            "  TEXT        the text; '-' reads standard input byte for byte\n");
-}
-
-static char *read_stdin(size_t *len)
-{
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t k = fread(buf + n, 1, cap - n, stdin);
-        n += k;
-        if (k == 0) break;
-        if (n == cap) {
-            char *b = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
-            if (!b) {
-                free(buf);
-                return NULL;
-            }
-            buf = b;
-            cap *= 2;
-        }
-    }
-    if (buf && ferror(stdin)) {
-        free(buf);
-        return NULL;
-    }
-    *len = n;
-    return buf;
+            "  TEXT        the text; '-' reads standard input byte for byte (at most 64 MiB)\n");
 }
 
 /* Deterministic English-like text: common words, capitals after full
@@ -202,15 +177,15 @@ int cmd_tokenize(int argc, char **argv)
 
     char *text = NULL;
     size_t len = 0;
+    tern_error err;
     if (text_arg && strcmp(text_arg, "-") == 0) {
-        if (!(text = read_stdin(&len))) return cli_fail("tokenize", "reading standard input failed");
+        if (tern_io_read("-", TERN_IO_INPUT_MAX, &text, &len, &err)) return cli_fail("tokenize", "%s", err.msg);
     } else if (text_arg) {
         len = strlen(text_arg);
         if (!(text = malloc(len + 1))) return cli_fail("tokenize", "out of memory");
         memcpy(text, text_arg, len + 1);
     }
 
-    tern_error err;
     tern_gguf *g = NULL;
     tern_tokenizer *tok = NULL;
     int rc = 0;

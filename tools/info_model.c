@@ -5,11 +5,14 @@
  * never touched (beyond the 4-byte I2_S scales the reader takes at open), so
  * this stays cheap on multi-GB files. */
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "tern/gguf.h"
+#include "tern/kernels.h"
 #include "tern/model.h"
+#include "wisdom.h"
 
 static const char *human(double bytes, char *buf, size_t n)
 {
@@ -143,6 +146,57 @@ static void print_tensors(const tern_gguf *g)
         printf("ternary layers: none\n");
 }
 
+/* The cache folder as the runtime computes it (runtime/host.c). */
+static void cache_folder(char *buf, size_t n)
+{
+    const char *t = getenv("TERN_CACHE_DIR"), *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+    if (t && *t) snprintf(buf, n, "%s", t);
+    else if (x && *x) snprintf(buf, n, "%s/tern", x);
+    else snprintf(buf, n, "%s/.cache/tern", h && *h ? h : ".");
+}
+
+/* Per distinct ternary weight shape: what the tuning record (if this
+ * machine's and readable) names, from the header and the record alone; the
+ * loaded backend's exact choice is `--backend auto`'s describe line. */
+static void print_kernels(const tern_gguf *g)
+{
+    char dir[4096], path[4200], err[300];
+    cache_folder(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/wisdom.lua", dir);
+    static tw_record rec;
+    const char *why = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        why = "not tuned (no wisdom.lua)";
+    } else {
+        fclose(f);
+        if (tw_read(path, &rec, err, sizeof err) ||
+            tw_check(&rec, TERN_VERSION, TERN_KERNELS_ABI_VERSION, tern_cpu_features(), err, sizeof err))
+            why = err;
+    }
+    printf("ternary kernels per weight shape (x86; tuning record %s: %s):\n", path, why ? why : "valid");
+    int64_t seen[64][2];
+    int n_seen = 0;
+    for (int64_t i = 0; i < tern_gguf_n_tensors(g) && n_seen < 64; i++) {
+        const tern_gguf_tensor *t = tern_gguf_tensor_at(g, i);
+        if (!t || (t->type != TERN_TYPE_TQ1_0 && t->type != TERN_TYPE_TQ2_0 && t->type != TERN_TYPE_I2_S)) continue;
+        int64_t K = t->ne[0], N = 1;
+        for (int d = 1; d < t->n_dims; d++) N *= t->ne[d];
+        int dup = 0;
+        for (int j = 0; j < n_seen; j++) dup |= seen[j][0] == K && seen[j][1] == N;
+        if (dup) continue;
+        seen[n_seen][0] = K, seen[n_seen][1] = N, n_seen++;
+        const tw_shape *s = NULL;
+        for (int j = 0; !why && j < rec.n_shapes; j++)
+            if (rec.shapes[j].K == K && rec.shapes[j].N == N) s = &rec.shapes[j];
+        if (s)
+            printf("  %lld x %lld: gemv %s, gemm %s (wisdom: %s)\n", (long long)K, (long long)N, s->gemv, s->gemm, s->why);
+        else
+            printf("  %lld x %lld: plugin record or built-in default (exact choice: tern info -m M --backend auto)\n",
+                   (long long)K, (long long)N);
+    }
+}
+
 int info_model(const char *path)
 {
     tern_gguf *g;
@@ -169,6 +223,7 @@ int info_model(const char *path)
     }
     print_tokenizer(g);
     print_tensors(g);
+    print_kernels(g);
     tern_gguf_close(g);
     if (hst) return cli_fail("info", "%s", herr.msg);
     printf("check: every tensor the %s graph needs is present with the expected shape and type\n",

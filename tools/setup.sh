@@ -4,7 +4,9 @@
 #   liblua5.4-dev              graphs and pipelines are Lua 5.4 scripts
 #   libpcre2-dev               tokenizer pre-tokenizer regexes (UTF + UCP)
 #   check, libsubunit-dev      unit test framework (Check)
-#   ocl-icd-opencl-dev, opencl-headers, pocl-opencl-icd   the opencl backend and its CPU test device
+#   lua5.4                     the stock interpreter, to test require "tern"
+#   ocl-icd-opencl-dev, opencl-headers   the opencl backend (built only where these are)
+#   pocl-opencl-icd, clinfo   a CPU OpenCL device, so scons test runs the opencl backend here and in CI
 #   clang, libclang-rt-14-dev  libFuzzer target for the GGUF reader
 # and for the aarch64 cross build and its tests (`scons arch=aarch64 test`,
 # on an x86-64 host; the arm64 packages come from Debian multiarch):
@@ -23,6 +25,6 @@ if [ "$(dpkg --print-architecture)" = amd64 ]; then
 fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-    gcc libc6-dev scons pkg-config liblua5.4-dev libpcre2-dev check libsubunit-dev \
-    ocl-icd-opencl-dev opencl-headers clang libclang-rt-14-dev $cross >/dev/null
+    gcc libc6-dev scons pkg-config liblua5.4-dev lua5.4 libpcre2-dev check libsubunit-dev \
+    ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo clang libclang-rt-14-dev $cross >/dev/null
 echo "setup.sh: dependencies installed"

@@ -28,7 +28,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "tern/backend.h"
+#include "tern/plugin.h"
 #include "tern/quant.h"
 
 #define TERN_EXPORT __attribute__((visibility("default")))
@@ -108,9 +108,12 @@ extern const char arm_tmat_tag;
  * pointer: &arm_tmat_tag, or &arm_owned_tag for a file-layout copy it
  * allocated (the q8 head). */
 extern const char arm_owned_tag;
+/* This plugin's table: the owner of every tensor it repacks. */
+extern const tern_backend_api arm_api;
+/* extra is read only of tensors this plugin made (owner). */
 static inline int arm_tag_is(const tern_tensor *w, const void *tag)
 {
-    return w->extra && *(const void *const *)w->extra == tag;
+    return w->owner == &arm_api && w->extra && *(const void *const *)w->extra == tag;
 }
 
 #define ARM_MAD_ROWS 16
@@ -139,6 +142,13 @@ static inline void arm_split(int64_t n, int ith, int nth, int64_t *lo, int64_t *
     if (nth < 1) nth = 1;
     *lo = n * ith / nth;
     *hi = n * (ith + 1) / nth;
+}
+
+/* A position outside the KV cache: the evaluation's error. */
+static inline void arm_bad_position(void *ctx, const tern_node *node, int64_t p, int64_t n_ctx)
+{
+    ((const arm_ctx *)ctx)->host->node_error(node, TERN_ECONTEXT, "position %lld outside the KV cache of %lld",
+                                             (long long)p, (long long)n_ctx);
 }
 
 static inline uint8_t *arm_row(const tern_tensor *t, int64_t r)

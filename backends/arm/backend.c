@@ -88,7 +88,9 @@ static tern_status arm_init(const tern_host_api *host, const tern_backend_option
         snprintf(err, errlen, "arm backend cannot run here: needs an AArch64 CPU (NEON)");
         return TERN_ECANNOTRUN;
     }
-    const char *kernel = opt ? opt->kernel : NULL, *head = opt ? opt->head : NULL;
+    /* an older runtime's options may end before a member: read what is there */
+    const char *kernel = opt && TERN_STRUCT_HAS(opt, tern_backend_options, kernel) ? opt->kernel : NULL;
+    const char *head = opt && TERN_STRUCT_HAS(opt, tern_backend_options, head) ? opt->head : NULL;
     int fam, isa;
     if (parse_kernel(kernel, &fam, &isa)) {
         snprintf(err, errlen, "arm: unknown kernel '%s' (auto, mad, lut, optionally -neon, -dotprod, "
@@ -124,7 +126,8 @@ static tern_status arm_init(const tern_host_api *host, const tern_backend_option
     }
     memset(c, 0, sizeof *c);
     c->host = host;
-    c->n_threads = opt && opt->n_threads > 0 ? opt->n_threads : 1;
+    c->n_threads = opt && TERN_STRUCT_HAS(opt, tern_backend_options, n_threads) && opt->n_threads > 0
+                       ? opt->n_threads : 1;
     c->isa = isa;
     c->cpu_isa = cpu_isa;
     c->q8_sdot = q8_sdot(host->cpu_features, isa);
@@ -159,12 +162,8 @@ static void arm_describe(void *ctx, char *buf, size_t n)
 }
 
 /* ---- repack dispatch: ternary weights into the family's tiles, float
- * weights as stored (the head quantized to Q8_0 when asked) ---- */
-
-static int is_head_name(const char *n)
-{
-    return n && (!strcmp(n, "output.weight") || !strcmp(n, "token_embd.weight"));
-}
+ * weights as stored (the head, named by its purpose, quantized to Q8_0
+ * when asked) ---- */
 
 static tern_status arm_repack(void *ctx, const tern_tensor *src, int purpose, tern_tensor *dst,
                               char *err, size_t errlen)
@@ -184,20 +183,21 @@ static tern_status arm_repack(void *ctx, const tern_tensor *src, int purpose, te
         if (st == TERN_OK) c->n_family[fam]++;
         return st;
     }
-    if (purpose == TERN_REPACK_MATMUL && tern_op_is_float_weight(t)) {
-        if (c->head_q8 && t != TERN_TYPE_Q8_0 && is_head_name(src->name)) {
+    int head = purpose == TERN_REPACK_HEAD;
+    if ((purpose == TERN_REPACK_MATMUL || head) && tern_op_is_float_weight(t)) {
+        if (c->head_q8 && t != TERN_TYPE_Q8_0 && head) {
             tern_status st = arm_repack_head_q8(c->host, src, dst, err, errlen);
             if (st == TERN_OK) c->n_head_q8++;
             if (st != TERN_EUNSUPPORTED) return st; /* K not whole blocks: stays as stored */
         }
-        if (is_head_name(src->name)) c->n_head_f16++;
+        if (head) c->n_head_f16++;
         *dst = *src;
         dst->extra = NULL;
         return TERN_OK;
     }
     snprintf(err, errlen, "tensor '%s': arm cannot repack type %s for %s",
              src->name ? src->name : "?", tern_type_name(t),
-             purpose == TERN_REPACK_TERNARY ? "a ternary matmul" : "a matmul");
+             purpose == TERN_REPACK_TERNARY ? "a ternary matmul" : head ? "the output head" : "a matmul");
     return TERN_EUNSUPPORTED;
 }
 
@@ -280,9 +280,10 @@ static size_t arm_scratch_size(void *ctx, const tern_node *nd, int nth)
     return (n + 63) / 64 * 64;
 }
 
-static const tern_backend_api arm_api = {
+const tern_backend_api arm_api = {
     .abi_version = TERN_BACKEND_ABI_VERSION,
     .struct_size = sizeof(tern_backend_api),
+    .op_semantics = TERN_OP_SEMANTICS_VERSION,
     .name = "arm",
     .caps = TERN_BACKEND_CAP_HOST_MEMORY | TERN_BACKEND_CAP_THREADED,
     .probe = arm_probe,

@@ -308,14 +308,17 @@ void arm_rope(void *ctx, const tern_node *node, int ith, int nth, void *scratch)
 
 void arm_kv_store(void *ctx, const tern_node *node, int ith, int nth, void *scratch)
 {
-    (void)ctx, (void)scratch;
+    (void)scratch;
     const tern_tensor *src = node->src[0], *pos = node->src[1];
     tern_tensor *cache = node->dst;
     int64_t lo, hi, head_dim = src->ne[0], n_kv = src->ne[1];
     arm_split(tern_tensor_nrows(src), ith, nth, &lo, &hi);
     for (int64_t r = lo; r < hi; r++) {
         int64_t h = r % n_kv, p = arm_i32(pos, r / n_kv);
-        if (p < 0 || p >= cache->ne[2]) continue;
+        if (p < 0 || p >= cache->ne[2]) {
+            arm_bad_position(ctx, node, p, cache->ne[2]);
+            continue;
+        }
         const float *x = (const float *)arm_row(src, r);
         uint8_t *y = (uint8_t *)cache->data + (size_t)h * cache->nb[1] + (size_t)p * cache->nb[2];
         if (cache->type != TERN_TYPE_F16) {
@@ -366,7 +369,6 @@ static double attn_dot(const double *qd, const uint8_t *k, int f16, int64_t hd)
 
 void arm_attention(void *ctx, const tern_node *node, int ith, int nth, void *scratch)
 {
-    (void)ctx;
     const tern_tensor *q = node->src[0], *kc = node->src[1], *vc = node->src[2], *pos = node->src[3];
     double scale = node->fparams[0];
     int64_t lo, hi, hd = q->ne[0], n_head = q->ne[1], n_ctx = kc->ne[2], group = n_head / kc->ne[1];
@@ -378,6 +380,7 @@ void arm_attention(void *ctx, const tern_node *node, int ith, int nth, void *scr
         const float *qv = (const float *)arm_row(q, r);
         float *y = (float *)arm_row(node->dst, r);
         int64_t h = r % n_head, kvh = h / group, last = arm_i32(pos, r / n_head);
+        if (last < 0 || last >= n_ctx) arm_bad_position(ctx, node, last, n_ctx);
         if (last >= n_ctx) last = n_ctx - 1;
         if (!scratch || last < 0) {
             for (int64_t d = 0; d < hd; d++) y[d] = NAN;
@@ -466,7 +469,8 @@ void arm_quantize_act(void *ctx, const tern_node *node, int ith, int nth, void *
 
 void arm_get_rows(void *ctx, const tern_node *node, int ith, int nth, void *scratch)
 {
-    (void)ctx, (void)scratch;
+    (void)scratch;
+    const tern_host_api *host = ((const arm_ctx *)ctx)->host;
     const tern_tensor *table = node->src[0], *ids = node->src[1];
     int64_t lo, hi, n = table->ne[0], n_rows = tern_tensor_nrows(table);
     arm_split(tern_tensor_nrows(node->dst), ith, nth, &lo, &hi);
@@ -475,6 +479,8 @@ void arm_get_rows(void *ctx, const tern_node *node, int ith, int nth, void *scra
         int32_t id = arm_i32(ids, r);
         if (id < 0 || id >= n_rows) {
             for (int64_t k = 0; k < n; k++) y[k] = NAN;
+            host->node_error(node, TERN_EINVAL, "row id %d outside the table of %lld rows", id,
+                             (long long)n_rows);
             continue;
         }
         const uint8_t *src = (const uint8_t *)table->data + (size_t)id * table->nb[1];
@@ -505,8 +511,11 @@ void arm_get_rows(void *ctx, const tern_node *node, int ith, int nth, void *scra
             }
             break;
         default: /* ternary tables: the reference decoder */
-            if (tern_dequantize_rows(table, id, 1, y, NULL) != TERN_OK)
+            if (tern_dequantize_rows(table, id, 1, y, NULL) != TERN_OK) {
                 for (k = 0; k < n; k++) y[k] = NAN;
+                host->node_error(node, TERN_EINVAL, "row %d of a %s table cannot be decoded", id,
+                                 tern_type_name(table->type));
+            }
         }
     }
 }

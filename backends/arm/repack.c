@@ -2,6 +2,7 @@
  * into the MAD or LUT tiles, the optional Q8_0 output head, the LUT tables
  * of a token, and the ternary kernels' scratch. Baseline AArch64: runs once
  * at load (the tables once per token block). */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -82,6 +83,50 @@ static void pack_lut_tile(const int8_t *codes, int64_t K, int64_t rows, int64_t 
         }
 }
 
+/* Tiles are packed in parallel (host->parallel_for: the runtime's threads),
+ * a contiguous run of tiles per task, each with its own row codes. */
+typedef struct pack_job {
+    const tern_host_api *host;
+    const arm_tmm_variant *v;
+    const tern_tensor *src;
+    int64_t K, N, Kp, n_tiles;
+    size_t tile_bytes;
+    uint8_t *data;
+    atomic_int failed; /* first failure's task + 1 */
+    tern_status st;
+    char err[256];
+} pack_job;
+
+static void pack_tiles(void *arg, int task, int n_tasks)
+{
+    pack_job *j = arg;
+    int64_t rows = j->v->rows, t0 = j->n_tiles * task / n_tasks, t1 = j->n_tiles * (task + 1) / n_tasks;
+    int8_t *codes = j->host->alloc((size_t)j->K * (size_t)rows, 64);
+    char err[256] = "out of memory for row codes";
+    tern_status st = codes ? TERN_OK : TERN_ENOMEM;
+    for (int64_t t = t0; st == TERN_OK && t < t1 && !atomic_load(&j->failed); t++) {
+        int64_t n = j->N - rows * t < rows ? j->N - rows * t : rows;
+        tern_error e;
+        for (int64_t r = 0; r < n && st == TERN_OK; r++)
+            if (tern_ternary_row_codes(j->src, rows * t + r, codes + r * j->K, NULL, &e) != TERN_OK) {
+                snprintf(err, sizeof err, "%s", e.msg);
+                st = e.status;
+            }
+        if (st != TERN_OK) break;
+        uint8_t *out = j->data + (size_t)t * j->tile_bytes;
+        if (j->v->family == ARM_FAM_MAD)
+            pack_mad_tile(codes, j->K, n, j->Kp, out);
+        else
+            pack_lut_tile(codes, j->K, n, j->Kp, out);
+    }
+    j->host->free(codes);
+    int none = 0;
+    if (st != TERN_OK && atomic_compare_exchange_strong(&j->failed, &none, task + 1)) {
+        j->st = st;
+        snprintf(j->err, sizeof j->err, "%s", err);
+    }
+}
+
 tern_status arm_repack_ternary(const tern_host_api *host, const arm_tmm_variant *v, const tern_tensor *src,
                                tern_tensor *dst, char *err, size_t errlen)
 {
@@ -105,35 +150,29 @@ tern_status arm_repack_ternary(const tern_host_api *host, const arm_tmm_variant 
     }
     arm_tmat *m = host->alloc(sizeof *m, 64);
     uint8_t *data = host->alloc(bytes, 64);
-    int8_t *codes = host->alloc((size_t)K * (size_t)rows, 64);
-    tern_status st = TERN_OK;
-    if (!m || !data || !codes) {
-        snprintf(err, errlen, "tensor '%s': out of memory repacking %zu bytes", name, bytes);
-        st = TERN_ENOMEM;
-    }
-    for (int64_t t = 0; st == TERN_OK && t < Np / rows; t++) {
-        int64_t n = N - rows * t < rows ? N - rows * t : rows;
-        for (int64_t r = 0; r < n && st == TERN_OK; r++)
-            if (tern_ternary_row_codes(src, rows * t + r, codes + r * K, NULL, &e) != TERN_OK) {
-                snprintf(err, errlen, "%s", e.msg);
-                st = e.status;
-            }
-        if (st != TERN_OK) break;
-        uint8_t *out = data + (size_t)t * tile_bytes;
-        if (v->family == ARM_FAM_MAD)
-            pack_mad_tile(codes, K, n, Kp, out);
-        else
-            pack_lut_tile(codes, K, n, Kp, out);
-    }
-    host->free(codes);
-    if (st != TERN_OK) {
+    if (!m || !data) {
         host->free(m);
         host->free(data);
-        return st;
+        snprintf(err, errlen, "tensor '%s': out of memory repacking %zu bytes", name, bytes);
+        return TERN_ENOMEM;
+    }
+    pack_job job = {.host = host, .v = v, .src = src, .K = K, .N = N, .Kp = Kp, .n_tiles = Np / rows,
+                    .tile_bytes = tile_bytes, .data = data};
+    int n_tasks = (int)(job.n_tiles < 64 ? job.n_tiles : 64);
+    if (TERN_STRUCT_HAS(host, tern_host_api, parallel_for) && host->parallel_for)
+        host->parallel_for(host, n_tasks, pack_tiles, &job);
+    else
+        for (int i = 0; i < n_tasks; i++) pack_tiles(&job, i, n_tasks);
+    if (atomic_load(&job.failed)) {
+        host->free(m);
+        host->free(data);
+        snprintf(err, errlen, "%s", job.err);
+        return job.st;
     }
     *m = (arm_tmat){&arm_tmat_tag, v, K, N, Kp, Np, tile_bytes};
     *dst = *src;
     dst->layout = TERN_LAYOUT_BACKEND;
+    dst->owner = &arm_api;
     dst->data = data;
     dst->nb[1] = (size_t)Kp / 4; /* packed bytes per row */
     dst->nb[2] = dst->nb[1] * (size_t)N;
@@ -175,13 +214,14 @@ tern_status arm_repack_head_q8(const tern_host_api *host, const tern_tensor *src
     tern_tensor_init(dst, TERN_TYPE_Q8_0, 2, (int64_t[]){K, N});
     dst->data = q;
     dst->name = src->name;
+    dst->owner = &arm_api;
     dst->extra = (void *)&arm_owned; /* ours to free; the layout is the file's */
     return TERN_OK;
 }
 
 int arm_release_tensor(const tern_host_api *host, tern_tensor *t)
 {
-    if (!t || !t->extra) return -1; /* file layout as stored: not ours */
+    if (!t || !t->extra || t->owner != &arm_api) return -1; /* as stored, or not ours */
     int fam;
     const void *tag = *(const void *const *)t->extra;
     if (tag == &arm_owned_tag) {
@@ -216,7 +256,7 @@ void arm_lut_build(const arm_tok *x, int64_t K, int64_t Kp, int8_t *tables)
 size_t arm_tmm_scratch(const tern_node *node)
 {
     const tern_tensor *x = node->src[0], *w = node->src[1];
-    if (!x || !w || !w->extra || *(const void *const *)w->extra != &arm_tmat_tag) return 0;
+    if (!x || !w || !arm_tag_is(w, &arm_tmat_tag)) return 0;
     const arm_tmat *m = w->extra;
     if (m->v->family != ARM_FAM_LUT) return 0;
     size_t n_tok = (size_t)tern_tensor_nrows(x), tb = n_tok < ARM_LUT_TOKENS ? n_tok : ARM_LUT_TOKENS;

@@ -26,7 +26,9 @@ static tern_status scalar_init(const tern_host_api *host, const tern_backend_opt
     }
     memset(c, 0, sizeof *c);
     c->host = host;
-    c->n_threads = opt && opt->n_threads > 0 ? opt->n_threads : 1;
+    /* an older runtime's options may end before a member: read what is there */
+    c->n_threads = opt && TERN_STRUCT_HAS(opt, tern_backend_options, n_threads) && opt->n_threads > 0
+                       ? opt->n_threads : 1;
     *ctx = c;
     return TERN_OK;
 }
@@ -44,9 +46,10 @@ static void scalar_describe(void *ctx, char *buf, size_t n)
     snprintf(buf, n, "scalar reference kernels");
 }
 
-static const tern_backend_api scalar_api = {
+const tern_backend_api scalar_api = {
     .abi_version = TERN_BACKEND_ABI_VERSION,
     .struct_size = sizeof(tern_backend_api),
+    .op_semantics = TERN_OP_SEMANTICS_VERSION,
     .name = "scalar",
     .caps = TERN_BACKEND_CAP_HOST_MEMORY | TERN_BACKEND_CAP_THREADED,
     .probe = scalar_probe,

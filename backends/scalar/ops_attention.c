@@ -23,18 +23,23 @@ static double cache_at(const tern_tensor *c, const uint8_t *row, int64_t d)
     return f;
 }
 
-/* Row (h, t) of src0 goes to cache row (h, pos[t]); positions outside
- * [0, n_ctx) are skipped (the executor checks the context before). */
+/* Row (h, t) of src0 goes to cache row (h, pos[t]); a position outside
+ * [0, n_ctx) is reported and skipped. */
 void scalar_kv_store(void *ctx, const tern_node *node, int ith, int nth, void *scratch)
 {
-    (void)ctx, (void)scratch;
+    (void)scratch;
+    const scalar_ctx *c = ctx;
     const tern_tensor *src = node->src[0], *pos = node->src[1];
     tern_tensor *cache = node->dst;
     int64_t lo, hi, head_dim = src->ne[0], n_kv = src->ne[1];
     scalar_split(tern_tensor_nrows(src), ith, nth, &lo, &hi);
     for (int64_t r = lo; r < hi; r++) {
         int64_t h = r % n_kv, p = scalar_i32(pos, r / n_kv);
-        if (p < 0 || p >= cache->ne[2]) continue;
+        if (p < 0 || p >= cache->ne[2]) {
+            c->host->node_error(node, TERN_ECONTEXT, "position %lld outside the KV cache of %lld",
+                                (long long)p, (long long)cache->ne[2]);
+            continue;
+        }
         const float *x = (const float *)scalar_row(src, r);
         uint8_t *y = (uint8_t *)cache_row(cache, h, p);
         for (int64_t d = 0; d < head_dim; d++) {
@@ -53,7 +58,7 @@ void scalar_kv_store(void *ctx, const tern_node *node, int ith, int nth, void *s
  * holds the scores (n_ctx doubles); without it the row is NaN. */
 void scalar_attention(void *ctx, const tern_node *node, int ith, int nth, void *scratch)
 {
-    (void)ctx;
+    const scalar_ctx *c = ctx;
     const tern_tensor *q = node->src[0], *kc = node->src[1], *vc = node->src[2];
     const tern_tensor *pos = node->src[3];
     double scale = node->fparams[0], *score = scratch;
@@ -64,6 +69,9 @@ void scalar_attention(void *ctx, const tern_node *node, int ith, int nth, void *
         const float *qv = (const float *)scalar_row(q, r);
         float *y = (float *)scalar_row(node->dst, r);
         int64_t h = r % n_head, kvh = h / group, last = scalar_i32(pos, r / n_head);
+        if (last < 0 || last >= n_ctx)
+            c->host->node_error(node, TERN_ECONTEXT, "position %lld outside the KV cache of %lld",
+                                (long long)last, (long long)n_ctx);
         if (last >= n_ctx) last = n_ctx - 1;
         if (!score || last < 0) {
             for (int64_t d = 0; d < head_dim; d++) y[d] = NAN;

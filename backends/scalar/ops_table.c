@@ -23,14 +23,17 @@ const tern_op_fn scalar_ops[TERN_OP_COUNT] = {
     [TERN_OP_MATMUL] = scalar_matmul,
 };
 
-/* Weights: the int8 codes this backend repacked, or a float type as stored. */
+/* Weights: the int8 codes this backend repacked (its own: owner), or a
+ * float type as stored. */
 int scalar_supports_op(void *ctx, const tern_node *nd)
 {
     (void)ctx;
     if (!tern_op_check_host(nd)) return 0;
     const tern_tensor *w = nd->src[1];
-    if (nd->op == TERN_OP_MATMUL_TERNARY) return w->extra == &scalar_ternary_tag;
-    if (nd->op == TERN_OP_MATMUL) return w->layout == TERN_LAYOUT_FILE && tern_op_is_float_weight(w->type);
+    if (nd->op == TERN_OP_MATMUL_TERNARY)
+        return w->layout == TERN_LAYOUT_BACKEND && w->owner == &scalar_api && w->extra == &scalar_ternary_tag;
+    if (nd->op == TERN_OP_MATMUL)
+        return w->layout == TERN_LAYOUT_FILE && !w->extra && tern_op_is_float_weight(w->type);
     return 1;
 }
 

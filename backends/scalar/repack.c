@@ -44,6 +44,7 @@ static tern_status repack_ternary(scalar_ctx *c, const tern_tensor *src, tern_te
     int64_t ne[2] = {K, N};
     tern_tensor_init(dst, TERN_TYPE_I8, 2, ne);
     dst->layout = TERN_LAYOUT_BACKEND;
+    dst->owner = &scalar_api;
     dst->data = codes;
     dst->scale = scale;
     dst->extra = (void *)&scalar_ternary_tag;
@@ -64,8 +65,7 @@ tern_status scalar_repack(void *ctx, const tern_tensor *src, int purpose, tern_t
     if (purpose == TERN_REPACK_TERNARY &&
         (t == TERN_TYPE_TQ1_0 || t == TERN_TYPE_TQ2_0 || t == TERN_TYPE_I2_S))
         return repack_ternary(c, src, dst, err, errlen);
-    if (purpose == TERN_REPACK_MATMUL &&
-        (t == TERN_TYPE_F32 || t == TERN_TYPE_F16 || t == TERN_TYPE_BF16 || t == TERN_TYPE_Q8_0)) {
+    if ((purpose == TERN_REPACK_MATMUL || purpose == TERN_REPACK_HEAD) && tern_op_is_float_weight(t)) {
         *dst = *src;
         return TERN_OK;
     }
@@ -78,7 +78,7 @@ tern_status scalar_repack(void *ctx, const tern_tensor *src, int purpose, tern_t
 void scalar_release(void *ctx, tern_tensor *t)
 {
     scalar_ctx *c = ctx;
-    if (!t || t->extra != &scalar_ternary_tag) return; /* file layout: not ours */
+    if (!t || t->owner != &scalar_api || t->extra != &scalar_ternary_tag) return; /* not ours */
     c->host->free(t->data);
     t->data = NULL;
     t->extra = NULL;

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "tern/backend.h"
+#include "tern/plugin.h"
 #include "tern/quant.h"
 
 #define TERN_EXPORT __attribute__((visibility("default")))
@@ -29,6 +29,8 @@ typedef struct scalar_ctx {
  * it. Float weights (TERN_REPACK_MATMUL) stay as stored in the file: the
  * descriptor is copied and data points at the source; release does nothing. */
 extern const char scalar_ternary_tag;
+/* This plugin's table: the owner of every tensor it repacks. */
+extern const tern_backend_api scalar_api;
 
 tern_status scalar_repack(void *ctx, const tern_tensor *src, int purpose, tern_tensor *dst,
                           char *err, size_t errlen);

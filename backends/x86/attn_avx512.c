@@ -141,6 +141,7 @@ void x86_attention_avx512(void *ctx, const tern_node *node, int ith, int nth, vo
     x86_split(n_tok * n_kv, ith, nth, &lo, &hi);
     for (int64_t u = lo; u < hi; u++) {
         int64_t t = u / n_kv, kvh = u % n_kv, last = x86_i32(pos, t);
+        if (last < 0 || last >= n_ctx) x86_bad_position(ctx, node, last, n_ctx);
         if (last >= n_ctx) last = n_ctx - 1;
         const uint8_t *kb = (const uint8_t *)kc->data + (size_t)kvh * kc->nb[1];
         const uint8_t *vb = (const uint8_t *)vc->data + (size_t)kvh * vc->nb[1];

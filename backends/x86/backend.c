@@ -39,7 +39,7 @@ static void x86_probe(const tern_host_api *host, tern_backend_probe *out)
 static int family_from_name(const char *s)
 {
     if (!s || !*s) return X86_FAM_AUTO;
-    for (int f = 0; f < X86_FAM_COUNT; f++)
+    for (int f = 0; f < X86_FAM_PLUGIN; f++)
         if (!strcmp(s, x86_family_names[f])) return f;
     return -1;
 }
@@ -52,15 +52,13 @@ static tern_status x86_init(const tern_host_api *host, const tern_backend_option
         snprintf(err, errlen, "x86 backend cannot run here: needs AVX2, FMA and F16C");
         return TERN_ECANNOTRUN;
     }
-    const char *kernel = opt ? opt->kernel : NULL, *head = opt ? opt->head : NULL;
+    /* an older runtime's options may end before a member: read what is there */
+    const char *kernel = opt && TERN_STRUCT_HAS(opt, tern_backend_options, kernel) ? opt->kernel : NULL;
+    const char *head = opt && TERN_STRUCT_HAS(opt, tern_backend_options, head) ? opt->head : NULL;
     /* "mad-avx2" runs the AVX2 kernels on an AVX-512 machine, so tests can
      * check that path where it does not run by itself. */
     int force_avx2 = kernel && !strcmp(kernel, "mad-avx2");
     int fam = force_avx2 ? X86_FAM_MAD : family_from_name(kernel);
-    if (fam < 0) {
-        snprintf(err, errlen, "x86: unknown kernel '%s' (auto, mad, bitserial, lut, mad-avx2)", kernel);
-        return TERN_EINVAL;
-    }
     if (head && *head && strcmp(head, "f16") && strcmp(head, "q8")) {
         snprintf(err, errlen, "x86: unknown head '%s' (f16, q8)", head);
         return TERN_EINVAL;
@@ -72,11 +70,25 @@ static tern_status x86_init(const tern_host_api *host, const tern_backend_option
     }
     memset(c, 0, sizeof *c);
     c->host = host;
-    c->n_threads = opt && opt->n_threads > 0 ? opt->n_threads : 1;
+    c->kernel = fam < 0 ? X86_FAM_AUTO : fam;
+    /* a kernel name that is no family may name a kernel plugin's variant */
+    c->forced = fam < 0 ? (const tern_kernel_variant *)1 : NULL; /* no wisdom while forcing */
+    x86_kernels_load(c);
+    if (fam < 0) {
+        c->forced = x86_find_variant(c, kernel, 0);
+        if (!c->forced) {
+            x86_kernels_unload(c);
+            host->free(c);
+            snprintf(err, errlen, "x86: unknown kernel '%s' (auto, mad, bitserial, lut, mad-avx2, or a "
+                     "variant of a tern-kernels-*.so)", kernel);
+            return TERN_EINVAL;
+        }
+    }
+    c->n_threads = opt && TERN_STRUCT_HAS(opt, tern_backend_options, n_threads) && opt->n_threads > 0
+                       ? opt->n_threads : 1;
     c->isa = force_avx2 ? X86_ISA_AVX2 : isa;
-    c->kernel = fam;
     c->head_q8 = head && !strcmp(head, "q8");
-    if (isa != X86_ISA_AVX512 && fam != X86_FAM_AUTO && fam != X86_FAM_MAD)
+    if (isa != X86_ISA_AVX512 && fam > X86_FAM_MAD)
         host->log(TERN_LOG_WARN, "x86: kernel '%s' needs AVX-512; using mad", kernel);
     *ctx = c;
     return TERN_OK;
@@ -86,6 +98,7 @@ static void x86_free(void *ctx)
 {
     if (!ctx) return;
     x86_ctx *c = ctx;
+    x86_kernels_unload(c);
     c->host->free(c);
 }
 
@@ -100,11 +113,23 @@ static void x86_describe(void *ctx, char *buf, size_t n)
                                      x86_family_names[f], c->n_family[f]);
     char q8[48] = "";
     if (c->n_q8mat) snprintf(q8, sizeof q8, ", q8_0 vnni tiles x%d", c->n_q8mat);
-    snprintf(buf, n, "x86 %s, kernel %s%s (%s%s)%s, head %s", c->isa == X86_ISA_AVX512 ? "avx512" : "avx2",
-             x86_family_names[c->kernel],
-             c->kernel == X86_FAM_AUTO ? ": built-in table, mad on VNNI" : "",
-             used ? "ternary: " : "no ternary weights yet", fams, q8,
-             c->n_head_q8 ? "q8 (quantized to q8_0)" : c->head_q8 ? "q8 requested" : "as stored");
+    int k = snprintf(buf, n, "x86 %s, kernel %s%s (%s%s)%s, head %s", c->isa == X86_ISA_AVX512 ? "avx512" : "avx2",
+                     c->forced ? c->forced->name : x86_family_names[c->kernel],
+                     c->kernel == X86_FAM_AUTO && !c->forced ? ": per shape" : "",
+                     used ? "ternary: " : "no ternary weights yet", fams, q8,
+                     c->n_head_q8 ? "q8 (quantized to q8_0)" : c->head_q8 ? "q8 requested" : "as stored");
+    /* per weight shape: what runs (gemv / gemm) and why */
+    for (int i = 0; i < c->n_chosen && k > 0 && (size_t)k < n; i++) {
+        const x86_choice *ch = &c->chosen[i];
+        char what[200];
+        if (ch->gemv)
+            snprintf(what, sizeof what, "%s / %s", ch->gemv->name, ch->gemm->name);
+        else
+            snprintf(what, sizeof what, "built-in %s", x86_family_names[c->isa == X86_ISA_AVX512 ?
+                     (c->kernel == X86_FAM_AUTO ? x86_auto_family(c->isa, ch->K, ch->N) : c->kernel) : X86_FAM_MAD]);
+        k += snprintf(buf + k, n - (size_t)k, "%s%lldx%lld: %s (%s)", i ? "; " : "; kernels K x N: ",
+                      (long long)ch->K, (long long)ch->N, what, ch->why);
+    }
 }
 
 /* ---- the ternary matmul: split 16-row tiles, then the family's kernel ---- */
@@ -114,6 +139,14 @@ static void x86_matmul_ternary(void *ctx, const tern_node *node, int ith, int nt
     x86_ctx *c = ctx;
     const x86_tmat *m = node->src[1]->extra;
     int64_t lo, hi;
+    if (m->family == X86_FAM_PLUGIN) {
+        const tern_tensor *x = node->src[0];
+        int64_t n_tok = tern_tensor_nrows(x);
+        tern_kernel_call call = {sizeof call, x->data, x->nb[1], node->src[1]->data, node->dst->data,
+                                 node->dst->nb[1], m->K, m->N, n_tok, node->src[1]->scale};
+        (n_tok == 1 ? m->gemv : m->gemm)->kernel(&call, ith, nth, scratch);
+        return;
+    }
     x86_split(m->Np / 16, ith, nth, &lo, &hi);
     if (lo >= hi) return;
     if (c->isa != X86_ISA_AVX512) {
@@ -127,9 +160,11 @@ static void x86_matmul_ternary(void *ctx, const tern_node *node, int ith, int nt
     }
 }
 
+/* extra is read only of tensors this plugin repacked (owner). */
 static int tag_is(const tern_tensor *w, const void *tag)
 {
-    return w->layout == TERN_LAYOUT_BACKEND && w->extra && *(const void *const *)w->extra == tag;
+    return w->layout == TERN_LAYOUT_BACKEND && w->owner == &x86_api && w->extra &&
+           *(const void *const *)w->extra == tag;
 }
 
 /* ---- the float matmul: Q8_0 tiles split by tile, F32/F16/BF16 by rows
@@ -194,14 +229,21 @@ static int x86_supports_op(void *ctx, const tern_node *nd)
     if (d->nb[0] != 4 || (d->ne[1] > 1 && d->nb[1] < (size_t)d->ne[0] * 4)) return 0;
     if (nd->op == TERN_OP_MATMUL_TERNARY) {
         const x86_tmat *m = w->extra;
-        return tag_is(w, &x86_tmat_tag) && m->K == x->ne[0] && m->N == d->ne[0];
+        if (!tag_is(w, &x86_tmat_tag) || m->K != x->ne[0] || m->N != d->ne[0]) return 0;
+        /* plugin kernels see rows as one stride apart */
+        return m->family != X86_FAM_PLUGIN ||
+               ((x->ne[2] * x->ne[3] == 1 || x->nb[2] == x->nb[1] * (size_t)x->ne[1]) &&
+                (x->ne[3] == 1 || x->nb[3] == x->nb[2] * (size_t)x->ne[2]) &&
+                (d->ne[2] * d->ne[3] == 1 || d->nb[2] == d->nb[1] * (size_t)d->ne[1]) &&
+                (d->ne[3] == 1 || d->nb[3] == d->nb[2] * (size_t)d->ne[2]));
     }
     if (x->nb[0] != 4) return 0;
     if (tag_is(w, &x86_q8mat_tag)) {
         const x86_q8mat *m = w->extra;
         return m->K == x->ne[0] && m->N == d->ne[0];
     }
-    return w->layout == TERN_LAYOUT_FILE && tern_op_is_float_weight(w->type);
+    return w->layout == TERN_LAYOUT_FILE && (!w->extra || w->owner == &x86_api) &&
+           tern_op_is_float_weight(w->type);
 }
 
 static size_t x86_scratch_size(void *ctx, const tern_node *nd, int nth)
@@ -211,9 +253,10 @@ static size_t x86_scratch_size(void *ctx, const tern_node *nd, int nth)
     return (n + 63) / 64 * 64;
 }
 
-static const tern_backend_api x86_api = {
+const tern_backend_api x86_api = {
     .abi_version = TERN_BACKEND_ABI_VERSION,
     .struct_size = sizeof(tern_backend_api),
+    .op_semantics = TERN_OP_SEMANTICS_VERSION,
     .name = "x86",
     .caps = TERN_BACKEND_CAP_HOST_MEMORY | TERN_BACKEND_CAP_THREADED,
     .probe = x86_probe,

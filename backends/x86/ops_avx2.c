@@ -330,7 +330,10 @@ void x86_kv_store(void *ctx, const tern_node *node, int ith, int nth, void *scra
     x86_split(tern_tensor_nrows(src), ith, nth, &lo, &hi);
     for (int64_t r = lo; r < hi; r++) {
         int64_t h = r % n_kv, p = x86_i32(pos, r / n_kv);
-        if (p < 0 || p >= cache->ne[2]) continue;
+        if (p < 0 || p >= cache->ne[2]) {
+            x86_bad_position(ctx, node, p, cache->ne[2]);
+            continue;
+        }
         const float *x = (const float *)x86_row(src, r);
         uint8_t *y = (uint8_t *)cache->data + (size_t)h * cache->nb[1] + (size_t)p * cache->nb[2];
         if (cache->type != TERN_TYPE_F16) {
@@ -400,6 +403,7 @@ void x86_attention(void *ctx, const tern_node *node, int ith, int nth, void *scr
         const float *qv = (const float *)x86_row(q, r);
         float *y = (float *)x86_row(node->dst, r);
         int64_t h = r % n_head, kvh = h / group, last = x86_i32(pos, r / n_head);
+        if (last < 0 || last >= n_ctx) x86_bad_position(ctx, node, last, n_ctx);
         if (last >= n_ctx) last = n_ctx - 1;
         if (!scratch || last < 0) {
             for (int64_t d = 0; d < hd; d++) y[d] = NAN;
@@ -502,6 +506,8 @@ void x86_get_rows(void *ctx, const tern_node *node, int ith, int nth, void *scra
         int32_t id = x86_i32(ids, r);
         if (id < 0 || id >= n_rows) {
             for (int64_t k = 0; k < n; k++) y[k] = NAN;
+            ((const x86_ctx *)ctx)->host->node_error(node, TERN_EINVAL, "row id %d outside the table "
+                                                     "of %lld rows", id, (long long)n_rows);
             continue;
         }
         const uint8_t *src = (const uint8_t *)table->data + (size_t)id * table->nb[1];

@@ -2,6 +2,7 @@
  * into the layout of the kernel family chosen for the matrix, and the
  * optional int8 output head. Baseline x86-64: runs once at load. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "tern/checked.h"
@@ -12,7 +13,7 @@ const char x86_q8mat_tag = 'q';
 const char x86_owned_tag = 'o';
 /* extra of a file-layout copy this backend allocated (the AVX2 q8 head) */
 static const void *const x86_owned = &x86_owned_tag;
-const char *const x86_family_names[X86_FAM_COUNT] = {"auto", "mad", "bitserial", "lut"};
+const char *const x86_family_names[X86_FAM_COUNT] = {"auto", "mad", "bitserial", "lut", "plugin"};
 
 /* The built-in table behind kernel = "auto" (a table rather than a timing
  * at load, so that a model loads the same way every time and the choice is
@@ -97,6 +98,46 @@ static void pack_bitserial_tile(const int8_t *codes, int64_t K, int64_t rows, in
         }
 }
 
+/* Tiles are packed in parallel (host->parallel_for: the runtime's threads),
+ * a contiguous run of tiles per task, each with its own row codes. */
+typedef struct pack_job {
+    const x86_ctx *c;
+    const tern_tensor *src;
+    int fam;
+    const tern_kernel_variant *v; /* X86_FAM_PLUGIN */
+    int64_t K, N, Kp, n_tiles;
+    size_t tile_bytes;
+    uint8_t *data;
+    atomic_int failed;   /* first failure's task + 1 */
+    tern_status st;
+    char err[256];
+} pack_job;
+
+static void pack_tiles(void *arg, int task, int n_tasks)
+{
+    pack_job *j = arg;
+    int64_t t0 = j->n_tiles * task / n_tasks, t1 = j->n_tiles * (task + 1) / n_tasks;
+    int8_t *codes = j->c->host->alloc((size_t)j->K * 16, 64);
+    char err[256] = "out of memory for row codes";
+    tern_status st = codes ? TERN_OK : TERN_ENOMEM;
+    for (int64_t t = t0; st == TERN_OK && t < t1 && !atomic_load(&j->failed); t++) {
+        st = row_codes(j->src, 16 * t, 16, codes, err, sizeof err);
+        uint8_t *out = j->data + (size_t)t * j->tile_bytes;
+        int64_t rows = j->N - 16 * t < 16 ? j->N - 16 * t : 16;
+        if (st != TERN_OK) break;
+        if (j->fam == X86_FAM_MAD) pack_mad_tile(codes, j->K, rows, j->Kp, out);
+        if (j->fam == X86_FAM_LUT) pack_lut_tile(codes, j->K, rows, j->Kp, out);
+        if (j->fam == X86_FAM_BITSERIAL) pack_bitserial_tile(codes, j->K, rows, j->Kp, out);
+        if (j->fam == X86_FAM_PLUGIN) j->v->repack(codes, j->K, rows, t, j->data);
+    }
+    j->c->host->free(codes);
+    int none = 0;
+    if (st != TERN_OK && atomic_compare_exchange_strong(&j->failed, &none, task + 1)) {
+        j->st = st;
+        snprintf(j->err, sizeof j->err, "%s", err);
+    }
+}
+
 static tern_status repack_ternary(x86_ctx *c, const tern_tensor *src, tern_tensor *dst, char *err,
                                   size_t errlen)
 {
@@ -112,42 +153,48 @@ static tern_status repack_ternary(x86_ctx *c, const tern_tensor *src, tern_tenso
         snprintf(err, errlen, "%s", e.msg);
         return e.status;
     }
+    const tern_kernel_variant *gv, *gm;
     int fam = c->kernel == X86_FAM_AUTO ? x86_auto_family(c->isa, K, N) : c->kernel;
     if (c->isa != X86_ISA_AVX512) fam = X86_FAM_MAD; /* the only AVX2 family */
+    if (x86_kernels_choose(c, K, N, &gv, &gm)) fam = X86_FAM_PLUGIN;
     int64_t Kp = round_up(K, fam == X86_FAM_BITSERIAL ? 512 : 16), Np = round_up(N, 16);
     size_t bytes, tile_bytes = (size_t)Kp * 4;
-    if (tern_mul_overflows((size_t)Np / 16, tile_bytes, &bytes)) {
+    if (fam == X86_FAM_PLUGIN) {
+        bytes = gv->packed_size(K, N);
+        tile_bytes = bytes / (size_t)(Np / 16);
+    }
+    if ((fam == X86_FAM_PLUGIN && !bytes) || tern_mul_overflows((size_t)Np / 16, tile_bytes, &bytes)) {
         snprintf(err, errlen, "tensor '%s': too large", name);
         return TERN_EINVAL;
     }
     x86_tmat *m = c->host->alloc(sizeof *m, 64);
     uint8_t *data = c->host->alloc(bytes, 64);
-    int8_t *codes = c->host->alloc((size_t)K * 16, 64);
-    tern_status st = TERN_OK;
-    if (!m || !data || !codes) {
-        snprintf(err, errlen, "tensor '%s': out of memory repacking %zu bytes", name, bytes);
-        st = TERN_ENOMEM;
-    }
-    for (int64_t t = 0; st == TERN_OK && t < Np / 16; t++) {
-        st = row_codes(src, 16 * t, 16, codes, err, errlen);
-        uint8_t *out = data + (size_t)t * tile_bytes;
-        int64_t rows = N - 16 * t < 16 ? N - 16 * t : 16;
-        if (st != TERN_OK) break;
-        if (fam == X86_FAM_MAD) pack_mad_tile(codes, K, rows, Kp, out);
-        if (fam == X86_FAM_LUT) pack_lut_tile(codes, K, rows, Kp, out);
-        if (fam == X86_FAM_BITSERIAL) pack_bitserial_tile(codes, K, rows, Kp, out);
-    }
-    c->host->free(codes);
-    if (st != TERN_OK) {
+    if (!m || !data) {
         c->host->free(m);
         c->host->free(data);
-        return st;
+        snprintf(err, errlen, "tensor '%s': out of memory repacking %zu bytes", name, bytes);
+        return TERN_ENOMEM;
     }
-    *m = (x86_tmat){&x86_tmat_tag, fam, K, N, Kp, Np};
+    pack_job job = {.c = c, .src = src, .fam = fam, .v = fam == X86_FAM_PLUGIN ? gv : NULL, .K = K, .N = N, .Kp = Kp, .n_tiles = Np / 16,
+                    .tile_bytes = tile_bytes, .data = data};
+    int n_tasks = (int)(job.n_tiles < 64 ? job.n_tiles : 64);
+    if (TERN_STRUCT_HAS(c->host, tern_host_api, parallel_for) && c->host->parallel_for)
+        c->host->parallel_for(c->host, n_tasks, pack_tiles, &job);
+    else
+        for (int i = 0; i < n_tasks; i++) pack_tiles(&job, i, n_tasks);
+    if (atomic_load(&job.failed)) {
+        c->host->free(m);
+        c->host->free(data);
+        snprintf(err, errlen, "%s", job.err);
+        return job.st;
+    }
+    *m = (x86_tmat){&x86_tmat_tag, fam, K, N, Kp, Np, fam == X86_FAM_PLUGIN ? gv : NULL,
+                    fam == X86_FAM_PLUGIN ? gm : NULL};
     *dst = *src;
     dst->layout = TERN_LAYOUT_BACKEND;
+    dst->owner = &x86_api;
     dst->data = data;
-    dst->nb[1] = (size_t)Kp / 4; /* packed bytes per row */
+    dst->nb[1] = tile_bytes / 16; /* packed bytes per row */
     dst->nb[2] = dst->nb[1] * (size_t)N;
     dst->nb[3] = dst->nb[2];
     dst->scale = scale;
@@ -194,6 +241,7 @@ static tern_status repack_q8_0(x86_ctx *c, const tern_tensor *src, tern_tensor *
     c->n_q8mat++;
     *dst = *src;
     dst->layout = TERN_LAYOUT_BACKEND;
+    dst->owner = &x86_api;
     dst->data = data;
     dst->extra = m;
     dst->name = src->name;
@@ -249,15 +297,11 @@ static tern_status repack_head_q8(x86_ctx *c, const tern_tensor *src, tern_tenso
         c->host->free(q);
     } else {
         *dst = q8;
+        dst->owner = &x86_api;
         dst->extra = (void *)&x86_owned; /* ours to free */
     }
     if (st == TERN_OK) c->n_head_q8++;
     return st;
-}
-
-static int is_head_name(const char *n)
-{
-    return n && (!strcmp(n, "output.weight") || !strcmp(n, "token_embd.weight"));
 }
 
 tern_status x86_repack(void *ctx, const tern_tensor *src, int purpose, tern_tensor *dst,
@@ -273,13 +317,13 @@ tern_status x86_repack(void *ctx, const tern_tensor *src, int purpose, tern_tens
     if (purpose == TERN_REPACK_TERNARY &&
         (t == TERN_TYPE_TQ1_0 || t == TERN_TYPE_TQ2_0 || t == TERN_TYPE_I2_S))
         return repack_ternary(c, src, dst, err, errlen);
-    if (purpose == TERN_REPACK_MATMUL &&
-        (t == TERN_TYPE_F32 || t == TERN_TYPE_F16 || t == TERN_TYPE_BF16 || t == TERN_TYPE_Q8_0)) {
+    int head = purpose == TERN_REPACK_HEAD;
+    if ((purpose == TERN_REPACK_MATMUL || head) && tern_op_is_float_weight(t)) {
         /* Q8_0 is int8 already: its tiles serve a head as well as the int16
          * q8 head would, and batches better */
         if (t == TERN_TYPE_Q8_0 && c->isa == X86_ISA_AVX512) return repack_q8_0(c, src, dst, err, errlen);
-        if (c->head_q8 && is_head_name(src->name)) return repack_head_q8(c, src, dst, err, errlen);
-        if (is_head_name(src->name)) c->n_head_f16++;
+        if (c->head_q8 && head) return repack_head_q8(c, src, dst, err, errlen);
+        if (head) c->n_head_f16++;
         *dst = *src;
         dst->extra = NULL;
         return TERN_OK;
@@ -293,7 +337,7 @@ tern_status x86_repack(void *ctx, const tern_tensor *src, int purpose, tern_tens
 void x86_release(void *ctx, tern_tensor *t)
 {
     x86_ctx *c = ctx;
-    if (!t || !t->extra) return; /* file layout: not ours */
+    if (!t || !t->extra || t->owner != &x86_api) return; /* file layout: not ours */
     if (*(const void *const *)t->extra == &x86_tmat_tag) {
         c->n_family[((const x86_tmat *)t->extra)->family]--;
         c->host->free(t->data);
@@ -317,6 +361,10 @@ size_t x86_tmm_scratch(const tern_node *node)
     if (!x || !w || !w->extra) return 0;
     const x86_tmat *m = w->extra;
     size_t n_tok = (size_t)tern_tensor_nrows(x);
+    if (m->family == X86_FAM_PLUGIN) {
+        size_t a = m->gemv->scratch_size(m->K, (int64_t)n_tok), b = m->gemm->scratch_size(m->K, (int64_t)n_tok);
+        return a > b ? a : b;
+    }
     if (m->family == X86_FAM_BITSERIAL) return n_tok * (size_t)m->Kp; /* 8 bit planes */
     if (m->family == X86_FAM_LUT) {
         size_t tb = n_tok < X86_LUT_TOKENS ? n_tok : X86_LUT_TOKENS;

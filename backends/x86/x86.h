@@ -20,15 +20,37 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "tern/backend.h"
+#include "tern/kernels.h"
+#include "tern/plugin.h"
 #include "tern/quant.h"
+#include "wisdom.h"
 
 #define TERN_EXPORT __attribute__((visibility("default")))
 
 enum { X86_ISA_AVX2 = 1, X86_ISA_AVX512 = 2 };
 
 /* Ternary kernel families; X86_FAM_AUTO only in options. */
-enum { X86_FAM_AUTO = 0, X86_FAM_MAD = 1, X86_FAM_BITSERIAL = 2, X86_FAM_LUT = 3, X86_FAM_COUNT };
+enum { X86_FAM_AUTO = 0, X86_FAM_MAD = 1, X86_FAM_BITSERIAL = 2, X86_FAM_LUT = 3,
+       X86_FAM_PLUGIN = 4, /* a kernel plugin's variant (kplug.c); never asked for by name */
+       X86_FAM_COUNT };
+
+#define X86_MAX_KPLUG 8
+#define X86_MAX_SHAPES 32
+
+/* A loaded kernel plugin (tern-kernels-*.so). */
+typedef struct x86_kplug {
+    void *dl;
+    const tern_kernels_table *tab;
+    int from_cache; /* the tuned plugin the wisdom names */
+    char file[128];
+} x86_kplug;
+
+/* What runs for one weight shape, and why (for describe). */
+typedef struct x86_choice {
+    int64_t K, N;
+    const tern_kernel_variant *gemv, *gemm; /* NULL: the built-in family */
+    char why[96];
+} x86_choice;
 extern const char *const x86_family_names[X86_FAM_COUNT];
 
 typedef struct x86_ctx {
@@ -41,7 +63,21 @@ typedef struct x86_ctx {
     int n_head_q8;     /* head tensors quantized to Q8_0 (options.head = "q8") */
     int n_head_f16;    /* head tensors kept as stored */
     int n_q8mat;       /* Q8_0 tensors repacked to vnni tiles */
+    const tern_kernel_variant *forced; /* options.kernel named a variant */
+    x86_kplug kplug[X86_MAX_KPLUG];
+    int n_kplug;
+    tw_record *wisdom; /* the accepted tuning record, or NULL */
+    x86_choice chosen[X86_MAX_SHAPES];
+    int n_chosen;
 } x86_ctx;
+
+/* kplug.c: kernel plugins and the per-shape choice. */
+void x86_kernels_load(x86_ctx *c);
+void x86_kernels_unload(x86_ctx *c);
+const tern_kernel_variant *x86_find_variant(const x86_ctx *c, const char *name, int prefer_cache);
+/* 1 and the variants for a [K, N] weight, or 0: the built-in family runs. */
+int x86_kernels_choose(x86_ctx *c, int64_t K, int64_t N, const tern_kernel_variant **gemv,
+                       const tern_kernel_variant **gemm);
 
 /* ---- repacked ternary weights (TERN_REPACK_TERNARY) ----
  * tensor->extra points at an x86_tmat, tensor->data at its packed bytes.
@@ -65,6 +101,8 @@ typedef struct x86_tmat {
     const void *tag;  /* &x86_tmat_tag */
     int family;       /* X86_FAM_* */
     int64_t K, N, Kp, Np;
+    /* X86_FAM_PLUGIN: the variants (one layout) for one token and batches */
+    const tern_kernel_variant *gemv, *gemm;
 } x86_tmat;
 extern const char x86_tmat_tag;
 
@@ -82,6 +120,9 @@ typedef struct x86_q8mat {
 } x86_q8mat;
 extern const char x86_q8mat_tag;
 
+/* This plugin's table: the owner of every tensor it repacks. */
+extern const tern_backend_api x86_api;
+
 tern_status x86_repack(void *ctx, const tern_tensor *src, int purpose, tern_tensor *dst,
                        char *err, size_t errlen);
 void x86_release(void *ctx, tern_tensor *t);
@@ -95,6 +136,13 @@ static inline void x86_split(int64_t n, int ith, int nth, int64_t *lo, int64_t *
     if (nth < 1) nth = 1;
     *lo = n * ith / nth;
     *hi = n * (ith + 1) / nth;
+}
+
+/* A position outside the KV cache: the evaluation's error. */
+static inline void x86_bad_position(void *ctx, const tern_node *node, int64_t p, int64_t n_ctx)
+{
+    ((const x86_ctx *)ctx)->host->node_error(node, TERN_ECONTEXT, "position %lld outside the KV cache of %lld",
+                                             (long long)p, (long long)n_ctx);
 }
 
 static inline uint8_t *x86_row(const tern_tensor *t, int64_t r)

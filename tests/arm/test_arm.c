@@ -47,7 +47,7 @@ static tern_backend *create(const tern_plugin_info *pi, const char *kernel, cons
     if (head) opt.head = head;
     tern_backend *be;
     tern_error err;
-    tern_status st = tern_backend_create(pi, &opt, &be, &err);
+    tern_status st = tern_backend_create(pi, &opt, NULL, &be, &err);
     if (st == TERN_ECANNOTRUN) {
         printf("skipped: arm kernel=%s on this CPU: %s\n", kernel, err.msg);
         return NULL;
@@ -250,6 +250,7 @@ START_TEST(test_q8_head)
     int8_t *xq = xalloc((size_t)K);
     conf_list l = {0};
     conf_case *c = float_case(&l, TERN_TYPE_F16, K, N, T, "output.weight", &rng);
+    c->purpose = TERN_REPACK_HEAD; /* the head is a purpose, not a name */
     uint8_t *out = xalloc(c->dst_bytes);
     char why[300];
     ck_assert_msg(conf_run(be, c, 2, out, why, sizeof why) == CONF_RUN_OK, "%s", why);
@@ -354,16 +355,16 @@ START_TEST(test_probe_and_options)
     static const char *const bad[] = {"fastest", "mad-avx2", "lut-", "-sve"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         opt.kernel = bad[i];
-        ck_assert_int_eq(tern_backend_create(p.arm, &opt, &be, &err), TERN_EINVAL);
+        ck_assert_int_eq(tern_backend_create(p.arm, &opt, NULL, &be, &err), TERN_EINVAL);
         ck_assert_msg(strstr(err.msg, bad[i]) != NULL, "%s", err.msg);
     }
     opt.kernel = "mad-neon";
-    ck_assert_int_eq(tern_backend_create(p.arm, &opt, &be, &err), TERN_EINVAL);
+    ck_assert_int_eq(tern_backend_create(p.arm, &opt, NULL, &be, &err), TERN_EINVAL);
     opt.kernel = "lut-sve2";
-    ck_assert_int_eq(tern_backend_create(p.arm, &opt, &be, &err), f & TERN_CPU_SVE2 ? TERN_OK : TERN_ECANNOTRUN);
+    ck_assert_int_eq(tern_backend_create(p.arm, &opt, NULL, &be, &err), f & TERN_CPU_SVE2 ? TERN_OK : TERN_ECANNOTRUN);
     if (f & TERN_CPU_SVE2) tern_backend_free(be);
     opt.kernel = "auto-neon";
-    ck_assert_int_eq(tern_backend_create(p.arm, &opt, &be, &err), TERN_OK);
+    ck_assert_int_eq(tern_backend_create(p.arm, &opt, NULL, &be, &err), TERN_OK);
     char desc[512];
     be->api->describe(be->ctx, desc, sizeof desc);
     ck_assert_msg(strstr(desc, "arm neon") && strstr(desc, "q8_0 smull"), "%s", desc);
@@ -371,7 +372,7 @@ START_TEST(test_probe_and_options)
     tern_backend_free(be);
     opt.kernel = "auto";
     opt.head = "q4";
-    ck_assert_int_eq(tern_backend_create(p.arm, &opt, &be, &err), TERN_EINVAL);
+    ck_assert_int_eq(tern_backend_create(p.arm, &opt, NULL, &be, &err), TERN_EINVAL);
     tern_registry_free(p.reg);
 }
 END_TEST

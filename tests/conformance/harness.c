@@ -142,7 +142,7 @@ conf_run_status conf_run(const tern_backend *be, const conf_case *c, int nth, ui
     if (rs == CONF_RUN_OK && !tern_backend_supports(be, &node)) rs = CONF_RUN_FALLBACK;
     if (rs == CONF_RUN_OK && run_threads(be, fn, &node, nth))
         rs = fail(why, whylen, "could not start threads or allocate scratch");
-    if (rs == CONF_RUN_OK && api->sync && api->sync(be->ctx) != TERN_OK)
+    if (rs == CONF_RUN_OK && api->sync && api->sync(be->ctx, why, whylen) != TERN_OK)
         rs = fail(why, whylen, "sync failed");
     if (rs == CONF_RUN_OK && device(be) &&
         api->buffer_download(be->ctx, s.dst.buffer, 0, out, c->dst_bytes) != TERN_OK)

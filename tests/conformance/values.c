@@ -18,7 +18,7 @@ static tern_backend *scalar(void)
     ck_assert_msg(tern_registry_scan(&g_reg, &err) == TERN_OK, "%s", err.msg);
     ck_assert_msg(tern_registry_select(g_reg, "scalar", &p, &err) == TERN_OK, "%s", err.msg);
     tern_backend *be;
-    ck_assert_msg(tern_backend_create(p, NULL, &be, &err) == TERN_OK, "%s", err.msg);
+    ck_assert_msg(tern_backend_create(p, NULL, NULL, &be, &err) == TERN_OK, "%s", err.msg);
     return be;
 }
 

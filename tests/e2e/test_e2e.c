@@ -195,6 +195,28 @@ START_TEST(test_trained_models)
 }
 END_TEST
 
+static int backend_runnable(const char *name);
+
+/* The trained models on opencl (under PoCL here and in CI, on a GPU where
+ * there is one) within the bounds scalar and x86 meet, at batch 43, 7 and
+ * 1 with the same bits each time. Skips visibly without the plugin or a
+ * device. */
+START_TEST(test_trained_models_opencl)
+{
+    TU_REQUIRE_SHARED();
+    if (!backend_runnable("opencl")) return;
+    int mi = _i / 3, p = _i % 3;
+    int32_t ids[128];
+    char rel[256], lrel[256], label[64], model_rel[128];
+    snprintf(rel, sizeof rel, "models/ref/%s.prompt%d.tokens.i32", trained[mi], p);
+    snprintf(lrel, sizeof lrel, "models/ref/%s.prompt%d.logits.f32", trained[mi], p);
+    snprintf(model_rel, sizeof model_rel, "models/%s.gguf", trained[mi]);
+    snprintf(label, sizeof label, "%s p%d", trained[mi], p);
+    int n = read_ids(rel, ids, 128);
+    check_reference(label, model_rel, ids, n, lrel, trained_tol[mi], 1, "opencl");
+}
+END_TEST
+
 /* The random-weight files and the peers' logits. */
 START_TEST(test_peer_references)
 {
@@ -268,27 +290,37 @@ START_TEST(test_greedy_continuation)
 }
 END_TEST
 
-/* The non-scalar backends that can run here (x86 on x86-64, arm on
- * AArch64, under qemu in the cross build); prints a visible skip for the
- * ones that cannot. Returns their count; names go to out. */
-static int fast_backends(const char *out[4])
+/* Whether the named plugin is built and can run here; prints a visible
+ * skip line (with the probe's reason) when not. */
+static int backend_runnable(const char *name)
 {
     tern_registry *reg;
     tern_error err;
     ck_assert_msg(tern_registry_scan(&reg, &err) == TERN_OK, "%s", err.msg);
-    int n = 0;
-    static const char *const known[] = {"x86", "arm"}; /* each is built for its own arch only */
-    for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) {
-        const char *why = NULL;
-        for (int i = 0; i < tern_registry_count(reg); i++) {
-            const tern_plugin_info *pi = tern_registry_get(reg, i);
-            if (!pi->loaded || strcmp(pi->name, known[k])) continue;
-            if (pi->probe.runnable && n < 4) out[n++] = known[k];
-            why = pi->probe.runnable ? NULL : pi->probe.desc;
+    int ok = 0;
+    const char *why = "not built";
+    for (int i = 0; i < tern_registry_count(reg); i++) {
+        const tern_plugin_info *pi = tern_registry_get(reg, i);
+        if (pi->loaded && !strcmp(pi->name, name)) {
+            ok = pi->probe.runnable;
+            if (!ok) why = pi->probe.desc;
         }
-        if (why) printf("skipped: e2e on %s: %s\n", known[k], why);
     }
+    if (!ok) printf("skipped: e2e on %s: %s backend %s\n", name, name, why);
     tern_registry_free(reg);
+    return ok;
+}
+
+/* The CPU backends besides scalar that can run here (x86 on x86-64, arm on
+ * AArch64, under qemu in the cross build; each is built for its own arch
+ * only); prints a visible skip for the others. Returns their count; names
+ * go to out. */
+static int fast_backends(const char *out[2])
+{
+    static const char *const known[] = {"x86", "arm"};
+    int n = 0;
+    for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+        if (backend_runnable(known[k])) out[n++] = known[k];
     return n;
 }
 
@@ -310,13 +342,15 @@ static void greedy(const char *path, const char *backend, const int32_t *prompt,
 }
 
 /* Greedy decoding of 32 tokens after the prompt on scalar and on every
- * fast backend here: the token sequences must be identical (issues 7, 19). */
+ * other backend here: the token sequences must be identical (issues 7,
+ * 19). _i: model x prompt x {the CPU backends, opencl}. */
 START_TEST(test_greedy_scalar_vs_backends)
 {
     TU_REQUIRE_SHARED();
-    const char *be[4];
-    int n_be = fast_backends(be);
+    const char *be[2];
+    int n_be = _i >= 6 ? (backend_runnable("opencl") ? (be[0] = "opencl", 1) : 0) : fast_backends(be);
     if (!n_be) return;
+    _i %= 6;
     int mi = _i / 3, p = _i % 3;
     char rel[256], mpath[4096];
     int32_t ids[128], a[32], b[32];
@@ -347,7 +381,7 @@ END_TEST
 START_TEST(test_trained_models_backends)
 {
     TU_REQUIRE_SHARED();
-    const char *be[4];
+    const char *be[2];
     int n_be = fast_backends(be);
     int mi = _i / 3, p = _i % 3;
     int32_t ids[128];
@@ -375,12 +409,13 @@ Suite *e2e_suite(void)
     tcase_add_loop_test(tc, test_trained_models, 0, 6);
     tcase_add_loop_test(tc, test_peer_references, 0, 6);
     tcase_add_loop_test(tc, test_greedy_continuation, 0, 12);
+    tcase_add_loop_test(tc, test_trained_models_opencl, 0, 6);
     suite_add_tcase(s, tc);
     /* the fast backends against scalar and the references: cases of their
      * own, so the qemu runs (tests/run_qemu.sh) can pick them alone */
     TCase *tg = tcase_create("backends_greedy");
     tcase_set_timeout(tg, 1800);
-    tcase_add_loop_test(tg, test_greedy_scalar_vs_backends, 0, 6);
+    tcase_add_loop_test(tg, test_greedy_scalar_vs_backends, 0, 12);
     suite_add_tcase(s, tg);
     TCase *tl = tcase_create("backends_logits");
     tcase_set_timeout(tl, 1800);

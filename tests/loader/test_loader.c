@@ -90,6 +90,60 @@ START_TEST(test_struct_too_small)
 }
 END_TEST
 
+/* ABI version 1 plugins are refused (plugin.h says why), naming both. */
+START_TEST(test_abi_version_1)
+{
+    tern_registry *reg = empty_registry();
+    tern_error err = {0};
+    load_expect(reg, "v1abi", "v1abi", TERN_EABI, &err);
+    ck_assert_has(err.msg, "plugin ABI version 1, this tern needs version 2");
+    tern_registry_free(reg);
+}
+END_TEST
+
+START_TEST(test_op_semantics)
+{
+    tern_registry *reg = empty_registry();
+    tern_error err = {0};
+    load_expect(reg, "semantics", "semantics", TERN_EABI, &err);
+    char cur[64];
+    snprintf(cur, sizeof cur, "op semantics 1, this tern defines version %u", TERN_OP_SEMANTICS_VERSION);
+    ck_assert_has(err.msg, cur);
+    tern_registry_free(reg);
+}
+END_TEST
+
+/* The shortest version-2 table loads; its appended members count as absent
+ * even where bytes past struct_size hold a pointer. */
+START_TEST(test_minimal_table)
+{
+    tern_registry *reg = empty_registry();
+    tern_error err = {0};
+    char path[4096];
+    const tern_plugin_info *info;
+    plugin_file(path, sizeof path, "minimal", "minimal");
+    ck_assert_msg(tern_plugin_load(reg, path, &info, &err) == TERN_OK, "%s", err.msg);
+    ck_assert_int_eq(info->api->struct_size, TERN_BACKEND_API_MIN_SIZE);
+    ck_assert_ptr_nonnull(info->api->describe); /* the bytes are there ... */
+    ck_assert(!TERN_API_HAS(info->api, describe)); /* ... but not part of the table */
+    tern_registry_free(reg);
+}
+END_TEST
+
+/* A plugin that calls into libtern does not link (-Wl,-z,defs). */
+START_TEST(test_plugin_calling_libtern)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/plugins/callsin/link.txt", tu_build_dir());
+    size_t size;
+    char *txt = tu_read_file(path, &size);
+    ck_assert_msg(txt != NULL, "%s not written by the build", path);
+    ck_assert_msg(!strncmp(txt, "refused\n", 8), "the plugin calling libtern linked: %s", txt);
+    ck_assert_has(txt, "tern_model_free");
+    free(txt);
+}
+END_TEST
+
 START_TEST(test_name_mismatch)
 {
     tern_registry *reg = empty_registry();
@@ -172,7 +226,7 @@ START_TEST(test_auto_picks_best_score)
     /* fake has add and relu_sq only: the rest is NULL, i.e. scalar's */
     ck_assert_int_eq(tern_registry_select(reg, "fake", &sel, &err), TERN_OK);
     tern_backend *be;
-    ck_assert_int_eq(tern_backend_create(sel, NULL, &be, &err), TERN_OK);
+    ck_assert_int_eq(tern_backend_create(sel, NULL, NULL, &be, &err), TERN_OK);
     ck_assert_ptr_nonnull(tern_backend_op(be, TERN_OP_ADD));
     ck_assert_ptr_null(tern_backend_op(be, TERN_OP_MATMUL_TERNARY));
     ck_assert_ptr_null(tern_backend_op(be, TERN_OP_COUNT + 5));
@@ -206,7 +260,8 @@ START_TEST(test_missing_name)
     ck_assert_int_eq(tern_registry_select(reg, "nonesuch", &sel, &err), TERN_ENOTFOUND);
     ck_assert_has(err.msg, "nonesuch");
     ck_assert_has(err.msg, "TERN_PLUGIN_PATH"); /* says where it looked */
-    ck_assert_has(err.msg, TERN_PREFIX "/lib/tern");
+    ck_assert(*tern_install_plugin_dir());
+    ck_assert_has(err.msg, tern_install_plugin_dir()); /* this tree's folder, no compiled-in prefix */
     ck_assert_ptr_null(sel);
     tern_registry_free(reg);
 }
@@ -274,6 +329,10 @@ Suite *loader_suite(void)
     tcase_add_test(tc, test_no_entry_symbol);
     tcase_add_test(tc, test_struct_too_small);
     tcase_add_test(tc, test_name_mismatch);
+    tcase_add_test(tc, test_abi_version_1);
+    tcase_add_test(tc, test_op_semantics);
+    tcase_add_test(tc, test_minimal_table);
+    tcase_add_test(tc, test_plugin_calling_libtern);
     tcase_add_test(tc, test_garbage_file);
     tcase_add_test(tc, test_cannot_run);
     tcase_add_test(tc, test_auto_picks_best_score);

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "tern/backend.h"
+#include "tern/plugin.h"
 
 #define TERN_EXPORT __attribute__((visibility("default")))
 
@@ -32,6 +32,7 @@ static inline void mini_free(void *ctx) { (void)ctx; }
 /* The common members; each plugin states the ones it gets wrong. */
 #define MINI_API(NAME, ABI, SIZE, PROBE, CAPS)                                     \
     .abi_version = (ABI), .struct_size = (SIZE), .name = (NAME), .caps = (CAPS), \
-    .probe = (PROBE), .init = mini_init, .free = mini_free
+    .op_semantics = TERN_OP_SEMANTICS_VERSION, .probe = (PROBE), .init = mini_init,   \
+    .free = mini_free
 
 #endif

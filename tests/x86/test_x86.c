@@ -46,7 +46,7 @@ static tern_backend *create(const tern_plugin_info *pi, const char *kernel, cons
     if (head) opt.head = head;
     tern_backend *be;
     tern_error err;
-    ck_assert_msg(tern_backend_create(pi, &opt, &be, &err) == TERN_OK, "%s: %s", pi->name, err.msg);
+    ck_assert_msg(tern_backend_create(pi, &opt, NULL, &be, &err) == TERN_OK, "%s: %s", pi->name, err.msg);
     return be;
 }
 
@@ -232,6 +232,7 @@ START_TEST(test_q8_head)
     for (int64_t T = 1; T <= 3; T += 2) {
         conf_list l = {0};
         conf_case *c = float_case(&l, TERN_TYPE_F16, K, N, T, "output.weight", &rng);
+        c->purpose = TERN_REPACK_HEAD; /* the head is a purpose, not a name */
         uint8_t *ref = xalloc(c->dst_bytes), *out = xalloc(c->dst_bytes);
         char why[300];
         ck_assert(conf_run(sc, c, 1, ref, why, sizeof why) == CONF_RUN_OK);
@@ -369,11 +370,11 @@ START_TEST(test_probe_and_options)
     opt.kernel = "fastest";
     tern_backend *be;
     tern_error err;
-    ck_assert_int_eq(tern_backend_create(p.x86, &opt, &be, &err), TERN_EINVAL);
+    ck_assert_int_eq(tern_backend_create(p.x86, &opt, NULL, &be, &err), TERN_EINVAL);
     ck_assert_msg(strstr(err.msg, "fastest") != NULL, "%s", err.msg);
     opt.kernel = "auto";
     opt.head = "q4";
-    ck_assert_int_eq(tern_backend_create(p.x86, &opt, &be, &err), TERN_EINVAL);
+    ck_assert_int_eq(tern_backend_create(p.x86, &opt, NULL, &be, &err), TERN_EINVAL);
     tern_registry_free(p.reg);
 }
 END_TEST

@@ -158,6 +158,10 @@ typedef tern_status (*tern_gguf_fill_fn)(void *user, void *buf, uint64_t size, t
 tern_status tern_gguf_add_tensor(tern_gguf_writer *w, const char *name, int type, int n_dims,
                                  const int64_t *ne, tern_gguf_fill_fn fill, void *user,
                                  tern_error *err);
+/* Writes the file beside path and renames it over path, so a failed write
+ * leaves no partial file. Only a regular file is replaced, and a symlink to
+ * one is written through (its target replaced, the link kept); a device, a
+ * FIFO, a folder or a dangling link at path is refused (tern/io.h). */
 tern_status tern_gguf_write(tern_gguf_writer *w, const char *path, tern_error *err);
 
 #ifdef __cplusplus

@@ -62,23 +62,32 @@ typedef struct tern_model tern_model;
 
 typedef struct tern_model_options {
     uint32_t struct_size;
-    const char *backend; /* "auto" (best probe score), or a backend name */
-    int n_threads;       /* threads of the sessions on this model */
+    const char *backend; /* backends in order of preference, comma-separated
+                          * ("opencl,x86"); "auto" = the best probe score.
+                          * scalar ends every list as the last resort. */
+    int n_threads;       /* threads of the sessions on this model; 0 = the
+                          * physical cores (tern_cpu_physical_cores) */
     const char *kernel;  /* backend kernel family: "auto" or a name */
     const char *head;    /* output head storage: "f16" (as stored) or "q8" */
+    int device;          /* device backends: device index (tern info lists
+                          * them), -1 = the backend's best */
 } tern_model_options;
 
 tern_model_options tern_model_default_options(void);
 /* Opens the file, checks it, loads the backend, repacks the weights for
- * it and releases the file pages the repacked copies replace. */
+ * it and releases the file pages the repacked copies replace. On failure
+ * *out is NULL and nothing is left to free (tern/status.h). */
 tern_status tern_model_load(const char *path, const tern_model_options *opt, tern_model **out,
                             tern_error *err);
 void tern_model_free(tern_model *m); /* accepts NULL */
 const tern_hparams *tern_model_hparams(const tern_model *m);
 const tern_tokenizer *tern_model_tokenizer(const tern_model *m);
 const tern_gguf *tern_model_gguf(const tern_model *m);
-/* The backend the model runs on (never the scalar fallback slot). */
+/* The first backend of the model's list (the preferred one). */
 const tern_backend *tern_model_backend(const tern_model *m);
+/* The whole list, scalar last. */
+int tern_model_n_backends(const tern_model *m);
+const tern_backend *tern_model_backend_at(const tern_model *m, int i);
 double tern_model_load_seconds(const tern_model *m);
 /* Bytes of repacked weights the matmuls read for one decoded token (the
  * numerator of the bandwidth bound on decode speed). */

@@ -72,16 +72,25 @@ typedef enum tern_op {
 
 enum { TERN_ROPE_NORMAL = 0, TERN_ROPE_NEOX = 2 };
 
+/* Bumped whenever what an op means changes (a plugin written for another
+ * meaning is refused). 2: kernels report bad ids and positions through the
+ * evaluation's error slot instead of writing NaN rows. */
+#define TERN_OP_SEMANTICS_VERSION 2u
+
 #define TERN_NODE_MAX_SRC 4
 #define TERN_NODE_MAX_PARAMS 4
 
-/* One op application. The executor owns nodes; backends only read them. */
+struct tern_node_slot; /* the executor's; opaque to backends */
+
+/* One op application. The executor owns nodes; backends only read them
+ * (a device backend may copy one into its queue, error slot included). */
 typedef struct tern_node {
     int32_t op;                                /* enum tern_op */
     tern_tensor *dst;
     const tern_tensor *src[TERN_NODE_MAX_SRC]; /* unused slots NULL */
     int32_t iparams[TERN_NODE_MAX_PARAMS];
     float fparams[TERN_NODE_MAX_PARAMS];
+    struct tern_node_slot *error; /* for host->node_error(); NULL outside the executor */
 } tern_node;
 
 /* The gate host-memory backends share: 1 when the node's types, shapes and

@@ -2,7 +2,15 @@
  *
  * Library calls never exit or abort on bad input: they return a tern_status
  * and, when the caller passes a tern_error, a one-line message that names the
- * file, the field, the offset and the value involved. */
+ * file, the field, the offset and the value involved.
+ *
+ * Ownership on error paths, one rule for every constructor (tern_X_create,
+ * tern_X_load, tern_X_open, ...): the function that creates an object frees
+ * it. A constructor sets *out to NULL first, and when it fails it has freed
+ * everything it allocated and leaves *out NULL; only after TERN_OK does the
+ * caller own *out (and free it with the matching tern_X_free, which accepts
+ * NULL). A caller never frees what a failed call made, so an error path in
+ * the caller can always free its own handles without double frees. */
 #ifndef TERN_STATUS_H
 #define TERN_STATUS_H
 
@@ -26,6 +34,7 @@ typedef enum tern_status {
     TERN_ESCRIPT,      /* Lua graph or pipeline script error */
     TERN_ECANCELED,    /* interrupted by the user */
     TERN_ECANNOTRUN,   /* backend probe says it cannot run here */
+    TERN_EDEVICE,      /* a device (or its driver) failed during an evaluation */
     TERN_STATUS_COUNT
 } tern_status;
 

@@ -84,7 +84,8 @@ typedef struct tern_tensor {
     void *data;                /* host pointer, or offset base inside buffer */
     void *buffer;              /* backend buffer handle; NULL = host memory */
     float scale;               /* per-tensor scale of ternary weights */
-    int32_t backend;           /* index of the backend owning data (executor) */
+    const void *owner;         /* TERN_LAYOUT_BACKEND: the tern_backend_api whose layout
+                                * this is; a backend reads extra only of its own */
     void *extra;               /* backend-private (repacked layout details) */
     const char *name;          /* for messages; may be NULL */
 } tern_tensor;

@@ -9,6 +9,8 @@
 #include "checked.h"
 #include "gguf.h"
 #include "graph.h"
+#include "install.h"
+#include "io.h"
 #include "model.h"
 #include "op.h"
 #include "quant.h"

@@ -2,7 +2,11 @@
  *
  * The executor hands a whole graph to the pool once per evaluation: every
  * thread walks the node list, runs its share of each node and meets the
- * others at a spinning barrier, so one evaluation costs one wake-up. */
+ * others at a spinning barrier, so one evaluation costs one wake-up.
+ *
+ * A process has one shared pool (tern_threadpool_acquire): every model and
+ * session uses it, jobs from different threads take turns, and a job uses
+ * as many of its threads as its caller asks for. */
 #ifndef TERN_THREADPOOL_H
 #define TERN_THREADPOOL_H
 
@@ -14,16 +18,27 @@ extern "C" {
 
 typedef struct tern_threadpool tern_threadpool;
 
-/* Work run on every thread: ith in [0, nth); the caller's thread is ith 0. */
+/* Work run on every thread of a job: ith in [0, nth); the caller is ith 0. */
 typedef void (*tern_parallel_fn)(void *arg, int ith, int nth);
 
+/* A private pool (tests, tools). */
 tern_status tern_threadpool_create(int n_threads, tern_threadpool **out, tern_error *err);
 void tern_threadpool_free(tern_threadpool *tp); /* accepts NULL */
+/* The process's shared pool, grown to at least n_threads; each acquire is
+ * matched by one release (accepts NULL), the last one stops the threads. */
+tern_status tern_threadpool_acquire(int n_threads, tern_threadpool **out, tern_error *err);
+void tern_threadpool_release(tern_threadpool *tp);
 int tern_threadpool_size(const tern_threadpool *tp);
-/* Runs fn on all threads and returns when every one has finished. */
+/* Runs fn on nth threads (at most the pool's size) and returns when every
+ * one has finished. Jobs from several threads run one after the other; a
+ * job started inside a job (or with nth 1, or no pool) runs fn(arg, 0, 1)
+ * inline. */
+void tern_threadpool_run_n(tern_threadpool *tp, int nth, tern_parallel_fn fn, void *arg);
+/* run_n with all of the pool's threads. */
 void tern_threadpool_run(tern_threadpool *tp, tern_parallel_fn fn, void *arg);
-/* Called from inside fn by all nth threads: returns when all have arrived. */
-void tern_threadpool_barrier(tern_threadpool *tp);
+/* Called from inside fn by all nth threads of the job: returns when all
+ * have arrived. */
+void tern_threadpool_barrier(tern_threadpool *tp, int nth);
 
 #ifdef __cplusplus
 }

@@ -238,7 +238,7 @@ int main(int argc, char **argv)
         opt.kernel = k;
         opt.n_threads = 2;
         tern_backend *be;
-        if (tern_backend_create(pi, &opt, &be, &err) != TERN_OK) {
+        if (tern_backend_create(pi, &opt, NULL, &be, &err) != TERN_OK) {
             fprintf(stderr, "%s\n", err.msg);
             continue;
         }
@@ -317,7 +317,7 @@ int main(int argc, char **argv)
         tern_backend_options opt = tern_backend_default_options();
         opt.head = q8 ? "q8" : "f16";
         tern_backend *be;
-        if (tern_backend_create(pi, &opt, &be, &err) != TERN_OK) return 1;
+        if (tern_backend_create(pi, &opt, NULL, &be, &err) != TERN_OK) return 1;
         tern_tensor src, w;
         tern_tensor_init(&src, TERN_TYPE_F16, 2, ne);
         src.data = aligned_alloc(64, tern_tensor_nbytes(&src));

@@ -1,0 +1,222 @@
+/* common.cl - what every kernel file shares; concatenated first.
+ *
+ * Built as OpenCL C 1.2. Memory: every tensor is a (buffer, byte offset)
+ * pair; AT() makes a typed pointer of it. Numerics follow the scalar
+ * backend step by step:
+ *   - no contraction: a*b+c is two roundings, as scalar's C (-std=c11)
+ *     computes it; fma() is written out where a kernel wants it;
+ *   - TERN_FP64 (the device has cl_khr_fp64): sums kept in double where
+ *     scalar keeps them in double (acc_t), and f32 divisions and square
+ *     roots rounded correctly through double (a double result rounded to
+ *     f32 is the correctly rounded f32 result for / and sqrt);
+ *   - without fp64 the build adds -cl-fp32-correctly-rounded-divide-sqrt
+ *     when the device has it, and the sums are f32.
+ * The host passes the work-group sizes as -D options (opencl.h).
+ * No barrier is ever under a condition or after an early return, uniform
+ * or not: PoCL's work-group compilation mishandles that. */
+#pragma OPENCL FP_CONTRACT OFF
+
+#ifdef TERN_FP64
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+typedef double acc_t;
+#else
+typedef float acc_t;
+#endif
+
+#define AT(T, base, off) ((global T *)((global uchar *)(base) + (off)))
+#define CAT(T, base, off) ((global const T *)((global const uchar *)(base) + (off)))
+
+/* Kernel errors: err[0] = code (first wins), err[1] = the node's index in
+ * the queue, err[2] = the bad value. */
+#define ERR_ROW_ID 1
+#define ERR_POSITION 2
+
+void report_error(global int *err, int code, int node, int value)
+{
+    if (atomic_cmpxchg(err, 0, code) == 0) {
+        err[1] = node;
+        err[2] = value;
+    }
+}
+
+/* a / b correctly rounded: the device's own division under
+ * -cl-fp32-correctly-rounded-divide-sqrt (TERN_CR_DIV), else through
+ * double (NVIDIA's compiler turns the double form back into its f32
+ * approximation, so the flag comes first). */
+float div_rn(float a, float b)
+{
+#if defined(TERN_FP64) && !defined(TERN_CR_DIV)
+    return (float)((double)a / (double)b);
+#else
+    return a / b;
+#endif
+}
+
+/* 1.0f / sqrtf(v), each of the two steps correctly rounded, as C does. */
+float rsqrt_rn(float v)
+{
+#if defined(TERN_FP64) && !defined(TERN_CR_DIV)
+    float s = (float)sqrt((double)v);
+    return (float)(1.0 / (double)s);
+#else
+    return 1.0f / sqrt(v);
+#endif
+}
+
+/* ---- work-group reductions in two levels and a fixed order: the values
+ * of n items (n a power of two, 16 <= n) in local memory; 16 items each
+ * add n/16 of them in order, then every item adds the 16 sums in order.
+ * Every item gets the same bits, after 32 dependent local reads rather
+ * than n (every item reading all n cost ~2 us at 128 on a GPU) or log2(n)
+ * barrier steps. ---- */
+#define RED_LEVEL(T, OP)                                                      \
+    int lid = get_local_id(0), n = get_local_size(0), c = n / 16;             \
+    red[lid] = v;                                                             \
+    barrier(CLK_LOCAL_MEM_FENCE);                                             \
+    T p = 0;                                                                  \
+    if (lid < 16) {                                                           \
+        p = red[lid * c];                                                     \
+        for (int i = 1; i < c; i++) p = OP(p, red[lid * c + i]);              \
+    }                                                                         \
+    barrier(CLK_LOCAL_MEM_FENCE);                                             \
+    if (lid < 16) red[lid] = p;                                               \
+    barrier(CLK_LOCAL_MEM_FENCE);                                             \
+    T r = red[0];                                                             \
+    for (int i = 1; i < 16; i++) r = OP(r, red[i]);                           \
+    barrier(CLK_LOCAL_MEM_FENCE);                                             \
+    return r;
+
+#define ADD(a, b) ((a) + (b))
+/* max with `a > b ? a : b` order: a NaN never wins (fmax's behaviour) */
+#define MAX(a, b) ((b) > (a) ? (b) : (a))
+
+acc_t wg_sum(acc_t v, local acc_t *red) { RED_LEVEL(acc_t, ADD) }
+acc_t wg_max(acc_t v, local acc_t *red) { RED_LEVEL(acc_t, MAX) }
+float wg_maxf(float v, local float *red) { RED_LEVEL(float, MAX) }
+int wg_sumi(int v, local int *red) { RED_LEVEL(int, ADD) }
+
+/* Sum of squares of a row in a fixed order whatever the work-group size,
+ * so every kernel that norms a row (rms_norm_q, the fused tails) gets the
+ * same bits: NORM_LANES partials, partial l over k = l, l + NORM_LANES, ...
+ * in order, then sums of eight partials, those in order. */
+#define NORM_LANES 128
+acc_t row_ss(global const float *x, int n, local acc_t *part)
+{
+    int lid = get_local_id(0), wg = get_local_size(0);
+    for (int l = lid; l < NORM_LANES; l += wg) {
+        acc_t s = 0;
+        int k = l;
+        for (; k + 7 * NORM_LANES < n; k += 8 * NORM_LANES) { /* eight loads in flight, then the sums in order */
+            float v[8];
+#pragma unroll
+            for (int i = 0; i < 8; i++) v[i] = x[k + i * NORM_LANES];
+#pragma unroll
+            for (int i = 0; i < 8; i++) s += (acc_t)v[i] * (acc_t)v[i];
+        }
+        for (; k < n; k += NORM_LANES) s += (acc_t)x[k] * (acc_t)x[k];
+        part[l] = s;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    acc_t ss = 0; /* sixteen sums of eight partials, then those in order */
+    for (int b = 0; b < 16; b++) {
+        acc_t p = part[8 * b];
+        for (int i = 1; i < 8; i++) p += part[8 * b + i];
+        ss += p;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return ss;
+}
+
+/* ---- per-token int8 activations (tern_q8tok_header) ----
+ * One Q8_TOK row from K floats whose absmax (floored at 1e-5) is amax:
+ * inv = 127 / amax, q = clamp(rint(x * inv), -128, 127) (NaN -> 0), then
+ * the header (inv, sum, zero pad) and zero padding to row_bytes. */
+void quantize_row(global const float *x, int K, float amax, global uchar *row, int row_bytes,
+                  local int *redi, int store)
+{
+    int lid = get_local_id(0), n = get_local_size(0);
+    float inv = div_rn(127.0f, amax);
+    global char *q = (global char *)(row + 64);
+    int sum = 0;
+#pragma unroll 8
+    for (int k = lid; store && k < row_bytes - 64; k += n) {
+        int v = 0;
+        if (k < K) {
+            float f = rint(x[k] * inv);
+            v = isnan(f) ? 0 : f > 127.0f ? 127 : f < -128.0f ? -128 : (int)f;
+        }
+        q[k] = (char)v;
+        sum += v;
+    }
+    sum = wg_sumi(sum, redi); /* every item, store or not: barriers are never conditional */
+    if (store && lid < 16) ((global int *)row)[lid] = lid == 0 ? as_int(inv) : lid == 1 ? sum : 0;
+}
+
+/* The RMS norm of row x (n values) into y, then with quant the Q8_TOK row
+ * q of y: TERN_OP_RMS_NORM then TERN_OP_QUANTIZE_ACT, step for step, for
+ * rms_norm_q and the fused tails of tmv and attention. var = f32(sum x^2 /
+ * n) (row_ss), s = 1/sqrtf(var + eps), y = f32(x s) * w; y is read back
+ * after a global barrier, so q may take the place of x. Every item of the
+ * group calls it (it holds barriers); active = 0 only takes part in them. */
+void norm_quant_row(global const float *x, global const float *w, int has_w, global float *y, int n,
+                    float eps, int quant, global uchar *q, int qrow, int active, local acc_t *part,
+                    local float *redf, local int *redi)
+{
+    int lid = get_local_id(0), wg = get_local_size(0);
+    acc_t ss = row_ss(x, active ? n : 0, part);
+    float var = (float)(ss / (acc_t)n);
+    float s = rsqrt_rn(var + eps);
+    float amax = 1e-5f;
+#pragma unroll 8
+    for (int k = lid; active && k < n; k += wg) {
+        float v = x[k] * s;
+        if (has_w) v = v * w[k];
+        y[k] = v;
+        float a = fabs(v);
+        amax = a > amax ? a : amax;
+    }
+    barrier(CLK_GLOBAL_MEM_FENCE);
+    amax = wg_maxf(amax, redf);
+    quantize_row(y, n, amax, q, qrow, redi, quant && active);
+}
+
+/* ---- elementwise functions as op.h defines them ---- */
+
+float relu_sq(float x)
+{
+    float r = x > 0.0f ? x : 0.0f;
+    return r * r;
+}
+
+float silu(float x)
+{
+#ifdef TERN_FP64
+    return (float)((double)x / (1.0 + exp(-(double)x)));
+#else
+    return x / (1.0f + exp(-x));
+#endif
+}
+
+/* Eight halves (f16 bits) to f32, exactly, in registers: the magnitude
+ * moved into an f32's fields and scaled by 2^112 (subnormals too), inf
+ * and NaN set apart, then the sign. */
+float8 h8f(uint4 r)
+{
+    uint8 h = convert_uint8(as_ushort8(r)), mag = (h & 0x7fffu) << 13;
+    float8 f = as_float8(mag) * 0x1p112f;
+    f = select(f, as_float8(mag | 0x7f800000u), (h & 0x7c00u) == 0x7c00u);
+    return as_float8(as_uint8(f) | ((h & 0x8000u) << 16));
+}
+
+/* A KV cache value: F16 (f16 != 0) or F32 element i of the bytes at p. */
+acc_t cache_at(global const uchar *p, int f16, ulong i)
+{
+    if (f16) return (acc_t)vload_half(i, (global const half *)p);
+    return (acc_t)((global const float *)p)[i];
+}
+
+void cache_put(global uchar *p, int f16, ulong i, float v)
+{
+    if (f16) vstore_half_rte(v, i, (global half *)p);
+    else ((global float *)p)[i] = v;
+}

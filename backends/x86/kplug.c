@@ -1,0 +1,282 @@
+/* kplug.c - kernel plugins (tern/kernels.h) in the x86 backend: loading
+ * tern-kernels-*.so from beside this plugin and the tuned one from the
+ * cache folder, reading the wisdom record, and choosing per weight shape:
+ * the wisdom's variants, else a plugin record's, else the built-in family.
+ * Baseline x86-64: only the variants' own code uses their ISA, and a
+ * variant runs only when host->cpu_features has every bit it needs. */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tern/tern.h"
+#include "x86.h"
+
+static int variant_usable(const x86_ctx *c, const tern_kernel_variant *v)
+{
+    return v->op == TERN_OP_MATMUL_TERNARY && v->act_type == TERN_TYPE_Q8_TOK &&
+           !(v->cpu_features & ~c->host->cpu_features) && v->layout >= 1 && v->layout < TERN_KLAYOUT_COUNT &&
+           v->name && v->applicable && v->packed_size && v->repack && v->scratch_size && v->kernel;
+}
+
+static const tern_kernel_variant *variant_at(const tern_kernels_table *t, uint32_t i)
+{
+    return (const tern_kernel_variant *)((const char *)t->variants + (size_t)i * t->variant_size);
+}
+
+/* Loads one kernel plugin; a bad one is skipped with a one-line reason. */
+static int load_one(x86_ctx *c, const char *path, int from_cache)
+{
+    if (c->n_kplug >= X86_MAX_KPLUG) return -1;
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!dl) {
+        c->host->log(TERN_LOG_WARN, "x86: skipping kernel plugin %s: %s", base, dlerror());
+        return -1;
+    }
+    tern_kernels_entry_fn entry = (tern_kernels_entry_fn)dlsym(dl, TERN_KERNELS_ENTRY_SYMBOL);
+    const tern_kernels_table *t = entry ? entry() : NULL;
+    const char *why = !entry ? "no " TERN_KERNELS_ENTRY_SYMBOL " symbol" : !t ? "its entry returned NULL" : NULL;
+    char msg[160];
+    if (!why && t->abi_version != TERN_KERNELS_ABI_VERSION) {
+        snprintf(msg, sizeof msg, "kernel ABI %u, this tern reads %u", t->abi_version, TERN_KERNELS_ABI_VERSION);
+        why = msg;
+    } else if (!why && (t->struct_size < sizeof *t || t->variant_size < sizeof(tern_kernel_variant) ||
+                        t->choice_size < sizeof(tern_kernel_choice) || !t->target || !t->compiler ||
+                        (t->n_variants && !t->variants) || (t->n_choices && !t->choices))) {
+        why = "malformed table";
+    }
+    int usable = 0;
+    for (uint32_t i = 0; !why && i < t->n_variants; i++) usable += variant_usable(c, variant_at(t, i));
+    if (!why && !usable) {
+        /* expected on a CPU the plugin was not built for: not a warning */
+        c->host->log(TERN_LOG_INFO, "x86: skipping kernel plugin %s: this CPU lacks the features its variants need", base);
+        dlclose(dl);
+        return -1;
+    }
+    if (why) {
+        c->host->log(TERN_LOG_WARN, "x86: skipping kernel plugin %s: %s", base, why);
+        dlclose(dl);
+        return -1;
+    }
+    x86_kplug *k = &c->kplug[c->n_kplug++];
+    k->dl = dl;
+    k->tab = t;
+    k->from_cache = from_cache;
+    snprintf(k->file, sizeof k->file, "%s", base);
+    return c->n_kplug - 1;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Every tern-kernels-*.so in dir, in name order. */
+static void load_dir(x86_ctx *c, const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    char *names[X86_MAX_KPLUG];
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) && n < X86_MAX_KPLUG;) {
+        size_t len = strlen(e->d_name);
+        if (len > 16 && !strncmp(e->d_name, "tern-kernels-", 13) && !strcmp(e->d_name + len - 3, ".so") &&
+            (names[n] = strdup(e->d_name)) != NULL)
+            n++;
+    }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    for (int i = 0; i < n; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        load_one(c, path, 0);
+        free(names[i]);
+    }
+}
+
+const tern_kernel_variant *x86_find_variant(const x86_ctx *c, const char *name, int prefer_cache)
+{
+    const tern_kernel_variant *found = NULL;
+    for (int pass = 0; pass < 2 && !found; pass++)
+        for (int p = 0; p < c->n_kplug && !found; p++) {
+            if (prefer_cache && (pass == 0) != c->kplug[p].from_cache) continue;
+            if (!prefer_cache && pass) break;
+            const tern_kernels_table *t = c->kplug[p].tab;
+            for (uint32_t i = 0; i < t->n_variants; i++) {
+                const tern_kernel_variant *v = variant_at(t, i);
+                if (variant_usable(c, v) && !strcmp(v->name, name)) {
+                    found = v;
+                    break;
+                }
+            }
+        }
+    return found;
+}
+
+/* The wisdom record in the cache folder, all or nothing. */
+static void load_wisdom(x86_ctx *c)
+{
+    const char *dir = c->host->cache_dir;
+    if (!dir || !*dir) return;
+    char path[4096], err[300];
+    snprintf(path, sizeof path, "%s/wisdom.lua", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) return; /* not tuned: nothing to say */
+    fclose(f);
+    tw_record *r = c->host->alloc(sizeof *r, 64);
+    if (!r) return;
+    const char *why = NULL;
+    if (tw_read(path, r, err, sizeof err)) {
+        why = err;
+    } else if (tw_check(r, TERN_VERSION, TERN_KERNELS_ABI_VERSION, c->host->cpu_features, err, sizeof err)) {
+        why = err;
+    } else {
+        char so[4200];
+        snprintf(so, sizeof so, "%s/%s", dir, r->plugin);
+        int k = load_one(c, so, 1);
+        if (k < 0) {
+            snprintf(err, sizeof err, "its plugin %s did not load", r->plugin);
+            why = err;
+        } else if (strcmp(c->kplug[k].tab->compiler, r->compiler)) {
+            snprintf(err, sizeof err, "plugin built by compiler '%s', record says '%s'", c->kplug[k].tab->compiler, r->compiler);
+            why = err;
+        }
+        for (int i = 0; !why && i < r->n_shapes; i++) {
+            const tw_shape *s = &r->shapes[i];
+            if (!strcmp(s->gemv, "builtin") && !strcmp(s->gemm, "builtin")) continue;
+            const tern_kernel_variant *gv = x86_find_variant(c, s->gemv, 1), *gm = x86_find_variant(c, s->gemm, 1);
+            if (!gv || !gm) {
+                snprintf(err, sizeof err, "shape %lldx%lld names variant '%s', which no loaded plugin has",
+                         (long long)s->K, (long long)s->N, !gv ? s->gemv : s->gemm);
+                why = err;
+            } else if (gv->layout != gm->layout) {
+                snprintf(err, sizeof err, "shape %lldx%lld: '%s' and '%s' pack different layouts", (long long)s->K,
+                         (long long)s->N, s->gemv, s->gemm);
+                why = err;
+            }
+        }
+    }
+    if (why) {
+        c->host->log(TERN_LOG_WARN, "x86: ignoring tuning record %s: %s; built-in choices run", path, why);
+        c->host->free(r);
+        return;
+    }
+    c->wisdom = r;
+}
+
+void x86_kernels_load(x86_ctx *c)
+{
+    Dl_info info;
+    if (dladdr(&x86_api, &info) && info.dli_fname) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", info.dli_fname);
+        char *slash = strrchr(dir, '/');
+        if (slash) {
+            *slash = 0;
+            load_dir(c, dir);
+        }
+    }
+    /* `tern tune` points here at the plugin it is timing */
+    const char *extra = getenv("TERN_KERNELS_PLUGIN");
+    if (extra && *extra) load_one(c, extra, 0);
+    if (c->kernel == X86_FAM_AUTO && !c->forced) load_wisdom(c);
+}
+
+void x86_kernels_unload(x86_ctx *c)
+{
+    for (int i = 0; i < c->n_kplug; i++) dlclose(c->kplug[i].dl);
+    c->n_kplug = 0;
+    c->host->free(c->wisdom);
+    c->wisdom = NULL;
+}
+
+/* The CPU model, for records' cpu_match. */
+static int cpu_matches(const x86_ctx *c, const char *match)
+{
+    if (!match || !*match) return 0;
+    char cpu[128], feat[32];
+    tw_cpu_signature(c->host->cpu_features, cpu, sizeof cpu, feat, sizeof feat);
+    return strstr(cpu, match) != NULL;
+}
+
+static int popcount64(uint64_t v)
+{
+    int n = 0;
+    for (; v; v &= v - 1) n++;
+    return n;
+}
+
+static void remember(x86_ctx *c, int64_t K, int64_t N, const tern_kernel_variant *gv,
+                     const tern_kernel_variant *gm, const char *why)
+{
+    for (int i = 0; i < c->n_chosen; i++)
+        if (c->chosen[i].K == K && c->chosen[i].N == N) return;
+    if (c->n_chosen >= X86_MAX_SHAPES) return;
+    x86_choice *ch = &c->chosen[c->n_chosen++];
+    ch->K = K, ch->N = N, ch->gemv = gv, ch->gemm = gm;
+    snprintf(ch->why, sizeof ch->why, "%s", why);
+}
+
+int x86_kernels_choose(x86_ctx *c, int64_t K, int64_t N, const tern_kernel_variant **gv,
+                       const tern_kernel_variant **gm)
+{
+    *gv = *gm = NULL;
+    int nth = c->n_threads;
+    if (c->forced) {
+        if (!c->forced->applicable(K, N, nth)) return 0;
+        *gv = *gm = c->forced;
+        remember(c, K, N, *gv, *gm, "forced by --kernel");
+        return 1;
+    }
+    if (c->kernel != X86_FAM_AUTO) {
+        remember(c, K, N, NULL, NULL, "forced family");
+        return 0;
+    }
+    if (c->wisdom)
+        for (int i = 0; i < c->wisdom->n_shapes; i++) {
+            const tw_shape *s = &c->wisdom->shapes[i];
+            if (s->K != K || s->N != N) continue;
+            if (!strcmp(s->gemv, "builtin") && !strcmp(s->gemm, "builtin")) {
+                remember(c, K, N, NULL, NULL, "wisdom: built-in won");
+                return 0;
+            }
+            const tern_kernel_variant *a = x86_find_variant(c, s->gemv, 1), *b = x86_find_variant(c, s->gemm, 1);
+            if (a && b && a->applicable(K, N, nth) && b->applicable(K, N, nth)) {
+                *gv = a, *gm = b;
+                char why[96];
+                snprintf(why, sizeof why, "wisdom, tuned at %d thread%s", c->wisdom->threads,
+                         c->wisdom->threads == 1 ? "" : "s");
+                remember(c, K, N, a, b, why);
+                return 1;
+            }
+        }
+    /* plugin records: the most specific plugin choosing for this shape */
+    int best = -1, best_score = -1, builtin = 0;
+    for (int p = 0; p < c->n_kplug; p++) {
+        const tern_kernels_table *t = c->kplug[p].tab;
+        if (c->kplug[p].from_cache) continue;
+        for (uint32_t i = 0; i < t->n_choices; i++) {
+            const tern_kernel_choice *ch = (const tern_kernel_choice *)((const char *)t->choices + (size_t)i * t->choice_size);
+            if (ch->K != K || ch->N != N || !ch->gemv || !ch->gemm) continue;
+            int is_builtin = !strcmp(ch->gemv, "builtin") || !strcmp(ch->gemm, "builtin");
+            const tern_kernel_variant *a = is_builtin ? NULL : x86_find_variant(c, ch->gemv, 0);
+            const tern_kernel_variant *b = is_builtin ? NULL : x86_find_variant(c, ch->gemm, 0);
+            if (!is_builtin && (!a || !b || a->layout != b->layout || !a->applicable(K, N, nth) || !b->applicable(K, N, nth)))
+                continue;
+            uint64_t f = 0;
+            for (uint32_t j = 0; j < t->n_variants; j++) f |= variant_at(t, j)->cpu_features;
+            int score = popcount64(f) + 100 * cpu_matches(c, t->cpu_match);
+            if (score > best_score) {
+                best_score = score, best = p, builtin = is_builtin;
+                *gv = a, *gm = b;
+            }
+        }
+    }
+    if (best >= 0) {
+        char why[96];
+        snprintf(why, sizeof why, "record %s%s", c->kplug[best].tab->target, builtin ? ": built-in" : "");
+        remember(c, K, N, *gv, *gm, why);
+        return !builtin;
+    }
+    remember(c, K, N, NULL, NULL, "built-in default");
+    return 0;
+}

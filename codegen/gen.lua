@@ -1,0 +1,589 @@
+-- codegen/gen.lua - the kernel generator: a target record (plugins/*.lua,
+-- or one `tern tune` writes) in, one C file of ternary matmul kernels out,
+-- with the registry table that tern-kernels-<target>.so exports
+-- (runtime/include/tern/kernels.h).
+--
+--   lua5.4 codegen/gen.lua RECORD.lua OUT.c
+--
+-- A record is a Lua chunk returning
+--   { target = "zen4", isa = "avx512",
+--     variants = { {family = "mad", tiles = 2, tokens = 1, prefetch = 4096}, ... },
+--     choices = { {K = 2560, N = 2560, gemv = "zen4.mad.v2p4096", gemm = "zen4.mad.m4x6"}, ... } }
+-- Families (each a 16-row tile, int32 accumulation, bit-exact against
+-- scalar by construction: exact integer dot, then (float)acc / inv * scale):
+--   mad     2-bit layout (TERN_KLAYOUT_MAD2): tiles = 16-row tiles per step,
+--           tokens = 1 (GEMV: fields masked in place, 4 accumulators) or
+--           T > 1 (GEMM: tiles x T accumulators), prefetch = bytes ahead.
+--   dense5  1.6-bit layout (TERN_KLAYOUT_DENSE5): 5 trits a byte, decoded
+--           by two vpermi2b table lookups per 64 bytes into a MAD byte
+--           (4 trits in 2-bit fields) plus the fifth trit.
+-- The same record always gives the same bytes: nothing here reads the
+-- clock, the environment or the host.
+local M = {}
+
+M.FEATURES = { avx2 = 1 << 2, fma = 1 << 3, f16c = 1 << 4, avx512f = 1 << 6, avx512bw = 1 << 7,
+               avx512vl = 1 << 8, avx512vnni = 1 << 9, avx512vbmi = 1 << 10, neon = 1 << 16,
+               dotprod = 1 << 17, sve2 = 1 << 20 }
+-- What each ISA's kernels need, and the flags that compile them.
+M.ISA = {
+    avx512 = { features = { "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512vnni", "avx512vbmi" },
+               cflags = "-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512vbmi",
+               families = { mad = true, dense5 = true } },
+    avx2 = { features = { "avx2", "fma", "f16c" }, cflags = "-mavx2 -mfma -mf16c",
+             families = { mad = true } },
+    -- neon / sve2: described so records can name them; the generator has
+    -- no emitter for them yet (tbl / svtbl lookups would replace vpermb).
+    neon = { features = { "neon", "dotprod" }, cflags = "-march=armv8.2-a+dotprod", families = {} },
+    sve2 = { features = { "neon", "sve2" }, cflags = "-march=armv9-a+sve2", families = {} },
+}
+local OP_MATMUL_TERNARY, TYPE_Q8_TOK = 11, 64
+local LAYOUT = { mad = 1, dense5 = 2 }
+local KBLOCK = { mad = 16, dense5 = 20 }
+
+function M.variant_name(target, v)
+    if v.tokens == 1 then
+        return string.format("%s.%s.v%dp%d", target, v.family, v.tiles, v.prefetch or 0)
+    end
+    return string.format("%s.%s.m%dx%d", target, v.family, v.tiles, v.tokens)
+end
+
+local function features_of(isa)
+    local f = 0
+    for _, n in ipairs(M.ISA[isa].features) do f = f | M.FEATURES[n] end
+    return f
+end
+
+local function check(rec)
+    assert(type(rec) == "table", "record: not a table")
+    assert(type(rec.target) == "string" and rec.target:match("^[%w_%-]+$"), "record: bad target")
+    assert(rec.cpu == nil or (type(rec.cpu) == "string" and not rec.cpu:find('[\\"]')), "record: bad cpu")
+    local isa = M.ISA[rec.isa]
+    assert(isa, "record: unknown isa " .. tostring(rec.isa))
+    local seen = {}
+    for i, v in ipairs(rec.variants or {}) do
+        assert(isa.families[v.family], ("record: variant %d: family %s not emitted for %s"):format(i, tostring(v.family), rec.isa))
+        assert(math.type(v.tiles) == "integer" and v.tiles >= 1 and v.tiles <= 4, "record: tiles 1..4")
+        assert(math.type(v.tokens) == "integer" and v.tokens >= 1 and v.tokens <= 8, "record: tokens 1..8")
+        assert(v.tiles * v.tokens <= 24, "record: tiles x tokens must fit the registers (<= 24)")
+        v.prefetch = v.prefetch or 0
+        assert(math.type(v.prefetch) == "integer" and v.prefetch >= 0 and v.prefetch % 64 == 0, "record: prefetch")
+        local n = M.variant_name(rec.target, v)
+        assert(not seen[n], "record: duplicate variant " .. n)
+        seen[n] = true
+    end
+    return isa
+end
+
+-- ---------------------------------------------------------------- emitters
+local out
+local function emit(fmt, ...) out[#out + 1] = select("#", ...) > 0 and fmt:format(...) or fmt end
+
+local COMMON = [[
+#include <stdint.h>
+#include <string.h>
+
+#include "tern/kernels.h"
+
+#define AI static inline __attribute__((always_inline))
+#define EXPORT __attribute__((visibility("default")))
+
+typedef struct tk_tok {
+    const int8_t *q; /* K codes */
+    float inv;
+    int32_t sum;
+} tk_tok;
+
+static tk_tok tk_token(const tern_kernel_call *c, int64_t t)
+{
+    const uint8_t *row = c->x + (size_t)t * c->x_stride;
+    tk_tok r;
+    memcpy(&r.inv, row, 4);
+    memcpy(&r.sum, row + 4, 4);
+    r.q = (const int8_t *)(row + 64);
+    return r;
+}
+
+static int32_t tk_load32(const void *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static int64_t tk_round(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+static void tk_split(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi)
+{
+    if (nth < 1) nth = 1;
+    *lo = n * ith / nth;
+    *hi = n * (ith + 1) / nth;
+}
+
+/* The largest K whose GEMV in-place fields stay below 2^31 (see gen.lua). */
+#define TK_KMAX 65536
+
+static int tk_applicable(int64_t K, int64_t N, int nth)
+{
+    return K > 0 && K <= TK_KMAX && N > 0 && N <= ((int64_t)1 << 32) && nth >= 1;
+}
+
+static size_t tk_scratch(int64_t K, int64_t n_tok)
+{
+    (void)K, (void)n_tok;
+    return 0;
+}
+
+/* Weight (row r, k) in {-1,0,1} plus one, 0 outside the matrix (padding
+ * never contributes: the activations' sum correction counts only k < K). */
+static int tk_code1(const int8_t *codes, int64_t K, int64_t rows, int64_t r, int64_t k)
+{
+    return r < rows && k < K ? codes[r * K + k] + 1 : 0;
+}
+
+/* ---- TERN_KLAYOUT_MAD2: tiles of Kp/16 blocks of 64 bytes; byte 4r + i
+ * of block kb holds w + 1 of row r, k = 16 kb + 4p + i in bits 2p, 2p+1 */
+__attribute__((unused)) static size_t tk_mad_size(int64_t K, int64_t N)
+{
+    return (size_t)(tk_round(N, 16) / 16) * (size_t)tk_round(K, 16) * 4;
+}
+
+__attribute__((unused)) static void tk_mad_repack(const int8_t *codes, int64_t K, int64_t rows, int64_t tile, uint8_t *packed)
+{
+    int64_t Kp = tk_round(K, 16);
+    uint8_t *out = packed + (size_t)tile * (size_t)Kp * 4;
+    for (int64_t kb = 0; kb < Kp / 16; kb++)
+        for (int j = 0; j < 64; j++) {
+            unsigned b = 0;
+            for (int p = 0; p < 4; p++) b |= (unsigned)tk_code1(codes, K, rows, j / 4, 16 * kb + 4 * p + j % 4) << (2 * p);
+            out[kb * 64 + j] = (uint8_t)b;
+        }
+}
+
+/* ---- TERN_KLAYOUT_DENSE5: tiles of Kb = ceil(K/20) blocks of 64 bytes;
+ * byte 4r + i of block kb is sum_p (w + 1) 3^p of row r, k = 20 kb + 4p + i,
+ * p = 0..4: 1.6 bits a weight */
+__attribute__((unused)) static size_t tk_dense5_size(int64_t K, int64_t N)
+{
+    return (size_t)(tk_round(N, 16) / 16) * (size_t)(tk_round(K, 20) / 20) * 64;
+}
+
+__attribute__((unused)) static void tk_dense5_repack(const int8_t *codes, int64_t K, int64_t rows, int64_t tile, uint8_t *packed)
+{
+    int64_t Kb = tk_round(K, 20) / 20;
+    uint8_t *out = packed + (size_t)tile * (size_t)Kb * 64;
+    for (int64_t kb = 0; kb < Kb; kb++)
+        for (int j = 0; j < 64; j++) {
+            unsigned b = 0;
+            for (int p = 4; p >= 0; p--) b = 3 * b + (unsigned)tk_code1(codes, K, rows, j / 4, 20 * kb + 4 * p + j % 4);
+            out[kb * 64 + j] = (uint8_t)b;
+        }
+}
+]]
+
+local AVX512_COMMON = [[
+/* Rows r..r+15 of token t: as scalar, (float)acc / inv * scale. */
+AI void tk_store16(const tern_kernel_call *c, int64_t t, int64_t r, __m512i acc, float inv)
+{
+    float *y = (float *)((uint8_t *)c->y + (size_t)t * c->y_stride);
+    __m512 v = _mm512_div_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(inv));
+    v = _mm512_mul_ps(v, _mm512_set1_ps(c->scale));
+    int64_t n = c->N - r;
+    _mm512_mask_storeu_ps(y + r, n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1), v);
+}
+
+/* In-place fields: a_p holds 4^p sum (w+1) q; exact while |a_p| < 2^31. */
+AI __m512i tk_combine(__m512i a0, __m512i a1, __m512i a2, __m512i a3, int32_t sum)
+{
+    __m512i s = _mm512_add_epi32(a0, _mm512_srai_epi32(a1, 2));
+    s = _mm512_add_epi32(s, _mm512_add_epi32(_mm512_srai_epi32(a2, 4), _mm512_srai_epi32(a3, 6)));
+    return _mm512_sub_epi32(s, _mm512_set1_epi32(sum));
+}
+]]
+
+-- dense5 decode tables: byte b -> MAD byte of its trits 0..3, and trit 4
+local function dense5_tables()
+    local t, e = {}, {}
+    for b = 0, 255 do
+        local d, x = {}, b
+        for p = 0, 4 do d[p] = x % 3; x = x // 3 end
+        if b < 243 then
+            t[b + 1] = d[0] + 4 * d[1] + 16 * d[2] + 64 * d[3]
+            e[b + 1] = d[4]
+        else
+            t[b + 1], e[b + 1] = 0, 0
+        end
+    end
+    emit("/* dense5 decode: byte b (5 trits, base 3) -> 2-bit fields of trits 0..3, and trit 4 */")
+    for _, tab in ipairs({ { "tk_d5_lo", t }, { "tk_d5_hi", e } }) do
+        emit("static const uint8_t %s[256] __attribute__((aligned(64))) = {", tab[1])
+        for row = 0, 15 do
+            local s = {}
+            for i = 1, 16 do s[i] = tostring(tab[2][row * 16 + i]) end
+            emit("    " .. table.concat(s, ", ") .. ",")
+        end
+        emit("};")
+    end
+    emit([[
+typedef struct tk_d5 { __m512i t0, t1, t2, t3, e0, e1, e2, e3; } tk_d5;
+AI tk_d5 tk_d5_load(void)
+{
+    tk_d5 d;
+    d.t0 = _mm512_load_si512(tk_d5_lo); d.t1 = _mm512_load_si512(tk_d5_lo + 64);
+    d.t2 = _mm512_load_si512(tk_d5_lo + 128); d.t3 = _mm512_load_si512(tk_d5_lo + 192);
+    d.e0 = _mm512_load_si512(tk_d5_hi); d.e1 = _mm512_load_si512(tk_d5_hi + 64);
+    d.e2 = _mm512_load_si512(tk_d5_hi + 128); d.e3 = _mm512_load_si512(tk_d5_hi + 192);
+    return d;
+}
+/* v: 64 dense bytes -> *f: MAD byte of trits 0..3, return: trit 4 */
+AI __m512i tk_d5_decode(const tk_d5 *d, __m512i v, __m512i *f)
+{
+    __mmask64 hi = _mm512_movepi8_mask(v);
+    *f = _mm512_mask_blend_epi8(hi, _mm512_permutex2var_epi8(d->t0, v, d->t1),
+                                _mm512_permutex2var_epi8(d->t2, v, d->t3));
+    return _mm512_mask_blend_epi8(hi, _mm512_permutex2var_epi8(d->e0, v, d->e1),
+                                  _mm512_permutex2var_epi8(d->e2, v, d->e3));
+}
+]])
+end
+
+-- One AVX-512 block function: nt tiles x nt tokens (nt_tok == 1 and gemv:
+-- in-place fields), for family fam. Emitted once per (fam, kind, nt, T, pf).
+local emitted = {}
+local function avx512_block(fam, gemv, nt, T, pf)
+    local fname = ("tk_%s_%s_%dx%d_p%d"):format(fam, gemv and "gemv" or "gemm", nt, T, pf)
+    if emitted[fname] then return fname end
+    emitted[fname] = true
+    local kb_bytes = 64
+    local kstep = KBLOCK[fam]
+    emit("/* %s: %d tile(s) x %d token(s)%s */", fname, nt, T, pf > 0 and (", prefetch " .. pf .. " bytes") or "")
+    emit("static void %s(const tern_kernel_call *c, const uint8_t *w, size_t tb, int64_t r, const tk_tok *x, int64_t t0, int64_t nkb)", fname)
+    emit("{")
+    if fam == "dense5" then emit("    const tk_d5 d5 = tk_d5_load();") end
+    -- the last block of a dense5 row may reach past the readable codes: it
+    -- reads a zero-padded copy (its padding weights are 0 anyway)
+    local tail = fam == "dense5"
+    if tail then
+        emit("    int8_t tail[%d][32] __attribute__((aligned(64)));", T)
+        emit("    for (int t = 0; t < %d; t++) {", T)
+        emit("        int64_t k0 = 20 * (nkb - 1), n = c->K - k0;")
+        emit("        memset(tail[t], 0, 32);")
+        emit("        memcpy(tail[t], x[t].q + k0, (size_t)n);")
+        emit("    }")
+    end
+    if gemv then
+        emit("    const __m512i m0 = _mm512_set1_epi8(0x03), m1 = _mm512_set1_epi8(0x0c);")
+        emit("    const __m512i m2 = _mm512_set1_epi8(0x30), m3 = _mm512_set1_epi8((char)0xc0);")
+        for i = 0, nt - 1 do
+            emit("    __m512i a%d_0 = _mm512_setzero_si512(), a%d_1 = _mm512_setzero_si512(), a%d_2 = _mm512_setzero_si512(), a%d_3 = _mm512_setzero_si512();", i, i, i, i)
+        end
+    else
+        emit("    const __m512i m3 = _mm512_set1_epi8(0x03);")
+        for i = 0, nt - 1 do
+            for t = 0, T - 1 do emit("    __m512i acc%d_%d = _mm512_setzero_si512();", i, t) end
+        end
+    end
+    local function body(qexpr)
+        -- qexpr(t): pointer expression to token t's block codes
+        for i = 0, nt - 1 do
+            emit("        __m512i v%d = _mm512_loadu_si512(w + %d * tb + %d * kb);", i, i, kb_bytes)
+            if pf > 0 then emit("        _mm_prefetch((const char *)(w + %d * tb + %d * kb + %d), _MM_HINT_T0);", i, kb_bytes, pf) end
+        end
+        if fam == "dense5" then
+            for i = 0, nt - 1 do emit("        __m512i f%d, e%d = tk_d5_decode(&d5, v%d, &f%d);", i, i, i, i) end
+        else
+            for i = 0, nt - 1 do emit("        __m512i f%d = v%d;", i, i) end
+        end
+        if gemv then
+            emit("        const int8_t *q = %s;", qexpr(0))
+            emit("        __m512i x0 = _mm512_set1_epi32(tk_load32(q)), x1 = _mm512_set1_epi32(tk_load32(q + 4));")
+            emit("        __m512i x2 = _mm512_set1_epi32(tk_load32(q + 8)), x3 = _mm512_set1_epi32(tk_load32(q + 12));")
+            if fam == "dense5" then emit("        __m512i x4 = _mm512_set1_epi32(tk_load32(q + 16));") end
+            for i = 0, nt - 1 do
+                for p = 0, 3 do
+                    emit("        a%d_%d = _mm512_dpbusd_epi32(a%d_%d, _mm512_and_si512(f%d, m%d), x%d);", i, p, i, p, i, p, p)
+                end
+                if fam == "dense5" then emit("        a%d_0 = _mm512_dpbusd_epi32(a%d_0, e%d, x4);", i, i, i) end
+            end
+        else
+            local np = fam == "dense5" and 5 or 4
+            for p = 0, np - 1 do
+                emit("        {")
+                for i = 0, nt - 1 do
+                    if p == 4 then
+                        emit("        __m512i u%d = e%d;", i, i)
+                    elseif p == 0 then
+                        emit("        __m512i u%d = _mm512_and_si512(f%d, m3);", i, i)
+                    else
+                        emit("        __m512i u%d = _mm512_and_si512(_mm512_srli_epi16(f%d, %d), m3);", i, i, 2 * p)
+                    end
+                end
+                for t = 0, T - 1 do
+                    emit("        { __m512i xv = _mm512_set1_epi32(tk_load32(%s + %d));", qexpr(t), 4 * p)
+                    for i = 0, nt - 1 do
+                        emit("          acc%d_%d = _mm512_dpbusd_epi32(acc%d_%d, u%d, xv);", i, t, i, t, i)
+                    end
+                    emit("        }")
+                end
+                emit("        }")
+            end
+        end
+    end
+    -- dense5: every block but the last reads the row; the last reads tail
+    local last = tail and "nkb - 1" or "nkb"
+    emit("    for (int64_t kb = 0; kb < %s; kb++) {", last)
+    body(function(t) return ("(x[%d].q + %d * kb)"):format(t, kstep) end)
+    emit("    }")
+    if tail then
+        emit("    { int64_t kb = nkb - 1;")
+        body(function(t) return ("tail[%d]"):format(t) end)
+        emit("    }")
+    end
+    if gemv then
+        for i = 0, nt - 1 do
+            emit("    tk_store16(c, t0, r + %d, tk_combine(a%d_0, a%d_1, a%d_2, a%d_3, x[0].sum), x[0].inv);", 16 * i, i, i, i, i)
+        end
+    else
+        for t = 0, T - 1 do
+            for i = 0, nt - 1 do
+                emit("    tk_store16(c, t0 + %d, r + %d, _mm512_sub_epi32(acc%d_%d, _mm512_set1_epi32(x[%d].sum)), x[%d].inv);", t, 16 * i, i, t, t, t)
+            end
+        end
+    end
+    emit("}")
+    emit("")
+    return fname
+end
+
+local function avx512_variant(target, v)
+    local fam, nt, T, pf = v.family, v.tiles, v.tokens, v.prefetch
+    local gemv = T == 1
+    local name = M.variant_name(target, v)
+    local cname = name:gsub("[^%w]", "_")
+    -- the block functions this variant calls: main, tile remainder, token remainder
+    local bmain = avx512_block(fam, gemv, nt, T, pf)
+    local btile = avx512_block(fam, gemv, 1, T, pf)
+    local btok = avx512_block(fam, gemv, nt, 1, pf)
+    local b11 = avx512_block(fam, gemv, 1, 1, pf)
+    local nkb = fam == "dense5" and "tk_round(c->K, 20) / 20" or "tk_round(c->K, 16) / 16"
+    emit("/* variant %s: family %s, %d tile(s) of 16 rows, %d token(s) a step, prefetch %d */", name, fam, nt, T, pf)
+    emit("static void %s_kernel(const tern_kernel_call *c, int ith, int nth, void *scratch)", cname)
+    emit("{")
+    emit("    (void)scratch;")
+    emit("    int64_t nkb = %s, lo, hi;", nkb)
+    emit("    size_t tb = (size_t)nkb * 64;")
+    emit("    tk_split(tk_round(c->N, 16) / 16, ith, nth, &lo, &hi);")
+    emit("    tk_tok x[%d];", T)
+    emit("    for (int64_t i = lo; i < hi; i += %d) {", nt)
+    emit("        const uint8_t *w = c->w + (size_t)i * tb;")
+    emit("        int full = i + %d <= hi;", nt)
+    emit("        int64_t t = 0;")
+    emit("        for (; t + %d <= c->n_tok; t += %d) {", T, T)
+    emit("            for (int j = 0; j < %d; j++) x[j] = tk_token(c, t + j);", T)
+    emit("            if (full) %s(c, w, tb, 16 * i, x, t, nkb);", bmain)
+    emit("            else for (int64_t k = i; k < hi; k++) %s(c, c->w + (size_t)k * tb, tb, 16 * k, x, t, nkb);", btile)
+    emit("        }")
+    emit("        for (; t < c->n_tok; t++) {")
+    emit("            x[0] = tk_token(c, t);")
+    emit("            if (full) %s(c, w, tb, 16 * i, x, t, nkb);", btok)
+    emit("            else for (int64_t k = i; k < hi; k++) %s(c, c->w + (size_t)k * tb, tb, 16 * k, x, t, nkb);", b11)
+    emit("        }")
+    emit("    }")
+    emit("}")
+    emit("")
+    return name, cname
+end
+
+-- ---------------------------------------------------------------- AVX2
+local AVX2_COMMON = [[
+/* Rows r..r+7 of token t (n of them inside the matrix). */
+static void tk_store8(const tern_kernel_call *c, int64_t t, int64_t r, __m256i acc, float inv)
+{
+    float *y = (float *)((uint8_t *)c->y + (size_t)t * c->y_stride);
+    __m256 v = _mm256_div_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(inv));
+    v = _mm256_mul_ps(v, _mm256_set1_ps(c->scale));
+    float buf[8];
+    _mm256_storeu_ps(buf, v);
+    for (int64_t i = 0; i < 8 && r + i < c->N; i++) y[r + i] = buf[i];
+}
+]]
+
+-- AVX2 MAD: a 16-row tile is two 8-row ymm halves; each field (w+1 in
+-- {0,1,2}) times 4 codes by vpmaddubsw (pairs, |sum| <= 508) then vpmaddwd.
+local function avx2_block(nt, T, pf)
+    local fname = ("tk_mad2_%dx%d_p%d"):format(nt, T, pf)
+    if emitted[fname] then return fname end
+    emitted[fname] = true
+    emit("static void %s(const tern_kernel_call *c, const uint8_t *w, size_t tb, int64_t r, const tk_tok *x, int64_t t0, int64_t nkb)", fname)
+    emit("{")
+    emit("    const __m256i m3 = _mm256_set1_epi8(0x03), one = _mm256_set1_epi16(1);")
+    for h = 0, 2 * nt - 1 do
+        for t = 0, T - 1 do emit("    __m256i acc%d_%d = _mm256_setzero_si256();", h, t) end
+    end
+    emit("    for (int64_t kb = 0; kb < nkb; kb++) {")
+    for h = 0, 2 * nt - 1 do
+        emit("        __m256i v%d = _mm256_loadu_si256((const __m256i *)(w + %d * tb + 64 * kb + %d));", h, h // 2, 32 * (h % 2))
+        if pf > 0 and h % 2 == 0 then emit("        _mm_prefetch((const char *)(w + %d * tb + 64 * kb + %d), _MM_HINT_T0);", h // 2, pf) end
+    end
+    for p = 0, 3 do
+        emit("        {")
+        for h = 0, 2 * nt - 1 do
+            emit("        __m256i u%d = _mm256_and_si256(%s, m3);", h, p == 0 and ("v" .. h) or ("_mm256_srli_epi16(v%d, %d)"):format(h, 2 * p))
+        end
+        for t = 0, T - 1 do
+            emit("        { __m256i xv = _mm256_set1_epi32(tk_load32(x[%d].q + 16 * kb + %d));", t, 4 * p)
+            for h = 0, 2 * nt - 1 do
+                emit("          acc%d_%d = _mm256_add_epi32(acc%d_%d, _mm256_madd_epi16(_mm256_maddubs_epi16(u%d, xv), one)); ", h, t, h, t, h)
+            end
+            emit("        }")
+        end
+        emit("        }")
+    end
+    emit("    }")
+    for t = 0, T - 1 do
+        for h = 0, 2 * nt - 1 do
+            emit("    tk_store8(c, t0 + %d, r + %d, _mm256_sub_epi32(acc%d_%d, _mm256_set1_epi32(x[%d].sum)), x[%d].inv);", t, 8 * h, h, t, t, t)
+        end
+    end
+    emit("}")
+    emit("")
+    return fname
+end
+
+local function avx2_variant(target, v)
+    local nt, T, pf = v.tiles, v.tokens, v.prefetch
+    local name = M.variant_name(target, v)
+    local cname = name:gsub("[^%w]", "_")
+    local bmain, btile, btok, b11 = avx2_block(nt, T, pf), avx2_block(1, T, pf), avx2_block(nt, 1, pf), avx2_block(1, 1, pf)
+    emit("/* variant %s: family mad (avx2), %d tile(s), %d token(s), prefetch %d */", name, nt, T, pf)
+    emit("static void %s_kernel(const tern_kernel_call *c, int ith, int nth, void *scratch)", cname)
+    emit("{")
+    emit("    (void)scratch;")
+    emit("    int64_t nkb = tk_round(c->K, 16) / 16, lo, hi;")
+    emit("    size_t tb = (size_t)nkb * 64;")
+    emit("    tk_split(tk_round(c->N, 16) / 16, ith, nth, &lo, &hi);")
+    emit("    tk_tok x[%d];", T)
+    emit("    for (int64_t i = lo; i < hi; i += %d) {", nt)
+    emit("        const uint8_t *w = c->w + (size_t)i * tb;")
+    emit("        int full = i + %d <= hi;", nt)
+    emit("        int64_t t = 0;")
+    emit("        for (; t + %d <= c->n_tok; t += %d) {", T, T)
+    emit("            for (int j = 0; j < %d; j++) x[j] = tk_token(c, t + j);", T)
+    emit("            if (full) %s(c, w, tb, 16 * i, x, t, nkb);", bmain)
+    emit("            else for (int64_t k = i; k < hi; k++) %s(c, c->w + (size_t)k * tb, tb, 16 * k, x, t, nkb);", btile)
+    emit("        }")
+    emit("        for (; t < c->n_tok; t++) {")
+    emit("            x[0] = tk_token(c, t);")
+    emit("            if (full) %s(c, w, tb, 16 * i, x, t, nkb);", btok)
+    emit("            else for (int64_t k = i; k < hi; k++) %s(c, c->w + (size_t)k * tb, tb, 16 * k, x, t, nkb);", b11)
+    emit("        }")
+    emit("    }")
+    emit("}")
+    emit("")
+    return name, cname
+end
+
+-- ---------------------------------------------------------------- driver
+function M.generate(rec, record_name)
+    local isa = check(rec)
+    out = {}
+    emitted = {}
+    local feats = features_of(rec.isa)
+    emit("/* tern-kernels-%s.c - generated by codegen/gen.lua from %s, do not edit.", rec.target, record_name)
+    emit(" * target %s, isa %s (%s), %d variant(s):", rec.target, rec.isa, isa.cflags, #(rec.variants or {}))
+    for _, v in ipairs(rec.variants or {}) do
+        emit(" *   %s: family %s tile_rows 16 k_block %d tiles %d tokens %d prefetch %d",
+             M.variant_name(rec.target, v), v.family, KBLOCK[v.family], v.tiles, v.tokens, v.prefetch)
+    end
+    emit(" */")
+    if rec.isa == "avx512" or rec.isa == "avx2" then emit("#include <immintrin.h>") end
+    emit(COMMON)
+    local names = {}
+    if rec.isa == "avx512" then
+        emit(AVX512_COMMON)
+        local any_dense = false
+        for _, v in ipairs(rec.variants or {}) do any_dense = any_dense or v.family == "dense5" end
+        if any_dense then dense5_tables() end
+        for _, v in ipairs(rec.variants or {}) do
+            local n, cn = avx512_variant(rec.target, v)
+            names[#names + 1] = { n, cn, v }
+        end
+    elseif rec.isa == "avx2" then
+        emit(AVX2_COMMON)
+        for _, v in ipairs(rec.variants or {}) do
+            local n, cn = avx2_variant(rec.target, v)
+            names[#names + 1] = { n, cn, v }
+        end
+    end
+    -- the registry
+    emit("static const tern_kernel_variant tk_variants[] = {")
+    for _, e in ipairs(names) do
+        local v = e[3]
+        emit("    {sizeof(tern_kernel_variant), \"%s\", \"%s\", %d, %d, 0x%xull, %d, 16, %d, 0, %d, %d, %d,",
+             e[1], v.family, OP_MATMUL_TERNARY, TYPE_Q8_TOK, feats, LAYOUT[v.family], KBLOCK[v.family], v.tiles, v.tokens, v.prefetch)
+        emit("     tk_applicable, tk_%s_size, tk_%s_repack, tk_scratch, %s_kernel},", v.family, v.family, e[2])
+    end
+    if #names == 0 then emit("    {0}") end
+    emit("};")
+    emit("static const tern_kernel_choice tk_choices[] = {")
+    local known = {}
+    for _, e in ipairs(names) do known[e[1]] = true end
+    local nchoice = 0
+    for _, ch in ipairs(rec.choices or {}) do
+        assert(math.type(ch.K) == "integer" and math.type(ch.N) == "integer", "record: choice K, N")
+        local function ok(n) return known[n] or n == "builtin" end
+        assert(ok(ch.gemv) and ok(ch.gemm), "record: choice names a variant not in the record: " .. tostring(ch.gemv) .. ", " .. tostring(ch.gemm))
+        emit("    {sizeof(tern_kernel_choice), %d, %d, \"%s\", \"%s\"},", ch.K, ch.N, ch.gemv, ch.gemm)
+        nchoice = nchoice + 1
+    end
+    if nchoice == 0 then emit("    {0}") end
+    emit("};")
+    emit([[
+static const tern_kernels_table tk_table = {
+    TERN_KERNELS_ABI_VERSION, sizeof(tern_kernels_table), "%s",
+    "generated by codegen/gen.lua from %s", __VERSION__,
+    tk_variants, %d, sizeof(tern_kernel_variant), tk_choices, %d, sizeof(tern_kernel_choice), "%s"};
+
+EXPORT const tern_kernels_table *tern_kernels_entry(void) { return &tk_table; }]],
+        rec.target, record_name, #names, nchoice, rec.cpu or "")
+    return table.concat(out, "\n") .. "\n"
+end
+
+-- The grid `tern tune` and the tests search, per isa and patience.
+function M.grid(isa, patience)
+    local g = {}
+    local fams = isa == "avx512" and { "mad", "dense5" } or { "mad" }
+    local pfs = patience == "estimate" and { 4096 } or { 0, 2048, 4096 }
+    local gemm = patience == "estimate" and { { 4, 4 } } or { { 2, 4 }, { 4, 4 }, { 3, 6 }, { 2, 8 } }
+    if patience == "exhaustive" then pfs = { 0, 1024, 2048, 4096, 8192 }; gemm[#gemm + 1] = { 4, 6 }; gemm[#gemm + 1] = { 1, 8 } end
+    for _, f in ipairs(fams) do
+        for _, nt in ipairs(patience == "estimate" and { 2 } or { 1, 2, 4 }) do
+            for _, pf in ipairs(pfs) do g[#g + 1] = { family = f, tiles = nt, tokens = 1, prefetch = pf } end
+        end
+        for _, b in ipairs(gemm) do g[#g + 1] = { family = f, tiles = b[1], tokens = b[2], prefetch = 0 } end
+    end
+    return g
+end
+
+-- command line: gen.lua RECORD OUT.c
+if arg and arg[0] and arg[0]:match("gen%.lua$") and arg[1] then
+    local chunk = assert(loadfile(arg[1], "t", {}))
+    local rec = chunk()
+    if rec.grid then -- a record may ask for the whole tuning grid of its isa
+        rec.variants = rec.variants or {}
+        local have = {}
+        for _, v in ipairs(rec.variants) do have[M.variant_name(rec.target, v)] = true end
+        for _, v in ipairs(M.grid(rec.isa, rec.grid)) do
+            if not have[M.variant_name(rec.target, v)] then rec.variants[#rec.variants + 1] = v end
+        end
+    end
+    local name = arg[1]:match("([^/]*/[^/]*)$") or arg[1]
+    local text = M.generate(rec, name)
+    if arg[2] then
+        local f = assert(io.open(arg[2], "wb"))
+        f:write(text)
+        f:close()
+    else
+        io.write(text)
+    end
+end
+return M
