@@ -2,25 +2,29 @@
 # run_qemu.sh BUILD ARCH - what `scons arch=aarch64 test` runs: the cross
 # build's Check runner under qemu user-mode emulation (qemu-ARCH-static),
 # on several CPU models so that every path of the arm backend runs:
-#   sve128, sve256, sve512  -cpu max (SVE2, i8mm, dotprod) at VL 128/256/512
-#   a76                     Cortex-A76: NEON + dotprod, no SVE
-#   a53                     Cortex-A53: NEON only, no dotprod
-#   a64fx                   A64FX: SVE at VL 512 without SVE2 or dotprod
-# On each: `tern info` must list arm as runnable; the conformance suite
-# (arm, and every forced arm kernel the model runs, against scalar over
-# every op) and the arm suite. The e2e backend cases on the shared trained
-# models: logits against the PyTorch references on sve256 (SVE MAD), greedy
-# tokens against scalar on a76 (NEON MAD); running each on both would add
-# nothing, as the integer paths are bit-exact on every tier and the float
-# ops are the same NEON code on all of them. The library suites (core, chat,
-# loader, sampler, tokenizer, gguf) once, on sve256, with the tern command
-# they start run under qemu too ($TERN_TEST_EXEC). Not under qemu, because
-# qemu emulates floating point in software and they would take most of
-# CI's half hour while testing nothing ISA-specific: the e2e scalar-only
-# case (scalar against the references, minutes of double arithmetic), cli
-# and spec (whole generations and speculative runs of the float Llama
-# through the tern command: over 15 minutes), and the fuzz run (the host's
-# clang).
+#   sve128, sve512  -cpu max (SVE2, i8mm, dotprod) at VL 128 / 512
+#   sve256          the same at VL 256, where every forced kernel runs too
+#   a76             Cortex-A76: NEON + dotprod, no SVE
+#   a53             Cortex-A53: NEON only, no dotprod
+#   a64fx           A64FX: SVE at VL 512 without SVE2 or dotprod
+# On each: `tern info` must list arm as runnable; the conformance suite's
+# backends case (arm against scalar over every op, plus the forced arm
+# kernels whose code depends on that model: the NEON ones are the same
+# instructions at every VL, so they run on sve256 and a76 only); the arm
+# suite (every forced kernel bit-exact against scalar, 1..3 threads); the
+# executor's kernel_errors case (bad ids and positions reported through
+# node_error). The e2e backend cases on the shared trained models, one
+# prompt each (a prompt costs about a minute under qemu; the integer paths
+# are bit-exact on every tier and the float ops are the same NEON code on
+# all of them): logits against the PyTorch references on sve256 (SVE MAD),
+# greedy tokens against scalar on a76 (NEON MAD). The library suites
+# (core, chat, loader, sampler, tokenizer, gguf) once, on sve256, with the
+# tern command they start run under qemu too ($TERN_TEST_EXEC). Not under
+# qemu, because qemu emulates floating point in software and they test
+# nothing ISA-specific: the e2e scalar cases, cli and spec (whole
+# generations through the tern command), hostile, fault and install (tern
+# started as a native program, signals, thousands of injected failures),
+# the simulated device, and the fuzz runs (the host's clang).
 # Two lanes run side by side (2 cores); the last line sums every run in
 # Check's format.
 set -u
@@ -42,8 +46,6 @@ if [ ! -e /lib/ld-linux-aarch64.so.1 ]; then
 fi
 export TERN_BUILD="$build"
 export TERN_TEST_SLOWDOWN=50 # timing assertions scale by this under emulation
-KERNELS="arm:mad-dotprod arm:mad-sve arm:lut-neon arm:lut-sve2 arm:auto-neon"
-
 cpu_of() {
     case $1 in
     sve128) echo "max,sve-default-vector-length=16" ;;
@@ -55,21 +57,31 @@ cpu_of() {
     esac
 }
 
-# run LANE MODEL SUITE [CASE]: one Check run; appends a result line to the
-# lane's file; the log stays in BUILD/qemu/.
+# The forced arm kernels conformance adds as columns on a CPU model.
+kernels_of() {
+    case $1 in
+    sve256) echo "arm:mad-dotprod arm:mad-sve arm:lut-neon arm:lut-sve2 arm:auto-neon" ;;
+    sve128 | sve512) echo "arm:lut-sve2" ;;
+    a76) echo "arm:lut-neon" ;;
+    *) echo "" ;;
+    esac
+}
+
+# run LANE MODEL SUITE [CASE [ENV=VALUE]]: one Check run; appends a result
+# line to the lane's file; the log stays in BUILD/qemu/.
 run() {
-    lane=$1 model=$2 suite=$3 case=${4:-}
+    lane=$1 model=$2 suite=$3 case=${4:-} extra=${5:-}
     cpu=$(cpu_of "$model")
     log="$build/qemu/$model-$suite${case:+-$case}.log"
     t0=$(date +%s)
-    env CK_RUN_SUITE="$suite" ${case:+CK_RUN_CASE="$case"} TERN_CONFORMANCE_KERNELS="$KERNELS" \
-        TERN_TEST_EXEC="$qemu -cpu $cpu" \
+    env CK_RUN_SUITE="$suite" ${case:+CK_RUN_CASE="$case"} TERN_CONFORMANCE_KERNELS="$(kernels_of "$model")" \
+        TERN_TEST_EXEC="$qemu -cpu $cpu" $extra \
         "$qemu" -cpu "$cpu" "$build/tests/tern-check" >"$log" 2>&1
     rc=$?
     t1=$(date +%s)
     summary=$(grep -E '^[0-9]+%: Checks: ' "$log" | tail -1)
     [ -n "$summary" ] || summary="0%: Checks: 1, Failures: 0, Errors: 1 (no summary, exit $rc)"
-    printf '%-7s %-12s %5ds  %s\n' "$model" "$suite${case:+/$case}" $((t1 - t0)) "$summary" >>"$build/qemu/lane$lane.txt"
+    printf '%-7s %-22s %5ds  %s\n' "$model" "$suite${case:+/$case}" $((t1 - t0)) "$summary" >>"$build/qemu/lane$lane.txt"
     if [ $rc -ne 0 ]; then
         grep -E '^(tests/|FAIL )' "$log" >>"$build/qemu/lane$lane.txt"
         echo "        (log: $log)" >>"$build/qemu/lane$lane.txt"
@@ -80,10 +92,10 @@ run() {
 info() {
     line=$("$qemu" -cpu "$(cpu_of "$2")" "$build/bin/tern" info 2>&1 | grep -E '^  arm +runnable')
     if [ -n "$line" ]; then
-        printf '%-7s %-12s %5ds  100%%: Checks: 1, Failures: 0, Errors: 0 |%s\n' "$2" "tern info" 0 \
+        printf '%-7s %-22s %5ds  100%%: Checks: 1, Failures: 0, Errors: 0 |%s\n' "$2" "tern info" 0 \
             "$(echo "$line" | sed 's/^  arm *runnable,//')" >>"$build/qemu/lane$1.txt"
     else
-        printf '%-7s %-12s %5ds  0%%: Checks: 1, Failures: 1, Errors: 0 (arm not runnable)\n' "$2" "tern info" 0 \
+        printf '%-7s %-22s %5ds  0%%: Checks: 1, Failures: 1, Errors: 0 (arm not runnable)\n' "$2" "tern info" 0 \
             >>"$build/qemu/lane$1.txt"
     fi
 }
@@ -92,6 +104,7 @@ model_runs() { # LANE MODEL
     info "$1" "$2"
     run "$1" "$2" conformance backends
     run "$1" "$2" arm
+    run "$1" "$2" executor kernel_errors
 }
 
 rm -rf "$build/qemu"
@@ -100,12 +113,12 @@ echo "qemu: $($qemu --version | head -1); lanes in $build/qemu/"
 start=$(date +%s)
 (
     model_runs 1 sve256
-    run 1 sve256 e2e backends_logits
+    run 1 sve256 e2e backends_logits TERN_E2E_PROMPT=1
     for s in core chat loader sampler tokenizer gguf; do run 1 sve256 "$s"; done
 ) &
 (
     model_runs 2 a76
-    run 2 a76 e2e backends_greedy
+    run 2 a76 e2e backends_greedy TERN_E2E_PROMPT=0
     model_runs 2 sve128
     model_runs 2 sve512
     model_runs 2 a53

@@ -290,6 +290,17 @@ START_TEST(test_greedy_continuation)
 }
 END_TEST
 
+/* $TERN_E2E_PROMPT=N runs the backend cases on prompt N only (the qemu
+ * runs, tests/run_qemu.sh, where a prompt costs a minute); 1 when prompt p
+ * is wanted, else prints a visible skip. */
+static int prompt_wanted(int p)
+{
+    const char *env = getenv("TERN_E2E_PROMPT");
+    if (!env || !*env || atoi(env) == p) return 1;
+    printf("skipped: e2e prompt %d ($TERN_E2E_PROMPT=%s)\n", p, env);
+    return 0;
+}
+
 /* Whether the named plugin is built and can run here; prints a visible
  * skip line (with the probe's reason) when not. */
 static int backend_runnable(const char *name)
@@ -349,7 +360,7 @@ START_TEST(test_greedy_scalar_vs_backends)
     TU_REQUIRE_SHARED();
     const char *be[2];
     int n_be = _i >= 6 ? (backend_runnable("opencl") ? (be[0] = "opencl", 1) : 0) : fast_backends(be);
-    if (!n_be) return;
+    if (!n_be || !prompt_wanted(_i % 3)) return;
     _i %= 6;
     int mi = _i / 3, p = _i % 3;
     char rel[256], mpath[4096];
@@ -383,6 +394,7 @@ START_TEST(test_trained_models_backends)
     TU_REQUIRE_SHARED();
     const char *be[2];
     int n_be = fast_backends(be);
+    if (!n_be || !prompt_wanted(_i % 3)) return;
     int mi = _i / 3, p = _i % 3;
     int32_t ids[128];
     char rel[256], lrel[256], label[64], model_rel[128];
