@@ -296,8 +296,9 @@ static int copy_into(tern_graph *g, plan_state *ps, int id, int space, tern_erro
 {
     int *memo = &ps->copy_of[(size_t)id * GRAPH_MAX_SPACES + (size_t)space];
     if (*memo >= 0) return *memo;
-    const tern_tensor *t = &g->tensors[id].t;
-    int c = tern_graph_add_tensor(g, GT_INTERMEDIATE, t->type, TERN_MAX_DIMS, t->ne, "copy", err);
+    /* by value: adding the copy may move g->tensors */
+    tern_tensor t = g->tensors[id].t;
+    int c = tern_graph_add_tensor(g, GT_INTERMEDIATE, t.type, TERN_MAX_DIMS, t.ne, "copy", err);
     if (c < 0) return -1;
     g->tensors[c].space = space;
     graph_node *n = &ps->out[ps->n_out++];

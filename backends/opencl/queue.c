@@ -1016,6 +1016,11 @@ tern_status ocl_sync(void *ctx, char *err, size_t errlen)
         int zero[4] = {0, 0, 0, 0};
         clEnqueueWriteBuffer(c->queue, c->err_mem, CL_TRUE, 0, sizeof zero, zero, 0, NULL, NULL);
     }
+    if (st || c->dead) { /* a launch that never finished may have left tail counts behind */
+        int zero = 0;
+        clEnqueueFillBuffer(c->queue, c->ctrs, &zero, sizeof zero, 0, OCL_CTRS * sizeof(int), 0, NULL, NULL);
+        clFinish(c->queue);
+    }
     if (!st && c->fail_sync_at && ++c->fail_syncs == c->fail_sync_at) {
         snprintf(err, errlen, "opencl: injected failure of sync %d (TERN_OPENCL_FAIL_SYNC; %d nodes)", c->fail_syncs, n);
         st = TERN_EDEVICE;
