@@ -21,6 +21,8 @@
  *     purpose, not by its tensor name; every weight a node reads is placed
  *     on the backend that runs it.
  *   - TERN_STATUS EDEVICE for device failures.
+ *   - appended since: report(), a backend's launches (and device time) per
+ *     token for tern bench -v; read through TERN_API_HAS.
  * Version 1 plugins are refused with a message naming both versions: their
  * kernels cannot report errors and their tensors carry no owner, so
  * running them beside version-2 backends would bring back the very hazards
