@@ -38,6 +38,8 @@ void tern_cpu_features_string(uint64_t features, char *buf, size_t n);
 /* Physical cores this process may use (SMT siblings once): the default
  * thread count. */
 int tern_cpu_physical_cores(void);
+/* CPUs of the affinity mask, SMT siblings each counted. */
+int tern_cpu_logical_cpus(void);
 
 /* One plugin file found on the search path, loaded or not. */
 typedef struct tern_plugin_info {
