@@ -48,8 +48,8 @@ local function rate(n, t) return t > 0 and n / t or 0 end
 
 function M.report(opts, model, session, r)
   local info = model:info()
-  tern.log(string.format("\n%s\nload: %.1f ms | prompt: %d tokens, %.1f ms, %.2f tok/s | generation: %d tokens, %.1f ms, %.2f tok/s | stop: %s\n",
-    info.describe, info.load_seconds * 1000, r.n_prompt, r.t_prompt * 1000, rate(r.n_prompt, r.t_prompt),
+  tern.log(string.format("\n%s\nload: %.1f ms%s | prompt: %d tokens, %.1f ms, %.2f tok/s | generation: %d tokens, %.1f ms, %.2f tok/s | stop: %s\n",
+    info.describe, info.load_seconds * 1000, info.pack_cache and (" (packed weights " .. info.pack_cache .. ")") or "", r.n_prompt, r.t_prompt * 1000, rate(r.n_prompt, r.t_prompt),
     r.n_gen, r.t_gen * 1000, rate(r.n_gen, r.t_gen), r.stop))
   if opts.verbose then M.print_stats(session) end
 end

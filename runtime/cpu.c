@@ -121,14 +121,14 @@ void tern_cpu_features_string(uint64_t features, char *buf, size_t n)
 /* Physical cores this process may run on: the CPUs of its affinity mask
  * counted once per (package, core) pair, so SMT siblings count once (as
  * llama.cpp's default). Without sysfs topology, the CPUs of the mask. */
-static int physical_cores;
+static int physical_cores, logical_cpus;
 static void count_cores(void)
 {
     cpu_set_t set;
     int n_cpus = 0, n_cores = 0;
     long seen[1024][2];
     if (sched_getaffinity(0, sizeof set, &set) != 0) {
-        physical_cores = 1;
+        physical_cores = logical_cpus = 1;
         return;
     }
     for (int cpu = 0; cpu < CPU_SETSIZE && n_cores < 1024; cpu++) {
@@ -154,11 +154,19 @@ static void count_cores(void)
         }
     }
     physical_cores = n_cores > 0 ? n_cores : n_cpus > 0 ? n_cpus : 1;
+    logical_cpus = n_cpus > 0 ? n_cpus : 1;
 }
+
+static pthread_once_t cores_once = PTHREAD_ONCE_INIT;
 
 int tern_cpu_physical_cores(void)
 {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, count_cores);
+    pthread_once(&cores_once, count_cores);
     return physical_cores;
+}
+
+int tern_cpu_logical_cpus(void)
+{
+    pthread_once(&cores_once, count_cores);
+    return logical_cpus;
 }

@@ -67,6 +67,9 @@ typedef struct graph_node {
     int threaded;        /* every thread of the job runs a share */
     int seg_end;         /* one-thread nodes: end of the run starting here */
     int sync_after;      /* last node of a run on its backend: sync after it */
+    /* pieces of this node claimed and finished in the current evaluation
+     * (threaded nodes are cut into pieces the threads claim: run_nodes) */
+    atomic_uint claimed, finished;
     struct tern_node_slot slot;
     tern_op_fn fn;
     void *ctx;

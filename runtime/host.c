@@ -88,17 +88,18 @@ static void host_node_error(const tern_node *node, tern_status st, const char *f
     va_end(ap);
 }
 
-/* Where `tern tune` keeps wisdom and tuned kernel plugins: $TERN_CACHE_DIR,
- * else $XDG_CACHE_HOME/tern, else $HOME/.cache/tern (NULL without HOME). */
-static char cache_dir[4096];
-static const char *find_cache_dir(void)
+const char *tern_cache_dir(char *buf, size_t n)
 {
     const char *t = getenv("TERN_CACHE_DIR"), *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
-    if (t && *t) snprintf(cache_dir, sizeof cache_dir, "%s", t);
-    else if (x && *x) snprintf(cache_dir, sizeof cache_dir, "%s/tern", x);
-    else if (h && *h) snprintf(cache_dir, sizeof cache_dir, "%s/.cache/tern", h);
-    return cache_dir[0] ? cache_dir : NULL;
+    buf[0] = 0;
+    if (t && *t) snprintf(buf, n, "%s", t);
+    else if (x && *x) snprintf(buf, n, "%s/tern", x);
+    else if (h && *h) snprintf(buf, n, "%s/.cache/tern", h);
+    return buf[0] ? buf : NULL;
 }
+
+/* Where `tern tune` keeps wisdom and tuned kernel plugins. */
+static char cache_dir[4096];
 
 static tern_host_api host;
 static void build_host(void)
@@ -108,7 +109,7 @@ static void build_host(void)
     host.free = host_free;
     host.log = host_log;
     host.cpu_features = tern_cpu_features();
-    host.cache_dir = find_cache_dir();
+    host.cache_dir = tern_cache_dir(cache_dir, sizeof cache_dir);
     host.user = NULL;
     host.parallel_for = host_parallel_for;
     host.node_error = host_node_error;

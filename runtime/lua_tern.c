@@ -127,7 +127,8 @@ const char *tern_lua_backend_list(lua_State *L, int t, const char *k, char *buf,
 
 /* ---- tern.Model ---- */
 
-/* tern.load_model(path, {backend=, threads=, kernel=, head=, device=}) */
+/* tern.load_model(path, {backend=, threads=, kernel=, head=, device=, progress=}): a
+ * progress line on stderr for loads over a second unless progress = false */
 static int l_load_model(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
@@ -141,6 +142,13 @@ static int l_load_model(lua_State *L)
     o.kernel = opt_string(L, 2, "kernel", "auto");
     o.head = opt_string(L, 2, "head", "f16");
     o.device = (int)opt_int(L, 2, "device", -1);
+    tern_load_progress progress = {0};
+    lua_getfield(L, 2, "progress");
+    if (lua_isnil(L, -1) || lua_toboolean(L, -1)) { /* on unless progress = false */
+        o.progress = tern_load_progress_stderr;
+        o.progress_user = &progress;
+    }
+    lua_pop(L, 1);
     lmodel *u = lua_newuserdatauv(L, sizeof *u, 0);
     u->m = NULL;
     luaL_setmetatable(L, MODEL_MT);
@@ -215,6 +223,10 @@ static int model_info(lua_State *L)
     lua_setfield(L, -2, "add_bos");
     lua_pushnumber(L, m->load_seconds);
     lua_setfield(L, -2, "load_seconds");
+    if (m->pack_state) {
+        lua_pushstring(L, m->pack_state);
+        lua_setfield(L, -2, "pack_cache");
+    }
     char desc[512];
     tern_model_describe(m, desc, sizeof desc);
     lua_pushstring(L, desc);

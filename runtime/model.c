@@ -4,10 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "model_impl.h"
+#include "packcache.h"
+#include "tern/install.h"
 
 tern_model_options tern_model_default_options(void)
 {
@@ -27,6 +30,21 @@ static double now_seconds(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void tern_load_progress_stderr(void *user, uint64_t done, uint64_t total)
+{
+    tern_load_progress *p = user;
+    double now = now_seconds();
+    if (p->t0 == 0) p->t0 = now;
+    double dt = now - p->t0;
+    if (dt < 1.0 && !p->shown) return;
+    int tty = isatty(2), last = done >= total;
+    if (!tty && !last) return;
+    fprintf(stderr, "%stern: packing weights: %.0f / %.0f MiB, %.0f MiB/s%s", tty ? "\r" : "",
+            (double)done / (1 << 20), (double)total / (1 << 20), dt > 0 ? (double)done / (1 << 20) / dt : 0,
+            last ? "\n" : "");
+    p->shown++;
 }
 
 /* Weights are one per GGUF tensor in the file's order, so the reader's
@@ -140,38 +158,183 @@ static tern_model_weight *head_weight(tern_model *m)
     return w ? w : tern_model_find_weight(m, "token_embd.weight");
 }
 
-/* Places every linear weight on the first backend that takes it now (so
- * load time is paid once, up front), then drops the file pages that the
- * repacked copies replace so resident memory holds about one copy of the
- * weights. Lookups and parameters are placed when a graph first needs
- * them. */
-static tern_status repack_all(tern_model *m, tern_error *err)
+/* Drops the file pages of a weight that now lives packed elsewhere, so
+ * resident memory holds one copy. The mapping stays: a tied head's
+ * embedding lookups read rows of it, faulted back in a page at a time. */
+static void drop_pages(const tern_model_weight *w)
 {
     long page = sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)w->gt->data, e = a + w->gt->size;
+    a = (a + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    e &= ~((uintptr_t)page - 1);
+    if (e > a) madvise((void *)a, e - a, MADV_DONTNEED);
+}
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* Linux 5.14 */
+#endif
+
+/* Maps the pages of [p, p + n) that the page cache holds (reading the
+ * rest from the file); a kernel without MADV_POPULATE_READ just faults
+ * them in later. */
+static void populate(const void *p, size_t n)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p & ~((uintptr_t)page - 1), e = (uintptr_t)p + n;
+    if (e > a) madvise((void *)a, e - a, MADV_POPULATE_READ);
+}
+
+/* The weights placed at load (so load time is paid once, up front): every
+ * linear weight and the head; lookups and parameters are placed when a
+ * graph first needs them. */
+static int load_purpose(const tern_model_weight *w)
+{
+    const char *name = w->gt->name_z;
+    int is_linear = strncmp(name, "blk.", 4) == 0 && tern_type_get(w->file.type)->is_ternary;
+    int is_float_linear = strncmp(name, "blk.", 4) == 0 && !is_linear && w->file.ne[1] > 1;
+    if (!is_linear && !is_float_linear && !w->is_head) return -1;
+    return is_linear ? TERN_REPACK_TERNARY : w->is_head ? TERN_REPACK_HEAD : TERN_REPACK_MATMUL;
+}
+
+static void report_progress(tern_model *m, uint64_t done, uint64_t total)
+{
+    if (TERN_STRUCT_HAS(&m->opt, tern_model_options, progress) && m->opt.progress)
+        m->opt.progress(m->opt.progress_user, done, total);
+}
+
+/* "<dev> <ino> <size> <mtime>" of a file, or "?" (then no cache matches). */
+static void file_identity(const char *path, char *buf, size_t n)
+{
+    struct stat st;
+    if (stat(path, &st)) snprintf(buf, n, "?");
+    else snprintf(buf, n, "%llu %llu %lld %lld.%09ld", (unsigned long long)st.st_dev,
+                  (unsigned long long)st.st_ino, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                  st.st_mtim.tv_nsec);
+}
+
+static uint64_t env_u64(const char *name, uint64_t fallback)
+{
+    const char *v = getenv(name);
+    char *end;
+    if (!v || !*v) return fallback;
+    unsigned long long x = strtoull(v, &end, 10);
+    return *end ? fallback : (uint64_t)x;
+}
+
+/* Packs the load-time weights of the first backend through the pack cache
+ * (packcache.h): mapped from the cache file when it holds them, packed
+ * into a new one otherwise. Leaves everything to repack_all (returning
+ * TERN_OK) where the cache does not apply: a device or scalar first
+ * backend, a backend without repack_into, under TERN_PACK_CACHE_MIN bytes
+ * (default 64 MiB: small models pack faster than a file is checked),
+ * TERN_PACK_CACHE=0, no cache folder, or one we cannot write. */
+static tern_status pack_cached(tern_model *m, tern_error *err)
+{
+    tern_backend *be = m->be[0];
+    const tern_host_api *host = tern_host();
+    const char *off = getenv("TERN_PACK_CACHE");
+    char cache[4096];
+    if (!tern_backend_is_host(be) || !TERN_API_HAS(be->api, repack_size) || !TERN_API_HAS(be->api, repack_into) ||
+        !tern_cache_dir(cache, sizeof cache) || (off && strcmp(off, "0") == 0))
+        return TERN_OK;
+    packcache_item *items = calloc((size_t)m->n_weights + 1, sizeof *items);
+    if (!items) return TERN_OK;
+    int n = 0;
+    uint64_t total = 0;
+    char msg[TERN_ERROR_MSG_MAX];
     for (int i = 0; i < m->n_weights; i++) {
         tern_model_weight *w = &m->weights[i];
+        int purpose = load_purpose(w);
+        size_t bytes = 0;
+        if (purpose < 0) continue;
+        if (be->api->repack_size(be->ctx, &w->file, purpose, &bytes, items[n].layout,
+                                 sizeof items[n].layout, msg, sizeof msg))
+            goto none; /* repack_all places it (or says why not) */
+        if (!bytes) continue;
+        items[n].weight = (uint32_t)i, items[n].purpose = (uint32_t)purpose, items[n].bytes = bytes;
+        total += bytes;
+        n++;
+    }
+    if (!n || total < env_u64("TERN_PACK_CACHE_MIN", (uint64_t)64 << 20)) goto none;
+    char real[4096], ident[160], plug[160], key[PACKCACHE_KEY_MAX], dir[4200], name[64];
+    if (!realpath(m->path, real)) goto none;
+    file_identity(real, ident, sizeof ident);
+    file_identity(be->plugin->path, plug, sizeof plug);
+    snprintf(key, sizeof key, "tern %s pack cache\nmodel %s\n%s\nbackend %s %s\n%s\nkernel %s head %s\n",
+             tern_install_version(), real, ident, be->plugin->name, be->plugin->path, plug,
+             m->opt.kernel ? m->opt.kernel : "auto", m->opt.head ? m->opt.head : "f16");
+    /* one file per model path and backend options: a changed model
+     * replaces its old cache instead of leaving it behind */
+    char naming[4400];
+    snprintf(naming, sizeof naming, "%s\n%s\n%s\n%s", real, be->plugin->name,
+             m->opt.kernel ? m->opt.kernel : "auto", m->opt.head ? m->opt.head : "f16");
+    snprintf(name, sizeof name, "%016llx.pack",
+             (unsigned long long)tern_packcache_hash(naming, strlen(naming), 0));
+    snprintf(dir, sizeof dir, "%s/packed", cache);
+    int fill;
+    char why[512];
+    tern_packcache *pc = tern_packcache_open(dir, name, key, items, n, m->pool, &fill, why, sizeof why);
+    if (!pc) {
+        host->log(TERN_LOG_WARN, "%s: packed weights not cached (%s)", m->path, why);
+        goto none;
+    }
+    m->pack = pc;
+    m->pack_state = fill ? "written" : "mapped";
+    uint64_t done = 0;
+    for (int k = 0; k < n; k++) {
+        tern_model_weight *w = &m->weights[items[k].weight];
+        int p = (int)items[k].purpose;
+        tern_status st = be->api->repack_into(be->ctx, &w->file, p, tern_packcache_data(pc, k), fill,
+                                              &w->placed[0][p], msg, sizeof msg);
+        if (st) {
+            free(items);
+            return tern_error_set(err, st, "%s: placing '%s' on backend %s: %s", m->path, w->gt->name_z,
+                                  be->plugin->name, msg);
+        }
+        w->how[0][p] = PLACED_REPACKED;
+        if (fill) drop_pages(w); /* as we go: one copy resident at any time */
+        done += items[k].bytes;
+        if (fill) report_progress(m, done, total);
+    }
+    if (fill && tern_packcache_commit(pc, why, sizeof why)) {
+        host->log(TERN_LOG_WARN, "%s: packed weights not cached (%s)", m->path, why);
+        m->pack_state = "not kept";
+    }
+none:
+    free(items);
+    return TERN_OK;
+}
+
+/* Places every load-time weight (load_purpose) on the first backend that
+ * takes it, then drops the file pages that the packed copies replace so
+ * resident memory holds about one copy of the weights. */
+static tern_status repack_all(tern_model *m, tern_error *err)
+{
+    tern_status st = pack_cached(m, err);
+    uint64_t total = 0, done = 0;
+    for (int i = 0; i < m->n_weights; i++)
+        if (load_purpose(&m->weights[i]) >= 0) total += m->weights[i].gt->size;
+    for (int i = 0; !st && i < m->n_weights; i++) {
+        tern_model_weight *w = &m->weights[i];
         const char *name = w->gt->name_z;
-        int is_linear = strncmp(name, "blk.", 4) == 0 && tern_type_get(w->file.type)->is_ternary;
-        int is_float_linear = strncmp(name, "blk.", 4) == 0 && !is_linear && w->file.ne[1] > 1;
-        if (!is_linear && !is_float_linear && !w->is_head) continue;
-        int purpose = is_linear ? TERN_REPACK_TERNARY : w->is_head ? TERN_REPACK_HEAD : TERN_REPACK_MATMUL;
+        int purpose = load_purpose(w);
+        if (purpose < 0) continue;
         tern_tensor *packed = NULL;
-        tern_status st = TERN_EUNSUPPORTED;
+        st = TERN_EUNSUPPORTED;
         for (int b = 0; b < m->n_be && st == TERN_EUNSUPPORTED; b++)
             st = tern_model_weight_resolve(w, b, purpose, &packed, err);
         if (st == TERN_EUNSUPPORTED)
             return tern_error_set(err, TERN_EUNSUPPORTED, "%s: no backend of the list takes '%s' (%s) for %s",
                                   m->path, name, tern_type_name(w->file.type), purpose_names[purpose]);
         if (st) return st;
-        /* token_embd stays mapped: the embedding lookup reads it */
-        if (packed->data != w->file.data && strcmp(name, "token_embd.weight") != 0) {
-            uintptr_t a = (uintptr_t)w->gt->data, e = a + w->gt->size;
-            a = (a + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
-            e &= ~((uintptr_t)page - 1);
-            if (e > a) madvise((void *)a, e - a, MADV_DONTNEED);
-        }
+        if (!m->pack) report_progress(m, done += w->gt->size, total);
+        /* weights read as stored get their page table now: the first
+         * evaluation would otherwise take a fault per page (half a second
+         * for a 2B model's F16 head) */
+        if (packed->data == w->file.data && !packed->buffer) populate(w->gt->data, w->gt->size);
+        if (packed->data != w->file.data) drop_pages(w);
     }
-    return TERN_OK;
+    return st;
 }
 
 /* Adds a backend to the list unless it is there already. */
@@ -277,6 +440,7 @@ void tern_model_free(tern_model *m)
     for (int i = 0; m->weights && i < m->n_weights; i++) unplace(m, &m->weights[i]);
     free(m->weights);
     for (int b = m->n_be - 1; b >= 0; b--) tern_backend_free(m->be[b]);
+    tern_packcache_close(m->pack); /* after every backend released its weights */
     tern_registry_free(m->reg);
     tern_tokenizer_free(m->tok);
     tern_gguf_close(m->gguf);
@@ -290,6 +454,7 @@ const tern_tokenizer *tern_model_tokenizer(const tern_model *m) { return m->tok;
 const tern_gguf *tern_model_gguf(const tern_model *m) { return m->gguf; }
 const tern_backend *tern_model_backend(const tern_model *m) { return m->be[0]; }
 double tern_model_load_seconds(const tern_model *m) { return m->load_seconds; }
+const char *tern_model_pack_cache(const tern_model *m) { return m->pack_state; }
 
 int tern_model_n_backends(const tern_model *m) { return m->n_be; }
 

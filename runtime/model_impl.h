@@ -43,6 +43,8 @@ struct tern_model {
     double load_seconds;
     char path[1024];
     char head_desc[64];            /* what the output head is stored as */
+    struct tern_packcache *pack;   /* the pack cache file mapped, or NULL */
+    const char *pack_state;        /* "mapped", "written", "not kept", or NULL */
 };
 
 /* The weight as backend b reads it for purpose, placed on first use

@@ -85,7 +85,18 @@ tern_status tern_ternary_row_codes(const tern_tensor *t, int64_t row, int8_t *co
         return TERN_OK;
     }
     case TERN_TYPE_I2_S:
-        for (int64_t k = 0; k < K; k++) codes[k] = (int8_t)(i2s_code(base, row * K + k) - 1);
+        if (K % TERN_I2S_BLOCK == 0) { /* whole blocks from the row's start: a byte at a time */
+            const uint8_t *blk = base + (size_t)(row * K / TERN_I2S_BLOCK) * 32;
+            for (int64_t b = 0; b < K / TERN_I2S_BLOCK; b++, blk += 32, codes += TERN_I2S_BLOCK)
+                for (int j = 0; j < 32; j++) {
+                    codes[j] = (int8_t)((blk[j] >> 6 & 3) - 1);
+                    codes[32 + j] = (int8_t)((blk[j] >> 4 & 3) - 1);
+                    codes[64 + j] = (int8_t)((blk[j] >> 2 & 3) - 1);
+                    codes[96 + j] = (int8_t)((blk[j] & 3) - 1);
+                }
+        } else {
+            for (int64_t k = 0; k < K; k++) codes[k] = (int8_t)(i2s_code(base, row * K + k) - 1);
+        }
         if (d)
             for (int64_t b = 0; b < (K + TERN_QK_K - 1) / TERN_QK_K; b++) d[b] = t->scale;
         return TERN_OK;

@@ -24,7 +24,7 @@
 
 #include "tern/threadpool.h"
 
-#define SPIN_BEFORE_SLEEP 200000 /* idle workers, between jobs */
+#define SPIN_BEFORE_SLEEP 20000 /* idle workers, between jobs: pauses, then yields */
 #define SPIN_BEFORE_YIELD 2000   /* barrier and job end: then yield ... */
 #define YIELDS_BEFORE_SLEEP 64   /* ... then sleep on the futex */
 #define MAX_THREADS 512
@@ -87,8 +87,16 @@ static void *worker_main(void *p)
         int spins = 0;
         while ((gen = atomic_load_explicit(&tp->generation, memory_order_acquire)) == seen &&
                !atomic_load(&tp->stop)) {
-            if (++spins < SPIN_BEFORE_SLEEP) {
+            /* pause first, then yield: with more threads than cores, an
+             * idle worker that only paused kept the core from the thread
+             * that starts the next job until the scheduler's tick (4 ms a
+             * token); a yield with nothing else to run returns at once */
+            if (++spins < SPIN_BEFORE_YIELD) {
                 cpu_relax();
+                continue;
+            }
+            if (spins < SPIN_BEFORE_SLEEP) {
+                sched_yield();
                 continue;
             }
             pthread_mutex_lock(&tp->mu);
@@ -212,6 +220,30 @@ void tern_threadpool_barrier(tern_threadpool *tp, int nth)
         } else { /* either the last arriver sees us counted, or we see its new sense */
             atomic_fetch_add(&tp->bar_sleepers, 1);
             if (atomic_load(&tp->bar_sense) == sense) futex_wait(&tp->bar_sense, sense);
+            atomic_fetch_sub(&tp->bar_sleepers, 1);
+        }
+    }
+}
+
+void tern_threadpool_piece_done(tern_threadpool *tp, atomic_uint *finished, unsigned n)
+{
+    /* seq_cst: either a waiter sees the last count, or we see it asleep */
+    if (atomic_fetch_add(finished, 1) + 1 == n && tp && atomic_load(&tp->bar_sleepers))
+        futex_wake_all(finished);
+}
+
+void tern_threadpool_wait_pieces(tern_threadpool *tp, atomic_uint *finished, unsigned n)
+{
+    int spins = 0;
+    unsigned v;
+    while ((v = atomic_load_explicit(finished, memory_order_acquire)) < n) {
+        if (++spins < SPIN_BEFORE_YIELD) {
+            cpu_relax();
+        } else if (spins < SPIN_BEFORE_YIELD + YIELDS_BEFORE_SLEEP || !tp) {
+            sched_yield();
+        } else {
+            atomic_fetch_add(&tp->bar_sleepers, 1);
+            if (atomic_load(finished) == v) futex_wait(finished, v);
             atomic_fetch_sub(&tp->bar_sleepers, 1);
         }
     }

@@ -307,6 +307,8 @@ int cmd_bench(int argc, char **argv)
                    "\"bytes_per_token\": %.0f",
                    base, tern_model_backend(m)->plugin->name, threads, r->n_prompt, r->n_gen, r->test,
                    r->avg, r->stddev, r->median, bpt);
+            printf(", \"load_seconds\": %.6f, \"pack_cache\": \"%s\"", tern_model_load_seconds(m),
+                   tern_model_pack_cache(m) ? tern_model_pack_cache(m) : "none");
             if (bw > 0) printf(", \"bandwidth_bytes_per_s\": %.0f, \"roofline_ts\": %.6f", bw, bw / bpt);
             printf(", \"samples_ts\": [");
             for (int k = 0; k < r->n; k++) printf("%s%.6f", k ? ", " : "", r->samples[k]);
@@ -320,7 +322,10 @@ int cmd_bench(int argc, char **argv)
             printf("| %s | %s | %d | %s | %.2f ± %.2f | %.2f |\n", base,
                    tern_model_backend(m)->plugin->name, threads, rows[i].test, rows[i].avg,
                    rows[i].stddev, rows[i].median);
-        printf("\nweights read per decoded token: %.1f MB\n", bpt / 1e6);
+        printf("\nload: %.1f ms%s%s%s\n", tern_model_load_seconds(m) * 1000,
+               tern_model_pack_cache(m) ? " (packed weights " : "",
+               tern_model_pack_cache(m) ? tern_model_pack_cache(m) : "", tern_model_pack_cache(m) ? ")" : "");
+        printf("weights read per decoded token: %.1f MB\n", bpt / 1e6);
         if (bw > 0) {
             printf("memory read bandwidth (%d threads): %.1f GB/s -> bandwidth-bound decode %.2f tok/s\n",
                    threads, bw / 1e9, bw / bpt);

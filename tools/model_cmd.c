@@ -21,6 +21,9 @@ int mc_open(const tern_opts *o, const char *cmd, tern_model **m, tern_session **
     mo.kernel = opt_str(o, "kernel", "auto");
     mo.head = opt_str(o, "head", "f16");
     mo.device = (int)opt_int(o, "device", -1);
+    tern_load_progress progress = {0};
+    mo.progress = tern_load_progress_stderr;
+    mo.progress_user = &progress;
     tern_error err;
     if (tern_model_load(path, &mo, m, &err)) return cli_fail(cmd, "%s", err.msg);
     tern_session_options so = tern_session_default_options();

@@ -324,7 +324,6 @@ tern_status ocl_open_device(ocl_ctx *c, const ocl_devinfo *d, int index, char *e
     c->platform = d->platform;
     c->device = d->device;
     c->device_index = index;
-    c->is_gpu = (d->type & CL_DEVICE_TYPE_GPU) != 0;
     const char *variant = getenv("TERN_OPENCL_VARIANT");
     c->cpu_kernels = variant && *variant ? !strcmp(variant, "cpu") : (d->type & CL_DEVICE_TYPE_CPU) != 0;
     c->row_wg = d->type & CL_DEVICE_TYPE_CPU ? OCL_ROW_WG_CPU : OCL_ROW_WG;

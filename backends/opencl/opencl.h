@@ -5,7 +5,9 @@
  * report), device.c (platforms and devices, the program and its binary
  * cache), memory.c (buffers), repack.c (weight layouts), queue.c (queued
  * nodes, the launch plan with its fusions, sync, kernel errors, profiling),
- * kernels/ *.cl (the device code, embedded at build time by SConscript).
+ * kernels/ *.cl (the device code, embedded at build time by SConscript:
+ * common.cl shared helpers, rows.cl row ops, attention.cl rope, KV stores
+ * and attention, matmul.cl the GPU matmuls, cpu.cl those for CPU devices).
  *
  * Execution (plugin.h's device contract): every op only copies its node
  * into the queue; sync() turns the queue into kernel launches on one
@@ -170,7 +172,7 @@ typedef struct ocl_ctx {
     cl_kernel kernels[K_COUNT];
     int device_index;
     char device_name[128], platform_name[128], driver[64];
-    int fp64, nv_dp4a, is_gpu;
+    int fp64, nv_dp4a;
     int cpu_kernels;       /* the matmuls of kernels/cpu.cl (CPU devices) */
     int row_wg, att_wg;    /* work-group sizes of the row ops and attention */
     cl_ulong max_alloc;
@@ -252,7 +254,8 @@ const ocl_weight *ocl_weight_of(const tern_tensor *t);
 /* ---- queue.c ---- */
 void ocl_enqueue(void *ctx, const tern_node *node, int ith, int nth, void *scratch);
 tern_status ocl_sync(void *ctx, char *err, size_t errlen);
-/* Launches what is queued (the run lock held); 0 or the first CL error. */
+/* Launches what is queued (the run lock held); a failure is reported
+ * through node_error and drops the rest of the run. */
 void ocl_flush(ocl_ctx *c);
 
 /* ---- helpers ---- */

@@ -10,19 +10,21 @@
  *   tmv_multi   up to three ternary matmuls over one input (q, k, v);
  *   tmv_glu     gate matmul, its relu_sq/silu, up matmul, mul;
  *   tmv_add     a ternary matmul and the ADD reading it (the residual);
- *   rope_kv     the q and k rotations and the K and V cache stores.
- * (the matmul patterns for at most OCL_MV_TOK tokens: prefill is compute
- * bound). A group runs as one kernel at the place of its first node, so
- * it is checked like a reordering: every member moved above a node not in
- * the group must not touch what that node reads or writes (byte ranges in
- * device memory), and, as the members then run at once, no output may
- * overlap another output or an input read from memory. A tail, the part
- * one group runs once every group is past the first phase, runs its
- * members in queue order with barriers between, as the nodes would run:
- * it needs no such checks. An output whose
- * bytes a later node overwrites before anything outside the group reads
- * them is dead: the kernel skips it (the arena may have given its bytes to
- * a later output of the same group). */
+ *   rope_kv     the q and k rotations and the K and V cache stores;
+ *   tails       the RMS_NORM + QUANTIZE_ACT after tmv_add, tmv_glu or an
+ *               ATTENTION, run by the launch's last work-group.
+ * (the matmul patterns and tails for at most OCL_MV_TOK tokens: prefill is
+ * compute bound). A group runs as one kernel at the place of its first
+ * node, so it is checked like a reordering: every member moved above a
+ * node not in the group must not touch what that node reads or writes
+ * (byte ranges in device memory), and, as the members then run at once,
+ * no output may overlap another output or an input read from memory. A
+ * tail, the part one group runs once every group is past the first phase,
+ * runs its members in queue order with barriers between, as the nodes
+ * would run: it needs no such checks. An output whose bytes a later node
+ * overwrites before anything outside the group reads them is dead: the
+ * kernel skips it (the arena may have given its bytes to a later output
+ * of the same group). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +35,8 @@ const char *const ocl_launch_names[L_COUNT] = {
     [L_GET_ROWS] = "get_rows",     [L_RMS_NORM] = "rms_norm",   [L_NORM_QUANT] = "norm+quantize",
     [L_QUANTIZE] = "quantize_act", [L_ELTWISE] = "elementwise", [L_SOFTMAX] = "softmax",
     [L_ROPE] = "rope",             [L_KV_STORE] = "kv_store",   [L_ROPE_KV] = "rope+kv_store",
-    [L_ATTENTION] = "attention",   [L_ATTENTION_NQ] = "attention+norm+quant",   [L_TMV] = "tmv",             [L_TMV_MULTI] = "tmv qkv",
+    [L_ATTENTION] = "attention",   [L_ATTENTION_NQ] = "attention+norm+quant",
+    [L_TMV] = "tmv",               [L_TMV_MULTI] = "tmv qkv",
     [L_TMV_ADD] = "tmv+add",       [L_TMV_GLU] = "tmv gate/up+act+mul", [L_TMM] = "tmm",
     [L_TMV_ADD_NQ] = "tmv+add+norm+quant", [L_TMV_GLU_NQ] = "tmv glu+norm+quant",
     [L_FMV] = "fmv",               [L_Q8ACT] = "q8_0 act",      [L_Q8MV] = "q8_0 mv",
@@ -187,7 +190,8 @@ static int group_ok(const ocl_ctx *c, group *g)
             if (g->write[b] && g->phase[b] == g->phase[a] && overlap(oa, span_of(&c->q[g->node[b]].dst)))
                 return why_not(c, g, "two outputs overlap", g->node[a], g->node[b]), 0;
         for (int r = 0; r < g->n_rd; r++)
-            if (g->rd_phase[r] == g->phase[a] && overlap(oa, g->rd[r])) return why_not(c, g, "an output overlaps an input", g->node[a], g->rd_of[r]), 0;
+            if (g->rd_phase[r] == g->phase[a] && overlap(oa, g->rd[r]))
+                return why_not(c, g, "an output overlaps an input", g->node[a], g->rd_of[r]), 0;
     }
     for (int k = 1; k < g->n; k++) {
         int j = g->node[k];
@@ -197,10 +201,12 @@ static int group_ok(const ocl_ctx *c, group *g)
             span xw = span_of(&x->dst);
             if (g->write[k]) {
                 span o = span_of(&c->q[j].dst);
-                if (overlap(o, xw) || reads(x, o)) return why_not(c, g, "moving a member's write above", j, m), 0;
+                if (overlap(o, xw) || reads(x, o))
+                    return why_not(c, g, "moving a member's write above", j, m), 0;
             }
             for (int r = 0; r < g->n_rd; r++)
-                if (g->rd_of[r] == j && overlap(g->rd[r], xw)) return why_not(c, g, "moving a member's read above", j, m), 0;
+                if (g->rd_of[r] == j && overlap(g->rd[r], xw))
+                    return why_not(c, g, "moving a member's read above", j, m), 0;
         }
     }
     return 1;
@@ -1015,6 +1021,11 @@ tern_status ocl_sync(void *ctx, char *err, size_t errlen)
         kernel_error(c, e4);
         int zero[4] = {0, 0, 0, 0};
         clEnqueueWriteBuffer(c->queue, c->err_mem, CL_TRUE, 0, sizeof zero, zero, 0, NULL, NULL);
+    }
+    if (st || c->dead) { /* a launch that never finished may have left tail counts behind */
+        int zero = 0;
+        clEnqueueFillBuffer(c->queue, c->ctrs, &zero, sizeof zero, 0, OCL_CTRS * sizeof(int), 0, NULL, NULL);
+        clFinish(c->queue);
     }
     if (!st && c->fail_sync_at && ++c->fail_syncs == c->fail_sync_at) {
         snprintf(err, errlen, "opencl: injected failure of sync %d (TERN_OPENCL_FAIL_SYNC; %d nodes)", c->fail_syncs, n);

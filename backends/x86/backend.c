@@ -269,6 +269,8 @@ const tern_backend_api x86_api = {
     .ops = x86_ops,
     .n_ops = TERN_OP_COUNT,
     .describe = x86_describe,
+    .repack_size = x86_repack_size,
+    .repack_into = x86_repack_into,
 };
 
 TERN_EXPORT const tern_backend_api *tern_backend_entry(void) { return &x86_api; }

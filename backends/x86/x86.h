@@ -103,6 +103,7 @@ typedef struct x86_tmat {
     int64_t K, N, Kp, Np;
     /* X86_FAM_PLUGIN: the variants (one layout) for one token and batches */
     const tern_kernel_variant *gemv, *gemm;
+    int owns_data;    /* 0: the runtime's memory (a cache file's mapping) */
 } x86_tmat;
 extern const char x86_tmat_tag;
 
@@ -117,6 +118,7 @@ typedef struct x86_q8mat {
     const void *tag; /* &x86_q8mat_tag */
     int64_t K, N, Np;
     size_t tile_bytes;
+    int owns_data;   /* 0: the runtime's memory (a cache file's mapping) */
 } x86_q8mat;
 extern const char x86_q8mat_tag;
 
@@ -126,6 +128,10 @@ extern const tern_backend_api x86_api;
 tern_status x86_repack(void *ctx, const tern_tensor *src, int purpose, tern_tensor *dst,
                        char *err, size_t errlen);
 void x86_release(void *ctx, tern_tensor *t);
+tern_status x86_repack_size(void *ctx, const tern_tensor *src, int purpose, size_t *bytes,
+                            char *layout, size_t layout_len, char *err, size_t errlen);
+tern_status x86_repack_into(void *ctx, const tern_tensor *src, int purpose, void *data, int fill,
+                            tern_tensor *dst, char *err, size_t errlen);
 /* The family auto picks for a [K, N] ternary matrix on this ISA. */
 int x86_auto_family(int isa, int64_t K, int64_t N);
 

@@ -275,6 +275,7 @@ START_TEST(test_binary_cache)
     be->api->describe(be->ctx, desc, sizeof desc);
     ck_assert_msg(strstr(desc, "built"), "first load builds: %s", desc);
     tern_backend_free((tern_backend *)be);
+    tern_registry_free(reg);
     ck_assert_int_eq(cache_files(dir, file, sizeof file), 1);
     struct stat st;
     ck_assert_int_eq(stat(file, &st), 0);
@@ -282,6 +283,7 @@ START_TEST(test_binary_cache)
     be->api->describe(be->ctx, desc, sizeof desc);
     ck_assert_msg(strstr(desc, "from cache"), "second load reads the cache: %s", desc);
     tern_backend_free((tern_backend *)be);
+    tern_registry_free(reg);
     /* corrupt the binary (keep the header): the checksum refuses it */
     FILE *f = fopen(file, "r+b");
     ck_assert_ptr_nonnull(f);
@@ -292,6 +294,7 @@ START_TEST(test_binary_cache)
     be->api->describe(be->ctx, desc, sizeof desc);
     ck_assert_msg(strstr(desc, "built"), "a corrupt entry is rebuilt: %s", desc);
     tern_backend_free((tern_backend *)be);
+    tern_registry_free(reg);
     struct stat st2;
     ck_assert_int_eq(stat(file, &st2), 0);
     ck_assert_int_eq(st2.st_size, st.st_size);
@@ -299,6 +302,7 @@ START_TEST(test_binary_cache)
     ck_assert_int_eq(truncate(file, 20), 0);
     be = create("opencl", &reg);
     tern_backend_free((tern_backend *)be);
+    tern_registry_free(reg);
     ck_assert_int_eq(stat(file, &st2), 0);
     ck_assert_int_eq(st2.st_size, st.st_size);
     printf("opencl binary cache: %s, %lld bytes, corrupt and truncated entries rebuilt\n", file, (long long)st.st_size);

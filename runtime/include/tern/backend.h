@@ -27,6 +27,10 @@ extern "C" {
  * runs serially, node_error reaches the slot in the node). Instances get a
  * copy of their own whose parallel_for uses their model's threads. */
 const tern_host_api *tern_host(void);
+/* tern's cache folder as the environment names it now: $TERN_CACHE_DIR,
+ * else $XDG_CACHE_HOME/tern, else $HOME/.cache/tern; NULL without any.
+ * (The host table's cache_dir is this, read once at start.) */
+const char *tern_cache_dir(char *buf, size_t n);
 /* CPU features of this machine (cpuid / HWCAP), TERN_CPU_* bits. */
 uint64_t tern_cpu_features(void);
 /* Writes the names of the set feature bits, space separated. */
@@ -34,6 +38,8 @@ void tern_cpu_features_string(uint64_t features, char *buf, size_t n);
 /* Physical cores this process may use (SMT siblings once): the default
  * thread count. */
 int tern_cpu_physical_cores(void);
+/* CPUs of the affinity mask, SMT siblings each counted. */
+int tern_cpu_logical_cpus(void);
 
 /* One plugin file found on the search path, loaded or not. */
 typedef struct tern_plugin_info {

@@ -71,9 +71,24 @@ typedef struct tern_model_options {
     const char *head;    /* output head storage: "f16" (as stored) or "q8" */
     int device;          /* device backends: device index (tern info lists
                           * them), -1 = the backend's best */
+    /* (optional) called while weights are packed at load, after each
+     * weight, with the bytes done and the total (tern's CLI prints a
+     * progress line from it for loads over a second) */
+    void (*progress)(void *user, uint64_t done, uint64_t total);
+    void *progress_user;
 } tern_model_options;
 
 tern_model_options tern_model_default_options(void);
+
+/* A ready-made progress callback: once a load has run a second, a line on
+ * stderr with the bytes packed, the total and the rate (updated in place
+ * on a terminal; one line at the end otherwise). user points at a
+ * tern_load_progress zeroed before the load. */
+typedef struct tern_load_progress {
+    double t0;  /* set on the first call */
+    int shown;  /* lines printed */
+} tern_load_progress;
+void tern_load_progress_stderr(void *user, uint64_t done, uint64_t total);
 /* Opens the file, checks it, loads the backend, repacks the weights for
  * it and releases the file pages the repacked copies replace. On failure
  * *out is NULL and nothing is left to free (tern/status.h). */
@@ -89,6 +104,10 @@ const tern_backend *tern_model_backend(const tern_model *m);
 int tern_model_n_backends(const tern_model *m);
 const tern_backend *tern_model_backend_at(const tern_model *m, int i);
 double tern_model_load_seconds(const tern_model *m);
+/* What the pack cache did at load: "mapped" (packed weights read from the
+ * cache file), "written" (packed into a new one), "not kept" (packed, but
+ * the file could not be kept), or NULL (not used; packcache.h says when). */
+const char *tern_model_pack_cache(const tern_model *m);
 /* Bytes of repacked weights the matmuls read for one decoded token (the
  * numerator of the bandwidth bound on decode speed). */
 uint64_t tern_model_weight_bytes_per_token(const tern_model *m);

@@ -21,6 +21,8 @@
  *     purpose, not by its tensor name; every weight a node reads is placed
  *     on the backend that runs it.
  *   - TERN_STATUS EDEVICE for device failures.
+ *   - appended since: report(), a backend's launches (and device time) per
+ *     token for tern bench -v; read through TERN_API_HAS.
  * Version 1 plugins are refused with a message naming both versions: their
  * kernels cannot report errors and their tensors carry no owner, so
  * running them beside version-2 backends would bring back the very hazards
@@ -230,6 +232,21 @@ typedef struct tern_backend_api {
      * measures them, their device time; per token when n_tokens > 0. The
      * counts start anew after each call. (tern bench -v prints it.) */
     void (*report)(void *ctx, uint64_t n_tokens, char *buf, size_t n);
+    /* (optional, both or neither) Packing into memory the runtime hands
+     * out, so that a packed model can be kept in a cache file and mapped
+     * by later runs instead of packed again (runtime/packcache.h).
+     * repack_size: the bytes repack_into needs for (src, purpose), and in
+     * layout one line naming the packed layout exactly (family, variant,
+     * tile parameters, layout version): a cache entry is used only where
+     * size and line both equal the ones it was written with. *bytes = 0:
+     * nothing worth keeping, repack() places this weight. repack_into: as
+     * repack(), with the packed bytes at data (bytes long, 64-byte
+     * aligned), written when fill is 1, already there (read back from the
+     * cache) when fill is 0; release() leaves such data alone. */
+    tern_status (*repack_size)(void *ctx, const tern_tensor *src, int purpose, size_t *bytes,
+                               char *layout, size_t layout_len, char *err, size_t errlen);
+    tern_status (*repack_into)(void *ctx, const tern_tensor *src, int purpose, void *data,
+                               int fill, tern_tensor *dst, char *err, size_t errlen);
 } tern_backend_api;
 
 /* The smallest table the loader accepts: everything before describe. */

@@ -10,6 +10,8 @@
 #ifndef TERN_THREADPOOL_H
 #define TERN_THREADPOOL_H
 
+#include <stdatomic.h>
+
 #include "status.h"
 
 #ifdef __cplusplus
@@ -36,6 +38,14 @@ int tern_threadpool_size(const tern_threadpool *tp);
 void tern_threadpool_run_n(tern_threadpool *tp, int nth, tern_parallel_fn fn, void *arg);
 /* run_n with all of the pool's threads. */
 void tern_threadpool_run(tern_threadpool *tp, tern_parallel_fn fn, void *arg);
+/* Pieces of work inside a job, for steps that end when their pieces are
+ * done rather than when every thread has arrived (a thread the OS has
+ * descheduled then delays a step by at most the piece it holds):
+ * piece_done counts one finished piece of n in *finished and wakes the
+ * waiters at the last; wait_pieces returns once *finished reaches n,
+ * spinning briefly, then yielding, then sleeping. */
+void tern_threadpool_piece_done(tern_threadpool *tp, atomic_uint *finished, unsigned n);
+void tern_threadpool_wait_pieces(tern_threadpool *tp, atomic_uint *finished, unsigned n);
 /* Called from inside fn by all nth threads of the job: returns when all
  * have arrived. */
 void tern_threadpool_barrier(tern_threadpool *tp, int nth);
