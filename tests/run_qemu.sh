@@ -13,10 +13,12 @@
 # instructions at every VL, so they run on sve256 and a76 only); the arm
 # suite (every forced kernel bit-exact against scalar, 1..3 threads); the
 # executor's kernel_errors case (bad ids and positions reported through
-# node_error). The e2e backend cases on the shared trained models, one
-# prompt each (a prompt costs about a minute under qemu; the integer paths
-# are bit-exact on every tier and the float ops are the same NEON code on
-# all of them): logits against the PyTorch references on sve256 (SVE MAD),
+# node_error). The pack cache's main case (packed weights written, then
+# mapped, bit-identical; stale and damaged files rebuilt) on sve256 (MAD
+# tiles) and a53 (LUT tiles). The e2e backend cases on the shared trained
+# models, one prompt each (a prompt costs about a minute under qemu; the
+# integer paths are bit-exact on every tier and the float ops are the same
+# NEON code on all of them): logits against the PyTorch references on sve256 (SVE MAD),
 # greedy tokens against scalar on a76 (NEON MAD). The library suites
 # (core, chat, loader, sampler, tokenizer, gguf) once, on sve256, with the
 # tern command they start run under qemu too ($TERN_TEST_EXEC). Not under
@@ -24,7 +26,8 @@
 # nothing ISA-specific: the e2e scalar cases, cli and spec (whole
 # generations through the tern command), hostile, fault and install (tern
 # started as a native program, signals, thousands of injected failures),
-# the simulated device, and the fuzz runs (the host's clang).
+# the simulated device, the pack cache's 700m RSS case, and the fuzz runs
+# (the host's clang).
 # Two lanes run side by side (2 cores); the last line sums every run in
 # Check's format.
 set -u
@@ -113,6 +116,7 @@ echo "qemu: $($qemu --version | head -1); lanes in $build/qemu/"
 start=$(date +%s)
 (
     model_runs 1 sve256
+    run 1 sve256 packcache packcache
     run 1 sve256 e2e backends_logits TERN_E2E_PROMPT=1
     for s in core chat loader sampler tokenizer gguf; do run 1 sve256 "$s"; done
 ) &
@@ -122,6 +126,7 @@ start=$(date +%s)
     model_runs 2 sve128
     model_runs 2 sve512
     model_runs 2 a53
+    run 2 a53 packcache packcache
     model_runs 2 a64fx
 ) &
 wait

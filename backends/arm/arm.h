@@ -2,9 +2,10 @@
  * families, the repacked weight layouts, and the kernels each file provides.
  *
  * Files: backend.c (the ABI-facing part: entry table, probe, init, describe,
- * op table with its ISA dispatch, supports_op, scratch sizes, repack
- * dispatch), repack.c (the ternary kernel variant table, the weight
- * layouts, the LUT tables; baseline), ops_neon.c (every float op,
+ * op table with its ISA dispatch, supports_op, scratch sizes), repack.c
+ * (placement: repack, repack_size/repack_into for the pack cache, release;
+ * the ternary kernel variant table, the weight layouts, the LUT tables;
+ * baseline, packing on the runtime's threads), ops_neon.c (every float op,
  * QUANTIZE_ACT, GET_ROWS, the F32/F16/BF16 matmul and the Q8_0 matmul
  * without dotprod; baseline AArch64 NEON), q8mm_dotprod.c (Q8_0 with sdot),
  * tmm_dotprod.c (ternary MAD, NEON sdot), tmm_neon.c (ternary LUT, NEON
@@ -102,6 +103,7 @@ typedef struct arm_tmat {
     const arm_tmm_variant *v; /* the kernel this matrix is packed for */
     int64_t K, N, Kp, Np;
     size_t tile_bytes;
+    int owns_data; /* 0: the runtime's memory (a pack cache's mapping) */
 } arm_tmat;
 extern const char arm_tmat_tag;
 /* Every extra this backend sets points at a struct starting with a tag
@@ -123,17 +125,18 @@ static inline int arm_tag_is(const tern_tensor *w, const void *tag)
 
 /* The family auto picks for a [K, N] ternary matrix on this tier. */
 int arm_auto_family(int isa, int64_t K, int64_t N);
-/* Packs src (a file-layout ternary tensor) into dst for variant v; fills
- * every field of dst. Counts nothing; backend.c does. */
-tern_status arm_repack_ternary(const tern_host_api *host, const arm_tmm_variant *v, const tern_tensor *src,
-                               tern_tensor *dst, char *err, size_t errlen);
-/* A float head quantized to Q8_0 at load (llama.cpp's quantizer) into an
- * owned file-layout copy; EUNSUPPORTED when K is not whole blocks of 32. */
-tern_status arm_repack_head_q8(const tern_host_api *host, const tern_tensor *src, tern_tensor *dst,
-                               char *err, size_t errlen);
-/* Frees what arm_repack_* allocated; returns the family released (0 for a
- * q8 head, -1 when t is not ours). */
-int arm_release_tensor(const tern_host_api *host, tern_tensor *t);
+/* The plugin's placement entry points (repack.c): ternary weights into the
+ * tiles of the variant the tier and kernel option pick, float weights as
+ * stored, the head (by its purpose) quantized to Q8_0 when options.head is
+ * "q8"; repack allocates, repack_into packs into (or takes back from) the
+ * runtime's memory, a pack cache's mapping. */
+tern_status arm_repack(void *ctx, const tern_tensor *src, int purpose, tern_tensor *dst, char *err,
+                       size_t errlen);
+tern_status arm_repack_size(void *ctx, const tern_tensor *src, int purpose, size_t *bytes, char *layout,
+                            size_t layout_len, char *err, size_t errlen);
+tern_status arm_repack_into(void *ctx, const tern_tensor *src, int purpose, void *data, int fill,
+                            tern_tensor *dst, char *err, size_t errlen);
+void arm_release(void *ctx, tern_tensor *t);
 
 /* ---- helpers ---- */
 

@@ -1,7 +1,7 @@
 /* backend.c - the arm backend's entry table and everything else that faces
- * the plugin ABI: probe, instance (kernel option), describe, the op table
- * with its ISA dispatch, supports_op, scratch sizes and the repack
- * dispatch. Baseline AArch64 code: nothing here executes dotprod or SVE
+ * the plugin ABI but placement (repack.c): probe, instance (kernel
+ * option), describe, the op table with its ISA dispatch, supports_op and
+ * scratch sizes. Baseline AArch64 code: nothing here executes dotprod or SVE
  * instructions (the VL comes from tmm_sve.c, called only with SVE), so the
  * plugin loads and probes on any AArch64 CPU. Kernels live in the other
  * files (arm.h lists them). */
@@ -161,53 +161,6 @@ static void arm_describe(void *ctx, char *buf, size_t n)
              c->n_head_q8 ? "q8 (quantized to q8_0)" : c->head_q8 ? "q8 requested" : "as stored");
 }
 
-/* ---- repack dispatch: ternary weights into the family's tiles, float
- * weights as stored (the head, named by its purpose, quantized to Q8_0
- * when asked) ---- */
-
-static tern_status arm_repack(void *ctx, const tern_tensor *src, int purpose, tern_tensor *dst,
-                              char *err, size_t errlen)
-{
-    arm_ctx *c = ctx;
-    int t = src->type;
-    if (src->layout != TERN_LAYOUT_FILE || src->buffer || !src->data) {
-        snprintf(err, errlen, "tensor '%s': repack needs a host tensor in file layout",
-                 src->name ? src->name : "?");
-        return TERN_EINVAL;
-    }
-    if (purpose == TERN_REPACK_TERNARY && tern_type_get(t) && tern_type_get(t)->is_ternary) {
-        int64_t K = src->ne[0], N = tern_tensor_nrows(src);
-        int fam = c->kernel == ARM_FAM_AUTO ? arm_auto_family(c->isa, K, N) : c->kernel;
-        const arm_tmm_variant *v = arm_tmm_pick(fam, c->isa); /* init made sure there is one */
-        tern_status st = arm_repack_ternary(c->host, v, src, dst, err, errlen);
-        if (st == TERN_OK) c->n_family[fam]++;
-        return st;
-    }
-    int head = purpose == TERN_REPACK_HEAD;
-    if ((purpose == TERN_REPACK_MATMUL || head) && tern_op_is_float_weight(t)) {
-        if (c->head_q8 && t != TERN_TYPE_Q8_0 && head) {
-            tern_status st = arm_repack_head_q8(c->host, src, dst, err, errlen);
-            if (st == TERN_OK) c->n_head_q8++;
-            if (st != TERN_EUNSUPPORTED) return st; /* K not whole blocks: stays as stored */
-        }
-        if (head) c->n_head_f16++;
-        *dst = *src;
-        dst->extra = NULL;
-        return TERN_OK;
-    }
-    snprintf(err, errlen, "tensor '%s': arm cannot repack type %s for %s",
-             src->name ? src->name : "?", tern_type_name(t),
-             purpose == TERN_REPACK_TERNARY ? "a ternary matmul" : head ? "the output head" : "a matmul");
-    return TERN_EUNSUPPORTED;
-}
-
-static void arm_release(void *ctx, tern_tensor *t)
-{
-    arm_ctx *c = ctx;
-    int fam = arm_release_tensor(c->host, t);
-    if (fam > 0) c->n_family[fam]--;
-}
-
 /* ---- the matmuls: split whole tiles (ternary: the variant the matrix was
  * packed for) or rows (float: the tier's kernel) ---- */
 
@@ -296,6 +249,8 @@ const tern_backend_api arm_api = {
     .ops = arm_ops,
     .n_ops = TERN_OP_COUNT,
     .describe = arm_describe,
+    .repack_size = arm_repack_size,
+    .repack_into = arm_repack_into,
 };
 
 TERN_EXPORT const tern_backend_api *tern_backend_entry(void) { return &arm_api; }

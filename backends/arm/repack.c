@@ -1,7 +1,9 @@
-/* repack.c - the arm backend's weight layouts (see arm.h): ternary weights
- * into the MAD or LUT tiles, the optional Q8_0 output head, the LUT tables
- * of a token, and the ternary kernels' scratch. Baseline AArch64: runs once
- * at load (the tables once per token block). */
+/* repack.c - the arm backend's weight placement and layouts (see arm.h):
+ * ternary weights into the MAD or LUT tiles, the optional Q8_0 output
+ * head, into memory of its own (repack) or the runtime's (repack_into, a
+ * pack cache's mapping); the LUT tables of a token, and the ternary
+ * kernels' scratch. Baseline AArch64: runs once at load (the tables once
+ * per token block). */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,52 +85,33 @@ static void pack_lut_tile(const int8_t *codes, int64_t K, int64_t rows, int64_t 
         }
 }
 
-/* Tiles are packed in parallel (host->parallel_for: the runtime's threads),
- * a contiguous run of tiles per task, each with its own row codes. */
-typedef struct pack_job {
-    const tern_host_api *host;
-    const arm_tmm_variant *v;
-    const tern_tensor *src;
-    int64_t K, N, Kp, n_tiles;
-    size_t tile_bytes;
-    uint8_t *data;
-    atomic_int failed; /* first failure's task + 1 */
-    tern_status st;
-    char err[256];
-} pack_job;
-
-static void pack_tiles(void *arg, int task, int n_tasks)
+/* Runs fn over n_tasks on the runtime's threads where the host lends them
+ * (host->parallel_for), else here one after the other. */
+static void run_tasks(const tern_host_api *host, int n_tasks, tern_task_fn fn, void *arg)
 {
-    pack_job *j = arg;
-    int64_t rows = j->v->rows, t0 = j->n_tiles * task / n_tasks, t1 = j->n_tiles * (task + 1) / n_tasks;
-    int8_t *codes = j->host->alloc((size_t)j->K * (size_t)rows, 64);
-    char err[256] = "out of memory for row codes";
-    tern_status st = codes ? TERN_OK : TERN_ENOMEM;
-    for (int64_t t = t0; st == TERN_OK && t < t1 && !atomic_load(&j->failed); t++) {
-        int64_t n = j->N - rows * t < rows ? j->N - rows * t : rows;
-        tern_error e;
-        for (int64_t r = 0; r < n && st == TERN_OK; r++)
-            if (tern_ternary_row_codes(j->src, rows * t + r, codes + r * j->K, NULL, &e) != TERN_OK) {
-                snprintf(err, sizeof err, "%s", e.msg);
-                st = e.status;
-            }
-        if (st != TERN_OK) break;
-        uint8_t *out = j->data + (size_t)t * j->tile_bytes;
-        if (j->v->family == ARM_FAM_MAD)
-            pack_mad_tile(codes, j->K, n, j->Kp, out);
-        else
-            pack_lut_tile(codes, j->K, n, j->Kp, out);
-    }
-    j->host->free(codes);
-    int none = 0;
-    if (st != TERN_OK && atomic_compare_exchange_strong(&j->failed, &none, task + 1)) {
-        j->st = st;
-        snprintf(j->err, sizeof j->err, "%s", err);
-    }
+    if (TERN_STRUCT_HAS(host, tern_host_api, parallel_for) && host->parallel_for)
+        host->parallel_for(host, n_tasks, fn, arg);
+    else
+        for (int i = 0; i < n_tasks; i++) fn(arg, i, n_tasks);
 }
 
-tern_status arm_repack_ternary(const tern_host_api *host, const arm_tmm_variant *v, const tern_tensor *src,
-                               tern_tensor *dst, char *err, size_t errlen)
+/* What placing (src, purpose) makes, decided before any memory exists so
+ * that the runtime can hand out the memory (repack_into: a cache file's
+ * mapping) or we allocate it (repack). */
+enum { PLAN_FILE, PLAN_TERNARY, PLAN_HEAD_Q8 };
+
+typedef struct pack_plan {
+    int kind;     /* PLAN_* */
+    arm_tmat tmat; /* PLAN_TERNARY */
+    size_t bytes; /* packed bytes (0 for PLAN_FILE) */
+    float scale;  /* PLAN_TERNARY: the tensor's scale */
+} pack_plan;
+
+/* Bumped whenever a layout in arm.h changes: part of every layout line. */
+#define ARM_LAYOUT_VERSION 1
+
+static tern_status plan_ternary(const arm_ctx *c, const tern_tensor *src, pack_plan *p, char *err,
+                                size_t errlen)
 {
     const char *name = src->name ? src->name : "?";
     int64_t K = src->ne[0], N = tern_tensor_nrows(src);
@@ -137,105 +120,244 @@ tern_status arm_repack_ternary(const tern_host_api *host, const arm_tmm_variant 
         return TERN_EINVAL;
     }
     tern_error e;
-    float scale;
-    if (tern_ternary_tensor_scale(src, &scale, &e) != TERN_OK) {
+    if (tern_ternary_tensor_scale(src, &p->scale, &e) != TERN_OK) {
         snprintf(err, errlen, "%s", e.msg);
         return e.status;
     }
+    int fam = c->kernel == ARM_FAM_AUTO ? arm_auto_family(c->isa, K, N) : c->kernel;
+    const arm_tmm_variant *v = arm_tmm_pick(fam, c->isa); /* init made sure there is one */
     int64_t rows = v->rows, Kp = round_up(K, v->kalign), Np = round_up(N, rows);
-    size_t bytes, tile_bytes = (size_t)Kp * (size_t)rows / 4;
-    if (tern_mul_overflows((size_t)(Np / rows), tile_bytes, &bytes)) {
+    size_t tile_bytes = (size_t)Kp * (size_t)rows / 4;
+    if (tern_mul_overflows((size_t)(Np / rows), tile_bytes, &p->bytes)) {
         snprintf(err, errlen, "tensor '%s': too large", name);
         return TERN_EINVAL;
     }
-    arm_tmat *m = host->alloc(sizeof *m, 64);
-    uint8_t *data = host->alloc(bytes, 64);
-    if (!m || !data) {
-        host->free(m);
-        host->free(data);
-        snprintf(err, errlen, "tensor '%s': out of memory repacking %zu bytes", name, bytes);
+    p->kind = PLAN_TERNARY;
+    p->tmat = (arm_tmat){&arm_tmat_tag, v, K, N, Kp, Np, tile_bytes, 0};
+    return TERN_OK;
+}
+
+/* The q8 head (options.head = "q8"): a float head quantized to Q8_0 at
+ * load as llama.cpp's quantizer writes it (tern_quantize_q8_0), then an
+ * ordinary Q8_0 weight in file layout (+ 64 bytes: the kernels' loads may
+ * run past the last row). Heads whose K is not whole blocks of 32 stay as
+ * stored. */
+static tern_status plan(const arm_ctx *c, const tern_tensor *src, int purpose, pack_plan *p, char *err,
+                        size_t errlen)
+{
+    int t = src->type, head = purpose == TERN_REPACK_HEAD;
+    memset(p, 0, sizeof *p);
+    if (src->layout != TERN_LAYOUT_FILE || src->buffer || !src->data) {
+        snprintf(err, errlen, "tensor '%s': repack needs a host tensor in file layout",
+                 src->name ? src->name : "?");
+        return TERN_EINVAL;
+    }
+    if (purpose == TERN_REPACK_TERNARY && tern_type_get(t) && tern_type_get(t)->is_ternary)
+        return plan_ternary(c, src, p, err, errlen);
+    if ((purpose == TERN_REPACK_MATMUL || head) && tern_op_is_float_weight(t)) {
+        p->kind = PLAN_FILE;
+        int64_t K = src->ne[0], N = tern_tensor_nrows(src);
+        if (!c->head_q8 || !head || t == TERN_TYPE_Q8_0 || K <= 0 || K % 32 || src->ne[2] != 1 ||
+            src->ne[3] != 1)
+            return TERN_OK;
+        if (N <= 0 || tern_mul_overflows((size_t)K / 32 * 34, (size_t)N, &p->bytes) ||
+            tern_add_overflows(p->bytes, 64, &p->bytes)) {
+            snprintf(err, errlen, "tensor '%s': bad shape", src->name ? src->name : "?");
+            return TERN_EINVAL;
+        }
+        p->kind = PLAN_HEAD_Q8;
+        return TERN_OK;
+    }
+    snprintf(err, errlen, "tensor '%s': arm cannot repack type %s for %s", src->name ? src->name : "?",
+             tern_type_name(t),
+             purpose == TERN_REPACK_TERNARY ? "a ternary matmul" : head ? "the output head" : "a matmul");
+    return TERN_EUNSUPPORTED;
+}
+
+/* Both kinds are packed in parallel, a contiguous run of tiles (ternary) or
+ * rows (the q8 head) per task; the first failure's message is kept. */
+typedef struct pack_job {
+    const tern_host_api *host;
+    const tern_tensor *src;
+    const pack_plan *p;
+    uint8_t *data;
+    atomic_int failed; /* first failure's task + 1 */
+    tern_status st;
+    char err[256];
+} pack_job;
+
+static void job_fail(pack_job *j, int task, tern_status st, const char *msg)
+{
+    int none = 0;
+    if (atomic_compare_exchange_strong(&j->failed, &none, task + 1)) {
+        j->st = st;
+        snprintf(j->err, sizeof j->err, "%s", msg);
+    }
+}
+
+static void pack_tiles(void *arg, int task, int n_tasks)
+{
+    pack_job *j = arg;
+    const arm_tmat *m = &j->p->tmat;
+    int64_t rows = m->v->rows, n_tiles = m->Np / rows;
+    int64_t t0 = n_tiles * task / n_tasks, t1 = n_tiles * (task + 1) / n_tasks;
+    int8_t *codes = j->host->alloc((size_t)m->K * (size_t)rows, 64);
+    if (!codes) job_fail(j, task, TERN_ENOMEM, "out of memory for row codes");
+    for (int64_t t = t0; codes && t < t1 && !atomic_load(&j->failed); t++) {
+        int64_t n = m->N - rows * t < rows ? m->N - rows * t : rows;
+        tern_error e;
+        for (int64_t r = 0; r < n; r++)
+            if (tern_ternary_row_codes(j->src, rows * t + r, codes + r * m->K, NULL, &e) != TERN_OK) {
+                job_fail(j, task, e.status, e.msg);
+                break;
+            }
+        uint8_t *out = j->data + (size_t)t * m->tile_bytes;
+        if (m->v->family == ARM_FAM_MAD)
+            pack_mad_tile(codes, m->K, n, m->Kp, out);
+        else
+            pack_lut_tile(codes, m->K, n, m->Kp, out);
+    }
+    j->host->free(codes);
+}
+
+static void quantize_head_rows(void *arg, int task, int n_tasks)
+{
+    pack_job *j = arg;
+    int64_t K = j->src->ne[0], N = tern_tensor_nrows(j->src);
+    int64_t r0 = N * task / n_tasks, r1 = N * (task + 1) / n_tasks;
+    float *row = j->host->alloc((size_t)K * sizeof(float), 64);
+    if (!row) job_fail(j, task, TERN_ENOMEM, "out of memory quantizing the head");
+    for (int64_t r = r0; row && r < r1 && !atomic_load(&j->failed); r++) {
+        tern_error e;
+        if (tern_dequantize_rows(j->src, r, 1, row, &e) != TERN_OK) {
+            job_fail(j, task, e.status, e.msg);
+            break;
+        }
+        tern_quantize_q8_0(row, K, j->data + (size_t)r * ((size_t)K / 32 * 34));
+    }
+    j->host->free(row);
+}
+
+/* Builds *dst for a plan, the packed bytes at data (written when fill;
+ * freed by release when owns). */
+static tern_status place_planned(arm_ctx *c, const tern_tensor *src, int purpose, const pack_plan *p,
+                                 void *data, int fill, int owns, tern_tensor *dst, char *err, size_t errlen)
+{
+    const char *name = src->name ? src->name : "?";
+    if (p->kind == PLAN_FILE) {
+        if (purpose == TERN_REPACK_HEAD) c->n_head_f16++;
+        *dst = *src;
+        dst->extra = NULL;
+        return TERN_OK;
+    }
+    if (fill) {
+        pack_job job = {.host = c->host, .src = src, .p = p, .data = data};
+        int64_t units = p->kind == PLAN_TERNARY ? p->tmat.Np / p->tmat.v->rows : tern_tensor_nrows(src);
+        run_tasks(c->host, (int)(units < 64 ? units : 64), p->kind == PLAN_TERNARY ? pack_tiles : quantize_head_rows,
+                  &job);
+        if (atomic_load(&job.failed)) {
+            snprintf(err, errlen, "tensor '%s': %s", name, job.err);
+            return job.st;
+        }
+    }
+    if (p->kind == PLAN_HEAD_Q8) {
+        *dst = *src;
+        tern_tensor_init(dst, TERN_TYPE_Q8_0, 2, (int64_t[]){src->ne[0], tern_tensor_nrows(src)});
+        dst->owner = &arm_api;
+        dst->data = data;
+        dst->name = src->name;
+        /* the layout is the file's; extra only says the bytes are ours to free */
+        dst->extra = owns ? (void *)&arm_owned : NULL;
+        c->n_head_q8++;
+        return TERN_OK;
+    }
+    arm_tmat *m = c->host->alloc(sizeof *m, 64);
+    if (!m) {
+        snprintf(err, errlen, "tensor '%s': out of memory", name);
         return TERN_ENOMEM;
     }
-    pack_job job = {.host = host, .v = v, .src = src, .K = K, .N = N, .Kp = Kp, .n_tiles = Np / rows,
-                    .tile_bytes = tile_bytes, .data = data};
-    int n_tasks = (int)(job.n_tiles < 64 ? job.n_tiles : 64);
-    if (TERN_STRUCT_HAS(host, tern_host_api, parallel_for) && host->parallel_for)
-        host->parallel_for(host, n_tasks, pack_tiles, &job);
-    else
-        for (int i = 0; i < n_tasks; i++) pack_tiles(&job, i, n_tasks);
-    if (atomic_load(&job.failed)) {
-        host->free(m);
-        host->free(data);
-        snprintf(err, errlen, "%s", job.err);
-        return job.st;
-    }
-    *m = (arm_tmat){&arm_tmat_tag, v, K, N, Kp, Np, tile_bytes};
+    *m = p->tmat;
+    m->owns_data = owns;
     *dst = *src;
     dst->layout = TERN_LAYOUT_BACKEND;
     dst->owner = &arm_api;
     dst->data = data;
-    dst->nb[1] = (size_t)Kp / 4; /* packed bytes per row */
-    dst->nb[2] = dst->nb[1] * (size_t)N;
+    dst->nb[1] = (size_t)m->Kp / 4; /* packed bytes per row */
+    dst->nb[2] = dst->nb[1] * (size_t)m->N;
     dst->nb[3] = dst->nb[2];
-    dst->scale = scale;
+    dst->scale = p->scale;
     dst->extra = m;
+    c->n_family[m->v->family]++;
     return TERN_OK;
 }
 
-tern_status arm_repack_head_q8(const tern_host_api *host, const tern_tensor *src, tern_tensor *dst,
-                               char *err, size_t errlen)
+tern_status arm_repack(void *ctx, const tern_tensor *src, int purpose, tern_tensor *dst, char *err,
+                       size_t errlen)
 {
-    const char *name = src->name ? src->name : "?";
-    int64_t K = src->ne[0], N = tern_tensor_nrows(src);
-    size_t row_bytes = (size_t)K / 32 * 34, bytes;
-    if (K <= 0 || K % 32 || src->ne[2] != 1 || src->ne[3] != 1) return TERN_EUNSUPPORTED;
-    if (N <= 0 || tern_mul_overflows(row_bytes, (size_t)N, &bytes)) {
-        snprintf(err, errlen, "tensor '%s': bad shape", name);
-        return TERN_EINVAL;
-    }
-    uint8_t *q = host->alloc(bytes + 64, 64);
-    float *row = host->alloc((size_t)K * sizeof(float), 64);
-    if (!q || !row) {
-        host->free(q), host->free(row);
-        snprintf(err, errlen, "tensor '%s': out of memory repacking %zu bytes", name, bytes);
+    arm_ctx *c = ctx;
+    pack_plan p;
+    tern_status st = plan(c, src, purpose, &p, err, errlen);
+    if (st) return st;
+    void *data = p.bytes ? c->host->alloc(p.bytes, 64) : NULL;
+    if (p.bytes && !data) {
+        snprintf(err, errlen, "tensor '%s': out of memory repacking %zu bytes", src->name ? src->name : "?",
+                 p.bytes);
         return TERN_ENOMEM;
     }
-    for (int64_t n = 0; n < N; n++) {
-        tern_error e;
-        if (tern_dequantize_rows(src, n, 1, row, &e) != TERN_OK) {
-            host->free(q), host->free(row);
-            snprintf(err, errlen, "%s", e.msg);
-            return e.status;
-        }
-        tern_quantize_q8_0(row, K, q + (size_t)n * row_bytes);
-    }
-    host->free(row);
-    *dst = *src;
-    tern_tensor_init(dst, TERN_TYPE_Q8_0, 2, (int64_t[]){K, N});
-    dst->data = q;
-    dst->name = src->name;
-    dst->owner = &arm_api;
-    dst->extra = (void *)&arm_owned; /* ours to free; the layout is the file's */
+    st = place_planned(c, src, purpose, &p, data, 1, 1, dst, err, errlen);
+    if (st) c->host->free(data);
+    return st;
+}
+
+tern_status arm_repack_size(void *ctx, const tern_tensor *src, int purpose, size_t *bytes, char *layout,
+                            size_t layout_len, char *err, size_t errlen)
+{
+    pack_plan p;
+    tern_status st = plan(ctx, src, purpose, &p, err, errlen);
+    if (st) return st;
+    *bytes = p.bytes;
+    if (p.kind == PLAN_TERNARY)
+        snprintf(layout, layout_len, "arm layout %d: ternary %s (%d-row tiles, K padded to %d), K %lld N %lld",
+                 ARM_LAYOUT_VERSION, p.tmat.v->name, p.tmat.v->rows, p.tmat.v->kalign, (long long)p.tmat.K,
+                 (long long)p.tmat.N);
+    else
+        snprintf(layout, layout_len, "arm layout %d: %s, K %lld N %lld", ARM_LAYOUT_VERSION,
+                 p.kind == PLAN_HEAD_Q8 ? "q8 head rows" : "as stored", (long long)src->ne[0],
+                 (long long)tern_tensor_nrows(src));
     return TERN_OK;
 }
 
-int arm_release_tensor(const tern_host_api *host, tern_tensor *t)
+tern_status arm_repack_into(void *ctx, const tern_tensor *src, int purpose, void *data, int fill,
+                            tern_tensor *dst, char *err, size_t errlen)
 {
-    if (!t || !t->extra || t->owner != &arm_api) return -1; /* as stored, or not ours */
-    int fam;
-    const void *tag = *(const void *const *)t->extra;
-    if (tag == &arm_owned_tag) {
-        fam = 0;
-    } else if (tag == &arm_tmat_tag) {
-        fam = ((const arm_tmat *)t->extra)->v->family;
-        host->free(t->extra);
-    } else {
-        return -1;
+    pack_plan p;
+    tern_status st = plan(ctx, src, purpose, &p, err, errlen);
+    if (st) return st;
+    if (p.bytes && !data) {
+        snprintf(err, errlen, "tensor '%s': no memory given for %zu packed bytes", src->name ? src->name : "?",
+                 p.bytes);
+        return TERN_EINVAL;
     }
-    host->free(t->data);
+    return place_planned(ctx, src, purpose, &p, data, fill, 0, dst, err, errlen);
+}
+
+void arm_release(void *ctx, tern_tensor *t)
+{
+    arm_ctx *c = ctx;
+    if (!t || !t->extra || t->owner != &arm_api) return; /* as stored, cache memory, or not ours */
+    const void *tag = *(const void *const *)t->extra;
+    if (tag == &arm_tmat_tag) {
+        const arm_tmat *m = t->extra;
+        c->n_family[m->v->family]--;
+        if (m->owns_data) c->host->free(t->data);
+        c->host->free(t->extra);
+    } else if (tag == &arm_owned_tag) {
+        c->host->free(t->data);
+    } else {
+        return;
+    }
     t->data = NULL;
     t->extra = NULL;
-    return fam;
 }
 
 /* TL and TH of one pair (see arm.h): entry c = 3 (w0 + 1) + (w1 + 1). */
