@@ -18,16 +18,16 @@
 # tiles) and a53 (LUT tiles). The e2e backend cases on the shared trained
 # models, one prompt each (a prompt costs about a minute under qemu; the
 # integer paths are bit-exact on every tier and the float ops are the same
-# NEON code on all of them): logits against the PyTorch references on sve256 (SVE MAD),
-# greedy tokens against scalar on a76 (NEON MAD). The library suites
-# (core, chat, loader, sampler, tokenizer, gguf) once, on sve256, with the
-# tern command they start run under qemu too ($TERN_TEST_EXEC). Not under
-# qemu, because qemu emulates floating point in software and they test
+# NEON code on all of them): logits against the PyTorch references on sve256
+# (SVE MAD), greedy tokens against scalar on a76 (NEON MAD). The library
+# suites (core, chat, loader, sampler, tokenizer, gguf) once, on sve256,
+# with the tern command they start run under qemu too ($TERN_TEST_EXEC). Not
+# under qemu, because qemu emulates floating point in software and they test
 # nothing ISA-specific: the e2e scalar cases, cli and spec (whole
 # generations through the tern command), hostile, fault and install (tern
-# started as a native program, signals, thousands of injected failures),
-# the simulated device, the pack cache's 700m RSS case, and the fuzz runs
-# (the host's clang).
+# started as a native program, signals, thousands of injected failures), the
+# simulated device, the pack cache's 700m RSS case, and the fuzz runs (the
+# host's clang).
 # Two lanes run side by side (2 cores); the last line sums every run in
 # Check's format.
 set -u
