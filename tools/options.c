@@ -120,7 +120,7 @@ static const tern_flag flags[] = {
     {"-r", "--reverse-prompt", "stop", "stop generating at this text (repeatable)"},
     {NULL, "--stop", "stop", "same as --reverse-prompt"},
     {NULL, "--backend", "backend", "backend: auto (default), scalar, x86, ... or a list 'x86,scalar'"},
-    {NULL, "--kernel", "kernel", "kernel family of the backend (auto, mad, bitserial, lut)"},
+    {NULL, "--kernel", "kernel", "kernel family of the backend (x86: auto, mad, bitserial, lut; arm: auto, mad, lut, or lut-neon and the like to cap the tier)"},
     {NULL, "--device", "device", "device backends (opencl): device index, as tern info lists them"},
     {NULL, "--head", "head", "output head storage: f16 (as stored) or q8"},
     {"-ctk", "--cache-type-k", "cache_type_k", "KV cache type for K: f16 (default) or f32"},
