@@ -39,7 +39,7 @@ static const synth_shape presets[] = {
 };
 
 #define N_PRESETS (sizeof presets / sizeof presets[0])
-#define SYNTH_MAX_PARAMS 16e9 /* at 2 bytes a weight (f16), a 32 GB file */
+#define SYNTH_MAX_BYTES 32e9 /* a 16 B f16 model, a 100 B ternary one */
 
 /* ---- PRNG: xoshiro256**, seeded per tensor through splitmix64 ---- */
 
@@ -375,13 +375,15 @@ static int check_shape(const synth_opts *o)
         return cli_fail("synth", "embd %lld / heads %lld / kv %lld: heads must divide embd into an "
                         "even head size and kv must divide heads", (long long)s->embd,
                         (long long)s->heads, (long long)s->kv);
-    /* a bound on what one command may write: the largest preset is 8 G */
-    double E = (double)s->embd, KV = (double)s->kv * (E / (double)s->heads), F = (double)s->ff;
-    double params = (double)s->vocab * E * (s->untied ? 2 : 1) + (double)s->layers * (2 * E * E + 2 * E * KV + 3 * E * F);
-    if (params > SYNTH_MAX_PARAMS)
-        return cli_fail("synth", "these dimensions make %.3g parameters, more than %.0f billion, the synth limit",
-                        params, SYNTH_MAX_PARAMS / 1e9);
+    /* a bound on what one command may write (32 GB): the largest preset
+     * is 8 G parameters; a 100 B ternary model is about 25 GB */
     int ternary = tern_type_get(o->type)->is_ternary;
+    double E = (double)s->embd, KV = (double)s->kv * (E / (double)s->heads), F = (double)s->ff;
+    double embd = (double)s->vocab * E * (s->untied ? 2 : 1), linear = (double)s->layers * (2 * E * E + 2 * E * KV + 3 * E * F);
+    double bytes = embd * 4 + linear * (ternary ? 0.25 : 2);
+    if (bytes > SYNTH_MAX_BYTES)
+        return cli_fail("synth", "these dimensions make %.3g parameters, a file of about %.0f GB, more than the "
+                        "synth limit of %.0f GB", embd + linear, bytes / 1e9, SYNTH_MAX_BYTES / 1e9);
     if (!s->llama && !ternary)
         return cli_fail("synth", "bitnet models need ternary linears (--type i2_s, tq2_0 or tq1_0); "
                         "%s linears are for llama presets", tern_type_name(o->type));
