@@ -137,7 +137,7 @@ static const tern_flag flags[] = {
     {NULL, "--threads-draft", "threads_draft", "threads of the draft model"},
     {NULL, "--draft-max", "draft_max", "most tokens drafted per round (default 8)"},
     {NULL, "--draft-min", "draft_min", "fewest tokens drafted per round (default 0)"},
-    {NULL, "--draft-p-min", "draft_p_min", "stop drafting under this top probability (default 0.75)"},
+    {NULL, "--draft-p-min", "draft_p_min", "stop drafting under this top probability (default 0.1)"},
     {NULL, "--pipeline", "pipeline", "run: the pipeline script to run (a file, or a name such as examples/lookup.lua)"},
     {NULL, "--lookup", "lookup", "run: speculative decoding without a draft model: n-gram lookup in the text so far"},
     {NULL, "--overlap", "overlap",
