@@ -174,7 +174,7 @@ end
 function M.overlap(opts)
   local v, d = open(opts)
   local K = check_int("draft_max", opts.draft_max or 8, 1, 16)
-  local n, reps, pm = opts.n_gen_bench or 64, opts.reps or 7, opts.draft_p_min or 0.75
+  local n, reps, pm = opts.n_gen_bench or 64, opts.reps or 7, opts.draft_p_min or 0.1
   local prompts, np = prompt_ids(v, opts)
   spec_rate(v, d, opts, { prompts[1] }, math.min(n, 2 * K + 4), K, 1, pm, false) -- warm-up
   spec_rate(v, d, opts, { prompts[1] }, math.min(n, 2 * K + 4), K, 1, pm, true)
@@ -245,7 +245,7 @@ function M.bench(opts)
   end
   local adaptive
   if not P then -- the default configuration: draft_max K with the p_min of the options
-    local pm = opts.draft_p_min or 0.75
+    local pm = opts.draft_p_min or 0.1
     local rates, st = spec_rate(v, d, opts, prompts, n, K, reps, pm)
     local tps = median(rates)
     adaptive = { k = K, p_min = pm, tps = tps, measured = tps / base,

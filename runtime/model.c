@@ -389,6 +389,30 @@ static tern_status load_backends(tern_model *m, tern_error *err)
     return add_backend(m, scalar, err);
 }
 
+uint64_t tern_model_weights_resident(const tern_gguf *g)
+{
+    uint64_t total = 0;
+    for (int64_t i = 0; i < tern_gguf_n_tensors(g); i++) total += tern_gguf_tensor_at(g, i)->size;
+    return total;
+}
+
+uint64_t tern_physical_memory(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
+}
+
+/* Refuses weights that cannot stay resident: they would be paged in and
+ * out of the file on every token, minutes a token, instead of an error. */
+static tern_status check_fits(tern_model *m, tern_error *err)
+{
+    uint64_t need = tern_model_weights_resident(m->gguf), have = tern_physical_memory();
+    if (have && need > have)
+        return tern_error_set(err, TERN_ENOMEM, "%s: its weights need %.1f GiB resident and this machine has "
+                              "%.1f GiB of RAM", m->path, (double)need / (1 << 30), (double)have / (1 << 30));
+    return TERN_OK;
+}
+
 tern_status tern_model_load(const char *path, const tern_model_options *opt, tern_model **out,
                             tern_error *err)
 {
@@ -402,6 +426,7 @@ tern_status tern_model_load(const char *path, const tern_model_options *opt, ter
     snprintf(m->path, sizeof m->path, "%s", path);
     tern_status st = tern_threadpool_acquire(m->opt.n_threads, &m->pool, err);
     if (!st) st = tern_gguf_open(path, &m->gguf, err);
+    if (!st) st = check_fits(m, err);
     if (!st) st = tern_hparams_read(m->gguf, &m->hp, err);
     if (!st) st = tern_hparams_check_tensors(m->gguf, &m->hp, err);
     if (!st) st = tern_tokenizer_from_gguf(m->gguf, &m->tok, err);

@@ -18,6 +18,10 @@ for name in gguf tokenizer chat options; do
         "$build/fuzz-corpus-$name" "$seeds" 2>"$build/fuzz-$name.log" || { tail -50 "$build/fuzz-$name.log"; exit 1; }
     grep -E "stat::number_of_executed_units|stat::average_exec_per_sec" "$build/fuzz-$name.log" || true
 done
+# under san=1, leaks of PoCL and its LLVM (the opencl tests) are theirs
+if [ "$3" = 1 ]; then
+    export LSAN_OPTIONS="suppressions=$(pwd)/tests/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+fi
 # tests never read the user's tuning records
 export XDG_CACHE_HOME="$build/test-cache"
 unset TERN_CACHE_DIR

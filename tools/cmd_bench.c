@@ -101,7 +101,7 @@ static double measure_bandwidth(int n_threads)
 }
 
 static const char *const bench_keys[] = {
-    "model", "threads", "backend", "kernel", "head", "device", "ctx_size", "batch_size", "cache_type_k",
+    "model", "threads[]", "backend", "kernel", "head", "device", "ctx_size", "batch_size", "cache_type_k",
     "cache_type_v", "n_prompt_bench", "n_gen_bench", "reps", "output", "roofline",
     "model_draft", "backend_draft", "threads_draft", "draft_max", "draft_p_min", "spec_accept_rate",
     "spec_prompts", "overlap", "verbose", NULL,
@@ -189,61 +189,22 @@ static void print_ops(tern_session *s)
             pl->copy_bytes, (unsigned long long)st->copy_calls, st->copy_seconds * 1000);
 }
 
-int cmd_bench(int argc, char **argv)
+/* One bench of the loaded model at opt "threads": pp and tg rows, printed
+ * (JSON rows are the caller's array's; first says whether a comma goes
+ * before them). 0, or 1 after printing why. */
+static int bench_model(tern_opts *o, int n_prompt, int n_gen, int reps, const char *output, int first)
 {
-    /* llama-bench spells -p/-n/-r/-o differently from run: map them here */
-    char **args = calloc((size_t)argc + 1, sizeof *args);
-    if (!args) return cli_fail("bench", "out of memory");
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0) {
-            free(args);
-            options_help("bench", "[-m MODEL] [-t N] [-p 128] [-n 64] [-r 5] [-o md|json] [--roofline]\n"
-                         "       tern bench --model-draft DRAFT -m VERIFIER [--draft-max K] [-n 64] [-r 3] "
-                         "[--spec-accept-rate P] [--spec-prompts N]", bench_keys);
-            return 0;
-        }
-        if (strcmp(a, "-p") == 0 || strcmp(a, "--n-prompt") == 0) a = "--n-prompt-bench";
-        else if (strcmp(a, "-n") == 0 || strcmp(a, "--n-gen") == 0) a = "--n-gen-bench";
-        else if (strcmp(a, "-r") == 0 || strcmp(a, "--repetitions") == 0) a = "--reps";
-        else if (strcmp(a, "-o") == 0) a = "--output";
-        args[i] = (char *)a;
-        if (i + 1 < argc && options_takes_value(a)) args[i + 1] = argv[i + 1], i++; /* never renamed */
-    }
     int rc = 1;
-    tern_opts *o = NULL;
     tern_model *m = NULL;
     tern_session *s = NULL;
     int32_t *toks = NULL;
-    if (options_parse("bench", argc, args, bench_keys, &o)) goto done;
-    /* each at most 2^20 (options.c), so the sums below fit an int */
-    int n_prompt = (int)opt_int(o, "n_prompt_bench", 128), n_gen = (int)opt_int(o, "n_gen_bench", 64);
-    int reps = (int)opt_int(o, "reps", 5);
-    const char *output = opt_str(o, "output", "md");
-    if (opt_has(o, "model_draft")) {
-        rc = bench_speculative(o, n_gen);
-        goto done;
-    }
-    if (!n_prompt && !n_gen) {
-        cli_fail("bench", "nothing to measure: -p 0 and -n 0");
-        goto done;
-    }
-    if (!opt_int(o, "ctx_size", 0) && opt_set_int(o, "ctx_size", (n_prompt > n_gen ? n_prompt : n_gen) + 16)) {
-        cli_fail("bench", "out of memory");
-        goto done;
-    }
-    if (opt_int(o, "ctx_size", 0) < (n_prompt > n_gen ? n_prompt : n_gen)) {
-        cli_fail("bench", "-c %lld is smaller than the %d tokens of the test (-p %d, -n %d)",
-                 opt_int(o, "ctx_size", 0), n_prompt > n_gen ? n_prompt : n_gen, n_prompt, n_gen);
-        goto done;
-    }
-    if (mc_open(o, "bench", &m, &s)) goto done;
+    if (mc_open(o, "bench", &m, &s)) goto out;
     int64_t nv = tern_model_hparams(m)->n_vocab;
     int maxn = (n_prompt > n_gen ? n_prompt : n_gen) + 1;
     toks = malloc((size_t)maxn * sizeof *toks);
     if (!toks) {
         cli_fail("bench", "out of memory");
-        goto done;
+        goto out;
     }
     unsigned long long seed = 1234;
     for (int i = 0; i < maxn; i++) {
@@ -258,7 +219,7 @@ int cmd_bench(int argc, char **argv)
     mc_catch_interrupt(s);
     if ((n_prompt && run_pp(s, toks, n_prompt, &dummy, &err)) || (n_gen && run_tg(s, toks, n_gen < 4 ? n_gen : 4, &dummy, &err))) {
         rc = mc_eval_failed("bench", &err);
-        goto done;
+        goto out;
     }
     tern_session_reset_stats(s);
     int verbose = opt_bool(o, "verbose");
@@ -272,7 +233,7 @@ int cmd_bench(int argc, char **argv)
         for (int i = 0; i < reps; i++)
             if (run_pp(s, toks, n_prompt, &r->samples[r->n++], &err)) {
                 rc = mc_eval_failed("bench", &err);
-                goto done;
+                goto out;
             }
         summarize(r);
         backend_reports(m, r->test, (uint64_t)n_prompt * (uint64_t)reps, reports[0], sizeof reports[0]);
@@ -285,13 +246,12 @@ int cmd_bench(int argc, char **argv)
         for (int i = 0; i < reps; i++)
             if (run_tg(s, toks, n_gen, &r->samples[r->n++], &err)) {
                 rc = mc_eval_failed("bench", &err);
-                goto done;
+                goto out;
             }
         summarize(r);
         backend_reports(m, r->test, (uint64_t)n_gen * (uint64_t)reps, reports[1], sizeof reports[1]);
     }
-    int threads = (int)opt_int(o, "threads", 0);
-    if (threads < 1) threads = tern_cpu_physical_cores();
+    int threads = (int)opt_int(o, "threads", 1);
     double bw = opt_bool(o, "roofline") ? measure_bandwidth(threads) : 0;
     double bpt = (double)tern_model_weight_bytes_per_token(m);
     char desc[2048];
@@ -299,22 +259,20 @@ int cmd_bench(int argc, char **argv)
     const char *path = opt_model_path(o), *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     if (strcmp(output, "json") == 0) {
-        printf("[\n");
         for (int i = 0; i < n_rows; i++) {
             bench_row *r = &rows[i];
-            printf("  {\"model_filename\": \"%s\", \"backend\": \"%s\", \"n_threads\": %d, \"n_prompt\": %d, "
+            printf("%s  {\"model_filename\": \"%s\", \"backend\": \"%s\", \"n_threads\": %d, \"n_prompt\": %d, "
                    "\"n_gen\": %d, \"test\": \"%s\", \"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"median_ts\": %.6f, "
                    "\"bytes_per_token\": %.0f",
-                   base, tern_model_backend(m)->plugin->name, threads, r->n_prompt, r->n_gen, r->test,
+                   first && i == 0 ? "" : ",\n", base, tern_model_backend(m)->plugin->name, threads, r->n_prompt, r->n_gen, r->test,
                    r->avg, r->stddev, r->median, bpt);
             printf(", \"load_seconds\": %.6f, \"pack_cache\": \"%s\"", tern_model_load_seconds(m),
                    tern_model_pack_cache(m) ? tern_model_pack_cache(m) : "none");
             if (bw > 0) printf(", \"bandwidth_bytes_per_s\": %.0f, \"roofline_ts\": %.6f", bw, bw / bpt);
             printf(", \"samples_ts\": [");
             for (int k = 0; k < r->n; k++) printf("%s%.6f", k ? ", " : "", r->samples[k]);
-            printf("]}%s\n", i + 1 < n_rows ? "," : "");
+            printf("]}%s", i + 1 < n_rows ? ",\n" : "");
         }
-        printf("]\n");
     } else {
         printf("%s\n\n| model | backend | threads | test | t/s (mean ± sd) | median t/s |\n", desc);
         printf("| --- | --- | ---: | --- | ---: | ---: |\n");
@@ -338,11 +296,74 @@ int cmd_bench(int argc, char **argv)
     print_ops(s);
     if (verbose) fprintf(stderr, "%s%s", reports[0], reports[1]);
     rc = 0;
-done:
+out:
     mc_catch_interrupt(NULL);
     free(toks);
     tern_session_free(s);
     tern_model_free(m);
+    return rc;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    /* llama-bench spells -p/-n/-r/-o differently from run: map them here */
+    char **args = calloc((size_t)argc + 1, sizeof *args);
+    if (!args) return cli_fail("bench", "out of memory");
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0) {
+            free(args);
+            options_help("bench", "[-m MODEL] [-t N[,N...]] [-p 128] [-n 64] [-r 5] [-o md|json] [--roofline]\n"
+                         "       tern bench --model-draft DRAFT -m VERIFIER [--draft-max K] [-n 64] [-r 3] "
+                         "[--spec-accept-rate P] [--spec-prompts N]", bench_keys);
+            return 0;
+        }
+        if (strcmp(a, "-p") == 0 || strcmp(a, "--n-prompt") == 0) a = "--n-prompt-bench";
+        else if (strcmp(a, "-n") == 0 || strcmp(a, "--n-gen") == 0) a = "--n-gen-bench";
+        else if (strcmp(a, "-r") == 0 || strcmp(a, "--repetitions") == 0) a = "--reps";
+        else if (strcmp(a, "-o") == 0) a = "--output";
+        args[i] = (char *)a;
+        if (i + 1 < argc && options_takes_value(a)) args[i + 1] = argv[i + 1], i++; /* never renamed */
+    }
+    int rc = 1;
+    tern_opts *o = NULL;
+    if (options_parse("bench", argc, args, bench_keys, &o)) goto done;
+    /* each at most 2^20 (options.c), so the sums below fit an int */
+    int n_prompt = (int)opt_int(o, "n_prompt_bench", 128), n_gen = (int)opt_int(o, "n_gen_bench", 64);
+    int reps = (int)opt_int(o, "reps", 5);
+    const char *output = opt_str(o, "output", "md");
+    if (opt_has(o, "model_draft")) {
+        rc = bench_speculative(o, n_gen);
+        goto done;
+    }
+    if (!n_prompt && !n_gen) {
+        cli_fail("bench", "nothing to measure: -p 0 and -n 0");
+        goto done;
+    }
+    if (!opt_int(o, "ctx_size", 0) && opt_set_int(o, "ctx_size", (n_prompt > n_gen ? n_prompt : n_gen) + 16)) {
+        cli_fail("bench", "out of memory");
+        goto done;
+    }
+    if (opt_int(o, "ctx_size", 0) < (n_prompt > n_gen ? n_prompt : n_gen)) {
+        cli_fail("bench", "-c %lld is smaller than the %d tokens of the test (-p %d, -n %d)",
+                 opt_int(o, "ctx_size", 0), n_prompt > n_gen ? n_prompt : n_gen, n_prompt, n_gen);
+        goto done;
+    }
+    long long threads[64];
+    int n_threads = opt_int_list(o, "threads", threads, 64);
+    if (n_threads == 0) threads[0] = tern_cpu_physical_cores(), n_threads = 1;
+    int json = strcmp(output, "json") == 0;
+    if (json) printf("[\n");
+    for (int t = 0; t < n_threads; t++) {
+        if (opt_set_int(o, "threads", threads[t])) {
+            cli_fail("bench", "out of memory");
+            goto done;
+        }
+        if (bench_model(o, n_prompt, n_gen, reps, output, t == 0)) goto done;
+    }
+    if (json) printf("\n]\n");
+    rc = 0;
+done:
     options_free(o);
     free(args);
     return rc;

@@ -13,6 +13,7 @@
  * tensor of memory. */
 #include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -20,6 +21,8 @@
 #include "cli.h"
 #include "tern/gguf.h"
 #include "tern/model.h"
+#include "tern/backend.h"
+#include "tern/threadpool.h"
 
 typedef struct synth_shape {
     const char *name;
@@ -39,7 +42,7 @@ static const synth_shape presets[] = {
 };
 
 #define N_PRESETS (sizeof presets / sizeof presets[0])
-#define SYNTH_MAX_PARAMS 16e9 /* at 2 bytes a weight (f16), a 32 GB file */
+#define SYNTH_MAX_BYTES 32e9 /* a 16 B f16 model, a 100 B ternary one */
 
 /* ---- PRNG: xoshiro256**, seeded per tensor through splitmix64 ---- */
 
@@ -99,24 +102,6 @@ static tern_status no_mem(tern_error *err, int64_t n)
     return tern_error_set(err, TERN_ENOMEM, "no memory for %lld values", (long long)n);
 }
 
-static tern_status fill_ternary(const synth_tensor *t, rng *r, void *buf, tern_error *err)
-{
-    static const float scales[5] = {0.015625f, 0.01953125f, 0.0234375f, 0.02734375f, 0.03125f};
-    float scale = scales[below((uint32_t)rng_next(r), 5)];
-    int8_t *codes = malloc((size_t)t->n);
-    if (!codes) return no_mem(err, t->n);
-    for (int64_t i = 0; i < t->n; i += 2) { /* n is a multiple of 128 */
-        uint64_t x = rng_next(r);
-        codes[i] = (int8_t)((int)below((uint32_t)x, 3) - 1);
-        codes[i + 1] = (int8_t)((int)below((uint32_t)(x >> 32), 3) - 1);
-    }
-    if (t->type == TERN_TYPE_I2_S) tern_pack_i2_s(codes, t->n, scale, buf);
-    else if (t->type == TERN_TYPE_TQ2_0) tern_pack_tq2_0(codes, t->n, scale, buf);
-    else tern_pack_tq1_0(codes, t->n, scale, buf);
-    free(codes);
-    return TERN_OK;
-}
-
 /* 32-value blocks 2^-k * q, k in {9, 10, 11}, q in [-127, 127], one |q| = 127. */
 static void gen_blocks(rng *r, float *v, int64_t n)
 {
@@ -133,21 +118,82 @@ static void gen_blocks(rng *r, float *v, int64_t n)
     }
 }
 
-static tern_status fill_blocks(const synth_tensor *t, rng *r, void *buf, tern_error *err)
+/* Tensors are filled in chunks on all cores (a 100B file is 25 GB of
+ * random codes): chunk c draws from its own stream (the tensor's stream,
+ * then c), so the bytes depend on the seed alone, not on the thread count. */
+enum { CHUNK = 1 << 20 }; /* values per chunk: whole blocks of every type (256) */
+
+/* I2_S codes of whole 128-value blocks (the tensor's scale trailer is
+ * written once, after the chunks). */
+static void pack_i2s_blocks(const int8_t *c, int64_t n, uint8_t *out)
 {
-    enum { CHUNK = 1 << 16 }; /* values per step, a multiple of 32 */
-    float *v = malloc(CHUNK * sizeof *v);
-    if (!v) return no_mem(err, CHUNK);
-    uint8_t *out = buf;
-    for (int64_t done = 0; done < t->n; done += CHUNK) {
-        int64_t m = t->n - done < CHUNK ? t->n - done : CHUNK;
-        gen_blocks(r, v, m);
-        if (t->type == TERN_TYPE_F16) tern_quantize_f16(v, m, out + 2 * done);
-        else if (t->type == TERN_TYPE_Q8_0) tern_quantize_q8_0(v, m, out + done / 32 * 34);
-        else if (t->type == TERN_TYPE_BF16) tern_quantize_bf16(v, m, out + 2 * done);
-        else memcpy(out + 4 * done, v, (size_t)m * 4);
+    for (int64_t b = 0; b < n; b += TERN_I2S_BLOCK, c += TERN_I2S_BLOCK, out += 32)
+        for (int j = 0; j < 32; j++)
+            out[j] = (uint8_t)((c[j] + 1) << 6 | (c[32 + j] + 1) << 4 | (c[64 + j] + 1) << 2 | (c[96 + j] + 1));
+}
+
+typedef struct fill_job {
+    const synth_tensor *t;
+    uint8_t *out;
+    float scale; /* FILL_TERNARY */
+    atomic_llong next;
+    atomic_int failed;
+} fill_job;
+
+static void fill_chunks(void *arg, int ith, int nth)
+{
+    (void)ith, (void)nth;
+    fill_job *j = arg;
+    const synth_tensor *t = j->t;
+    int ternary = t->kind == FILL_TERNARY;
+    void *tmp = malloc(ternary ? (size_t)CHUNK : (size_t)CHUNK * sizeof(float));
+    if (!tmp) {
+        atomic_store(&j->failed, 1);
+        return;
     }
-    free(v);
+    for (long long c; (c = atomic_fetch_add(&j->next, 1)) * CHUNK < t->n;) {
+        int64_t done = c * CHUNK, m = t->n - done < CHUNK ? t->n - done : CHUNK;
+        rng r;
+        rng_seed(&r, t->seed, t->stream * 0x100000001b3ull + (uint64_t)c);
+        if (ternary) {
+            int8_t *codes = tmp;
+            for (int64_t i = 0; i < m; i += 2) { /* m is a multiple of 128 */
+                uint64_t x = rng_next(&r);
+                codes[i] = (int8_t)((int)below((uint32_t)x, 3) - 1);
+                codes[i + 1] = (int8_t)((int)below((uint32_t)(x >> 32), 3) - 1);
+            }
+            if (t->type == TERN_TYPE_I2_S) pack_i2s_blocks(codes, m, j->out + done / 4);
+            else if (t->type == TERN_TYPE_TQ2_0) tern_pack_tq2_0(codes, m, j->scale, j->out + done / TERN_QK_K * 66);
+            else tern_pack_tq1_0(codes, m, j->scale, j->out + done / TERN_QK_K * 54);
+            continue;
+        }
+        float *v = tmp;
+        gen_blocks(&r, v, m);
+        if (t->type == TERN_TYPE_F16) tern_quantize_f16(v, m, j->out + 2 * done);
+        else if (t->type == TERN_TYPE_Q8_0) tern_quantize_q8_0(v, m, j->out + done / 32 * 34);
+        else if (t->type == TERN_TYPE_BF16) tern_quantize_bf16(v, m, j->out + 2 * done);
+        else memcpy(j->out + 4 * done, v, (size_t)m * 4);
+    }
+    free(tmp);
+}
+
+static tern_threadpool *fill_pool; /* all physical cores, for the command's life */
+
+static tern_status fill_parallel(const synth_tensor *t, void *buf, tern_error *err)
+{
+    static const float scales[5] = {0.015625f, 0.01953125f, 0.0234375f, 0.02734375f, 0.03125f};
+    fill_job j = {.t = t, .out = buf};
+    if (t->kind == FILL_TERNARY) {
+        rng r;
+        rng_seed(&r, t->seed, t->stream);
+        j.scale = scales[below((uint32_t)rng_next(&r), 5)];
+    }
+    tern_threadpool_run(fill_pool, fill_chunks, &j);
+    if (atomic_load(&j.failed)) return no_mem(err, CHUNK);
+    if (t->kind == FILL_TERNARY && t->type == TERN_TYPE_I2_S) {
+        memset((uint8_t *)buf + t->n / 4, 0, TERN_I2S_TRAILER);
+        memcpy((uint8_t *)buf + t->n / 4, &j.scale, 4);
+    }
     return TERN_OK;
 }
 
@@ -168,11 +214,8 @@ static tern_status fill(void *user, void *buf, uint64_t size, tern_error *err)
     const synth_tensor *t = user;
     rng r;
     rng_seed(&r, t->seed, t->stream);
-    switch (t->kind) {
-    case FILL_TERNARY: return fill_ternary(t, &r, buf, err);
-    case FILL_BLOCKS: return fill_blocks(t, &r, buf, err);
-    default: return fill_norm(t, &r, buf);
-    }
+    (void)size;
+    return t->kind == FILL_NORM ? fill_norm(t, &r, buf) : fill_parallel(t, buf, err);
 }
 
 /* ---- the built-in byte-level vocabulary ---- */
@@ -375,13 +418,15 @@ static int check_shape(const synth_opts *o)
         return cli_fail("synth", "embd %lld / heads %lld / kv %lld: heads must divide embd into an "
                         "even head size and kv must divide heads", (long long)s->embd,
                         (long long)s->heads, (long long)s->kv);
-    /* a bound on what one command may write: the largest preset is 8 G */
-    double E = (double)s->embd, KV = (double)s->kv * (E / (double)s->heads), F = (double)s->ff;
-    double params = (double)s->vocab * E * (s->untied ? 2 : 1) + (double)s->layers * (2 * E * E + 2 * E * KV + 3 * E * F);
-    if (params > SYNTH_MAX_PARAMS)
-        return cli_fail("synth", "these dimensions make %.3g parameters, more than %.0f billion, the synth limit",
-                        params, SYNTH_MAX_PARAMS / 1e9);
+    /* a bound on what one command may write (32 GB): the largest preset
+     * is 8 G parameters; a 100 B ternary model is about 25 GB */
     int ternary = tern_type_get(o->type)->is_ternary;
+    double E = (double)s->embd, KV = (double)s->kv * (E / (double)s->heads), F = (double)s->ff;
+    double embd = (double)s->vocab * E * (s->untied ? 2 : 1), linear = (double)s->layers * (2 * E * E + 2 * E * KV + 3 * E * F);
+    double bytes = embd * 4 + linear * (ternary ? 0.25 : 2);
+    if (bytes > SYNTH_MAX_BYTES)
+        return cli_fail("synth", "these dimensions make %.3g parameters, a file of about %.0f GB, more than the "
+                        "synth limit of %.0f GB", embd + linear, bytes / 1e9, SYNTH_MAX_BYTES / 1e9);
     if (!s->llama && !ternary)
         return cli_fail("synth", "bitnet models need ternary linears (--type i2_s, tq2_0 or tq1_0); "
                         "%s linears are for llama presets", tern_type_name(o->type));
@@ -531,6 +576,10 @@ int cmd_synth(int argc, char **argv)
         cli_fail("synth", "no memory");
         goto done;
     }
+    if (tern_threadpool_acquire(tern_cpu_physical_cores(), &fill_pool, &err)) {
+        cli_fail("synth", "%s", err.msg);
+        goto done;
+    }
     if (add_metadata(&m, &o, vocab) || add_tensors(&m, &o)) goto done;
     if (tern_gguf_write(m.w, o.out, &err)) {
         cli_fail("synth", "%s", err.msg);
@@ -543,6 +592,8 @@ int cmd_synth(int argc, char **argv)
            (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
     rc = 0;
 done:
+    tern_threadpool_release(fill_pool);
+    fill_pool = NULL;
     tern_gguf_writer_free(m.w);
     tern_gguf_close(vocab);
     free(m.t);

@@ -146,6 +146,18 @@ static void print_tensors(const tern_gguf *g)
         printf("ternary layers: none\n");
 }
 
+/* What a run of this file will keep resident, before it starts. */
+static void print_memory(const tern_gguf *g, const tern_hparams *hp)
+{
+    double weights = (double)tern_model_weights_resident(g), ram = (double)tern_physical_memory();
+    int64_t ctx = hp->n_ctx_train > 0 && hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
+    double kv = 2.0 * (double)hp->n_layer * (double)ctx * (double)hp->n_head_kv * (double)hp->head_dim * 2;
+    char w[32], k[32], r[32];
+    printf("memory: weights %s resident (one copy), KV cache %s at %lld tokens (f16); RAM %s: %s\n",
+           human(weights, w, sizeof w), human(kv, k, sizeof k), (long long)ctx, human(ram, r, sizeof r),
+           weights > ram ? "does not fit (tern refuses to load it)" : weights + kv > ram ? "tight" : "fits");
+}
+
 /* The cache folder as the runtime computes it (runtime/host.c). */
 static void cache_folder(char *buf, size_t n)
 {
@@ -223,6 +235,7 @@ int info_model(const char *path)
     }
     print_tokenizer(g);
     print_tensors(g);
+    if (hst == TERN_OK) print_memory(g, &hp);
     print_kernels(g);
     tern_gguf_close(g);
     if (hst) return cli_fail("info", "%s", herr.msg);

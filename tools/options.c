@@ -137,7 +137,7 @@ static const tern_flag flags[] = {
     {NULL, "--threads-draft", "threads_draft", "threads of the draft model"},
     {NULL, "--draft-max", "draft_max", "most tokens drafted per round (default 8)"},
     {NULL, "--draft-min", "draft_min", "fewest tokens drafted per round (default 0)"},
-    {NULL, "--draft-p-min", "draft_p_min", "stop drafting under this top probability (default 0.75)"},
+    {NULL, "--draft-p-min", "draft_p_min", "stop drafting under this top probability (default 0.1)"},
     {NULL, "--pipeline", "pipeline", "run: the pipeline script to run (a file, or a name such as examples/lookup.lua)"},
     {NULL, "--lookup", "lookup", "run: speculative decoding without a draft model: n-gram lookup in the text so far"},
     {NULL, "--overlap", "overlap",
@@ -295,7 +295,7 @@ static int backends_append(opt_value *v, const char *name, size_t len)
 /* ---- command-line values ---- */
 
 /* Stores the text of flag `name` into key k. 0, or 1 after printing. */
-static int set_from_flag(tern_opts *o, const char *cmd, int k, const char *name, const char *val)
+static int set_from_flag(tern_opts *o, const char *cmd, int k, const char *name, const char *val, int list_ok)
 {
     const opt_key *key = &keys[k];
     opt_value *v = &o->v[k];
@@ -303,6 +303,23 @@ static int set_from_flag(tern_opts *o, const char *cmd, int k, const char *name,
     switch (key->kind) {
     case OPT_INT: {
         long long iv;
+        if (list_ok && strchr(val, ',')) { /* each value range-checked; the first is the value */
+            clear_value(v);
+            for (const char *p = val; *p;) {
+                char one[32];
+                size_t n = strcspn(p, ",");
+                if (!n || n >= sizeof one) return cli_fail(cmd, "%s: '%.64s' is not a list of integers 'a,b,c'", name, val);
+                memcpy(one, p, n);
+                one[n] = 0;
+                if (cli_int(cmd, name, one, key->lo, key->hi, &iv)) return 1;
+                if (v->n == 64) return cli_fail(cmd, "%s: more than 64 values", name);
+                if (list_append(v, one, n)) return cli_fail(cmd, "out of memory");
+                if (v->n == 1) v->i = iv;
+                p += n + (p[n] == ',');
+            }
+            v->set = 1;
+            return 0;
+        }
         if (cli_int(cmd, name, val, key->lo, key->hi, &iv)) return 1;
         clear_value(v);
         v->i = iv;
@@ -352,12 +369,16 @@ int options_takes_value(const char *arg)
     return f && keys[key_index(f->key)].kind != OPT_BOOL;
 }
 
+/* 1 when `allowed` names key ("key", or "key[]": a list of integers on
+ * the command line, as llama-bench takes -t 1,2,4); 2 for "key[]". */
 static int allowed_key(const char *key, const char *const *allowed)
 {
     if (strcmp(key, "config") == 0) return 1;
     if (!allowed) return 1;
+    size_t n = strlen(key);
     for (; *allowed; allowed++)
-        if (strcmp(*allowed, key) == 0) return 1;
+        if (strncmp(*allowed, key, n) == 0 && (!(*allowed)[n] || strcmp(*allowed + n, "[]") == 0))
+            return (*allowed)[n] ? 2 : 1;
     return 0;
 }
 
@@ -723,7 +744,9 @@ int options_parse_text(const char *cmd, int argc, char **argv, const char *const
         if (load_config(&j)) goto done;
     }
     for (int i = 0; i < n; i++) /* flags over the config */
-        if (set_from_flag(o, cmd, key_index(p[i].f->key), p[i].name, p[i].val)) goto done;
+        if (set_from_flag(o, cmd, key_index(p[i].f->key), p[i].name, p[i].val,
+                          allowed_key(p[i].f->key, allowed) == 2))
+            goto done;
     opt_value *seed = &o->v[key_index("seed")];
     if (seed->set && seed->i == -1) seed->i = 4294967295LL; /* llama.cpp's "random" spelled both ways */
     rc = 0;
@@ -768,6 +791,19 @@ long long opt_int(const tern_opts *o, const char *key, long long def)
 {
     const opt_value *v = value_of(o, key);
     return v ? v->i : def;
+}
+
+int opt_int_list(const tern_opts *o, const char *key, long long *out, int max)
+{
+    const opt_value *v = value_of(o, key);
+    if (!v || max < 1) return 0;
+    if (!v->n) {
+        out[0] = v->i;
+        return 1;
+    }
+    int n = v->n < max ? v->n : max;
+    for (int i = 0; i < n; i++) out[i] = strtoll(v->list[i], NULL, 10); /* checked when set */
+    return n;
 }
 
 double opt_num(const tern_opts *o, const char *key, double def)

@@ -49,6 +49,9 @@ void options_help(const char *cmd, const char *usage, const char *const *allowed
 int opt_has(const tern_opts *o, const char *key);
 const char *opt_str(const tern_opts *o, const char *key, const char *def);
 long long opt_int(const tern_opts *o, const char *key, long long def);
+/* An integer key's values: a list where the command allows "key[]" and the
+ * flag gave "a,b,c", else the one value; 0 when unset. */
+int opt_int_list(const tern_opts *o, const char *key, long long *out, int max);
 double opt_num(const tern_opts *o, const char *key, double def);
 int opt_bool(const tern_opts *o, const char *key);
 /* OPT_BACKENDS keys: the list joined with commas; "auto" when unset. */

@@ -359,7 +359,7 @@ end
 function M.p_min(o)
   local k_max = check_int("draft_max", o.k_max or 8, 0, 64)
   local k_min = check_int("draft_min", o.k_min or 0, 0, k_max)
-  local p_min = o.p_min or 0.75
+  local p_min = o.p_min or 0.1
   return { name = string.format("draft_max %d, p_min %.2f", k_max, p_min), k_max = k_max,
            k = function() return k_max end, keep = function(_, i, p) return i <= k_min or p >= p_min end }
 end

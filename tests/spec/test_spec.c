@@ -58,7 +58,7 @@ static double chi2_quantile(int df, double z)
 
 /* Greedy exactness: 5 prompts (refs.json's three and two more), draft_max
  * 1..8 with p_min 0 (every round drafts in full, so rejections and
- * rollbacks happen all the time), draft_max 8 at the default p_min 0.75,
+ * rollbacks happen all the time), draft_max 8 at the default p_min (0.1),
  * and draft_min 2 / p_min 0.5; 24 tokens each, token for token equal to
  * the verifier alone. */
 START_TEST(test_greedy_equals_verifier)

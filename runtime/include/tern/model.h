@@ -94,6 +94,12 @@ void tern_load_progress_stderr(void *user, uint64_t done, uint64_t total);
  * *out is NULL and nothing is left to free (tern/status.h). */
 tern_status tern_model_load(const char *path, const tern_model_options *opt, tern_model **out,
                             tern_error *err);
+/* Bytes a run of file g keeps resident for its weights: one copy of the
+ * tensor data (packed weights replace the file pages they come from). A
+ * load refuses a file whose weights exceed the machine's RAM
+ * (tern_physical_memory), naming both, instead of swapping. */
+uint64_t tern_model_weights_resident(const tern_gguf *g);
+uint64_t tern_physical_memory(void);
 void tern_model_free(tern_model *m); /* accepts NULL */
 const tern_hparams *tern_model_hparams(const tern_model *m);
 const tern_tokenizer *tern_model_tokenizer(const tern_model *m);
