@@ -271,7 +271,7 @@ static int bench_model(tern_opts *o, int n_prompt, int n_gen, int reps, const ch
             if (bw > 0) printf(", \"bandwidth_bytes_per_s\": %.0f, \"roofline_ts\": %.6f", bw, bw / bpt);
             printf(", \"samples_ts\": [");
             for (int k = 0; k < r->n; k++) printf("%s%.6f", k ? ", " : "", r->samples[k]);
-            printf("]}%s", i + 1 < n_rows ? ",\n" : "");
+            printf("]}");
         }
     } else {
         printf("%s\n\n| model | backend | threads | test | t/s (mean ± sd) | median t/s |\n", desc);

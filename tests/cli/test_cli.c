@@ -167,6 +167,37 @@ START_TEST(test_chat)
 }
 END_TEST
 
+static int count(const char *s, const char *pat)
+{
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, pat)); p += strlen(pat)) n++;
+    return n;
+}
+
+/* tern bench with a thread list: one row per (count, test), the JSON one
+ * array of comma-separated rows (stdout only; the op table is stderr). */
+START_TEST(test_bench_thread_list)
+{
+    char cmd[4200], out[1 << 16];
+    snprintf(cmd, sizeof cmd, "%s/bin/tern bench -p 4 -n 4 -r 2 -t 1,2 -o json 2>/dev/null", tu_build_dir());
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t used = fread(out, 1, sizeof out - 1, p);
+    out[used] = 0;
+    ck_assert_int_eq(pclose(p), 0);
+    ck_assert_msg(out[0] == '[' && used >= 3 && strcmp(out + used - 2, "]\n") == 0, "not one array: %s", out);
+    ck_assert_int_eq(count(out, "{\"model_filename\""), 4);
+    ck_assert_int_eq(count(out, "]},\n  {"), 3); /* rows separated by exactly one comma */
+    ck_assert_int_eq(count(out, ",,"), 0);
+    ck_assert_int_eq(count(out, "\"n_threads\": 1,"), 2);
+    ck_assert_int_eq(count(out, "\"n_threads\": 2,"), 2);
+    ck_assert_int_eq(tern_cmd(out, sizeof out, "bench -p 4 -n 4 -r 1 -t 1,2"), 0);
+    ck_assert_msg(strstr(out, "| 1 | pp4 |") && strstr(out, "| 1 | tg4 |") && strstr(out, "| 2 | pp4 |") &&
+                      strstr(out, "| 2 | tg4 |") && count(out, "load: ") == 2,
+                  "markdown rows missing: %s", out);
+}
+END_TEST
+
 Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -177,6 +208,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, test_run_errors);
     tcase_add_test(tc, test_run_default_model);
     tcase_add_test(tc, test_chat);
+    tcase_add_test(tc, test_bench_thread_list);
     suite_add_tcase(s, tc);
     return s;
 }
