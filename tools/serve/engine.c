@@ -183,7 +183,7 @@ static void emit(serve_engine *e, int i, const float *logits)
     int32_t id = tern_sampler_sample(sl->smp, logits);
     tern_sampler_accept(sl->smp, id);
     if (!j->n_gen) j->t_first = serve_now();
-    if (tern_tokenizer_is_eog(e->tok, id)) {
+    if (tern_tokenizer_is_eog(e->tok, id) && !j->req.ignore_eos) {
         finish(e, i, FINISH_STOP, NULL);
         return;
     }

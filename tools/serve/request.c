@@ -188,6 +188,9 @@ static int fields(json_t *o, serve_request *r, char *msg, size_t n)
     v = json_object_get(o, "stream");
     if (v && !json_is_null(v) && !json_is_boolean(v)) return fail(msg, n, "'stream' must be true or false");
     r->stream = json_is_true(v);
+    v = json_object_get(o, "ignore_eos");
+    if (v && !json_is_null(v) && !json_is_boolean(v)) return fail(msg, n, "'ignore_eos' must be true or false");
+    r->ignore_eos = json_is_true(v);
     v = json_object_get(o, "stream_options");
     if (v && !json_is_null(v)) {
         json_t *u = json_object_get(v, "include_usage");

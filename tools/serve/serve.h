@@ -62,6 +62,7 @@ typedef struct serve_request {
     char *stop[SERVE_MAX_STOP];
     int n_stop;
     int include_usage;     /* stream_options.include_usage */
+    int ignore_eos;        /* llama-server's extension: generate past end of text */
 } serve_request;
 
 /* Parses len bytes of JSON into *r (zeroed first). 0 on success; else the
