@@ -354,6 +354,69 @@ START_TEST(test_greedy_equals_run)
 }
 END_TEST
 
+/* The npm packages the client tests use, installed once per build folder
+ * (BUILD/npm); NULL, after a visible line, when node or npm is missing or
+ * the registry cannot be reached. */
+static const char *npm_dir(const char *who)
+{
+    static char dir[4200];
+    snprintf(dir, sizeof dir, "%s/npm", tu_build_dir());
+    char cmd[9000];
+    snprintf(cmd, sizeof cmd, "test -d %s/node_modules/openai && test -d %s/node_modules/puppeteer-core", dir, dir);
+    if (system(cmd) == 0) return dir;
+    if (system("command -v node >/dev/null && command -v npm >/dev/null") != 0) {
+        printf("skipped: %s: node or npm not installed\n", who);
+        return NULL;
+    }
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && timeout 300 npm install --prefix %s --no-audit --no-fund "
+             "--loglevel=error openai@4 puppeteer-core@23 > %s/install.log 2>&1", dir, dir, dir);
+    if (system(cmd) != 0) {
+        printf("skipped: %s: npm install openai puppeteer-core failed (see %s/install.log)\n", who, dir);
+        return NULL;
+    }
+    return dir;
+}
+
+/* Runs a node script of this folder against a fresh server; its last line
+ * is printed (the test log shows what was checked). */
+static void node_case(const char *script, const char *server_args, const char *url_path, const char *tail_arg,
+                      const char *dir)
+{
+    srv s;
+    char args[4200], cmd[12000];
+    snprintf(args, sizeof args, "-m %s %s", model(), server_args);
+    srv_start(&s, args);
+    snprintf(cmd, sizeof cmd, "timeout 120 node %s/tests/serve/%s %s http://127.0.0.1:%d%s %s 2>&1; echo rc=$?",
+             TERN_SOURCE_DIR, script, dir, s.port, url_path, tail_arg);
+    char *out = sh_out(cmd);
+    ck_assert_msg(strstr(out, ": ok (") && strstr(out, "rc=0"), "%s: %s", script, out);
+    *strstr(out, "rc=") = 0;
+    printf("%s", out);
+    free(out);
+    ck_assert_int_eq(srv_stop(&s), 0);
+    srv_clean(&s);
+}
+
+/* Acceptance 1: the official openai npm client, streaming and not. */
+START_TEST(test_openai_client)
+{
+    const char *dir = npm_dir("openai npm client");
+    if (dir) node_case("openai_client.cjs", "-np 2 -t 1 --api-key " KEY, "/v1", KEY, dir);
+}
+END_TEST
+
+/* The chat page in headless Chromium: type, send, see text stream in. */
+START_TEST(test_chat_page)
+{
+    if (system("command -v chromium >/dev/null") != 0) {
+        printf("skipped: chat page: chromium not installed\n");
+        return;
+    }
+    const char *dir = npm_dir("chat page (puppeteer-core)");
+    if (dir) node_case("chat_page.cjs", "-np 2 -t 1", "/", "/usr/bin/chromium", dir);
+}
+END_TEST
+
 Suite *serve_suite(void)
 {
     Suite *s = suite_create("serve");
@@ -362,6 +425,8 @@ Suite *serve_suite(void)
     tcase_add_test(tc, test_endpoints);
     tcase_add_test(tc, test_queue_cancel_drain);
     tcase_add_loop_test(tc, test_greedy_equals_run, 0, 2);
+    tcase_add_test(tc, test_openai_client);
+    tcase_add_test(tc, test_chat_page);
     suite_add_tcase(s, tc);
     return s;
 }
