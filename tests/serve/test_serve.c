@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -417,6 +418,75 @@ START_TEST(test_chat_page)
 }
 END_TEST
 
+/* Two replicas behind haproxy (tools/deploy/haproxy.cfg); four clients
+ * send requests through it; one replica is killed (SIGKILL) mid-run.
+ * Every request must get an answer its client can judge, and all of them
+ * a good one: haproxy retries a request whose replica died, and its
+ * health checks take the dead one out. */
+START_TEST(test_haproxy_failover)
+{
+    if (system("command -v haproxy >/dev/null") != 0) {
+        printf("skipped: haproxy failover: haproxy not installed\n");
+        return;
+    }
+    srv a, b;
+    char args[4200], cmd[8192];
+    snprintf(args, sizeof args, "-m %s -np 2 -t 1 --backend scalar", model());
+    srv_start(&a, args);
+    srv_start(&b, args);
+    int lb = 20000 + (int)(getpid() % 20000);
+    snprintf(cmd, sizeof cmd, "TERN_LB_BIND=127.0.0.1:%d TERN_REPLICA_A=127.0.0.1:%d TERN_REPLICA_B=127.0.0.1:%d "
+             "exec haproxy -db -f %s/tools/deploy/haproxy.cfg", lb, a.port, b.port, TERN_SOURCE_DIR);
+    pid_t hap = sh_bg(cmd);
+    int up = 0;
+    for (int i = 0; i < 100 && !up; i++) {
+        usleep(100000);
+        snprintf(cmd, sizeof cmd, "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/health", lb);
+        char *code = sh_out(cmd);
+        up = !strcmp(code, "200");
+        free(code);
+    }
+    ck_assert_msg(up, "haproxy on port %d never answered /health", lb);
+    usleep(1200000); /* both replicas checked up */
+    enum { CLIENTS = 4, EACH = 10 };
+    pid_t cl[CLIENTS];
+    for (int k = 0; k < CLIENTS; k++) {
+        snprintf(cmd, sizeof cmd,
+                 "exec sh -c 'for i in $(seq %d); do "
+                 "c=$(curl -s -o %s/lb%d.body -w %%{http_code} --max-time 60 --data-binary "
+                 "\"{\\\"prompt\\\":\\\"Once upon a time\\\",\\\"max_tokens\\\":24,\\\"ignore_eos\\\":true}\" "
+                 "http://127.0.0.1:%d/v1/completions); "
+                 "if [ \"$c\" = 200 ] && grep -q completion_tokens.:24 %s/lb%d.body; then echo ok; else echo fail $c; fi; "
+                 "done > %s/lb%d.out'", EACH, a.dir, k, lb, a.dir, k, a.dir, k);
+        cl[k] = sh_bg(cmd);
+    }
+    usleep(1500000);
+    kill(a.pid, SIGKILL); /* mid-run: requests are in flight on it */
+    int status;
+    waitpid(a.pid, &status, 0);
+    for (int k = 0; k < CLIENTS; k++)
+        for (int i = 0; i < 3000 && kill(cl[k], 0) == 0; i++) usleep(20000);
+    int ok = 0, answered = 0;
+    for (int k = 0; k < CLIENTS; k++) {
+        snprintf(cmd, sizeof cmd, "%s/lb%d.out", a.dir, k);
+        size_t n;
+        char *out = tu_read_file(cmd, &n);
+        ck_assert_msg(out != NULL, "client %d wrote nothing", k);
+        for (char *p = out; (p = strstr(p, "ok\n")); p += 3) ok++;
+        for (char *p = out; *p; p++) answered += *p == '\n';
+        free(out);
+    }
+    printf("haproxy failover: %d of %d requests answered, %d good, replica a killed mid-run\n", answered,
+           CLIENTS * EACH, ok);
+    ck_assert_int_eq(answered, CLIENTS * EACH);
+    ck_assert_int_eq(ok, CLIENTS * EACH);
+    kill(hap, SIGTERM);
+    ck_assert_int_eq(srv_stop(&b), 0);
+    srv_clean(&a);
+    srv_clean(&b);
+}
+END_TEST
+
 Suite *serve_suite(void)
 {
     Suite *s = suite_create("serve");
@@ -427,6 +497,7 @@ Suite *serve_suite(void)
     tcase_add_loop_test(tc, test_greedy_equals_run, 0, 2);
     tcase_add_test(tc, test_openai_client);
     tcase_add_test(tc, test_chat_page);
+    tcase_add_test(tc, test_haproxy_failover);
     suite_add_tcase(s, tc);
     return s;
 }
