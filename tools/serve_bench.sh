@@ -22,15 +22,18 @@ now() { date +%s.%N; }
 req() { # $1: output file, $2: tokens
     curl -sN -o "$1" -d "{\"prompt\":\"Once upon a time\",\"max_tokens\":$2,\"ignore_eos\":true,\"stream\":true,\"stream_options\":{\"include_usage\":true}}" "$url"
 }
+# `wait` alone would wait for the server too: wait for the clients by id
+waitall() { for p in $pids; do wait "$p"; done; pids=; }
+pids=
 req "$dir/warm" 8 # graphs for the decode shapes get built on first use
-for c in 1 2 4 8; do req "$dir/warm" 4 & done; wait
+for c in 1 2 3 4 5 6 7 8; do req "$dir/warm$c" 4 & pids="$pids $!"; done; waitall
 echo "| clients | round | tokens | wall s | aggregate decode tok/s | per client tok/s |"
 echo "| ---: | ---: | ---: | ---: | ---: | ---: |"
 for r in $(seq "$rounds"); do
     for c in 1 2 4 8; do
         t0=$(now)
-        for k in $(seq "$c"); do req "$dir/c$k" "$n" & done
-        wait
+        for k in $(seq "$c"); do req "$dir/c$k" "$n" & pids="$pids $!"; done
+        waitall
         t1=$(now)
         tokens=$(cat "$dir"/c* | grep -o '"completion_tokens":[0-9]*' | awk -F: '{ s += $2 } END { print s }')
         per=$(cat "$dir"/c* | grep -o '"predicted_per_second":[0-9.]*' | awk -F: '{ s += $2; k++ } END { printf "%.1f", s / k }')
@@ -40,10 +43,10 @@ for r in $(seq "$rounds"); do
     done
 done
 # time to first token of a request arriving while three others decode
-for k in 1 2 3; do req "$dir/bg$k" $((n * 3)) & done
+for k in 1 2 3; do req "$dir/bg$k" $((n * 3)) & pids="$pids $!"; done
 sleep 1
 req "$dir/late" "$n"
-wait
+waitall
 ttft=$(grep -o '"ttft_ms":[0-9.]*' "$dir/late" | cut -d: -f2)
 alone_ttft=$(req "$dir/alone" 8; grep -o '"ttft_ms":[0-9.]*' "$dir/alone" | cut -d: -f2)
 echo "time to first token: $ttft ms arriving while 3 others decode; $alone_ttft ms alone"
