@@ -487,11 +487,40 @@ START_TEST(test_haproxy_failover)
 }
 END_TEST
 
+/* Bad command lines: exit 1, one last line on stderr saying why. */
+START_TEST(test_cli_errors)
+{
+    static const struct {
+        const char *args, *expect;
+    } bad[] = {
+        {"--port 70000", "tern serve: --port: '70000' is not an integer in [0, 65535]"},
+        {"-np 0", "tern serve: -np: '0' is not an integer in [1, 256]"},
+        {"--host nowhere --port 0", "tern serve: --host 'nowhere' is not an IPv4 or IPv6 address"},
+        {"-m /nonexistent.gguf --port 0", "/nonexistent.gguf"},
+        {"--port 0 -np 4 -b 2", "tern serve: -b 2 is less than -np 4"},
+        {"--api-key '' --port 0", "tern serve: --api-key: give a non-empty key"},
+        {"--temp 0", "tern serve: "},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char cmd[8192];
+        snprintf(cmd, sizeof cmd, "timeout 60 %s/bin/tern serve %s 2>&1 >/dev/null | tail -1; echo rc=$?",
+                 tu_build_dir(), bad[i].args);
+        char *out = sh_out(cmd);
+        ck_assert_msg(strstr(out, bad[i].expect), "serve %s: '%s' lacks '%s'", bad[i].args, out, bad[i].expect);
+        free(out);
+        snprintf(cmd, sizeof cmd, "timeout 60 %s/bin/tern serve %s >/dev/null 2>&1", tu_build_dir(), bad[i].args);
+        int st = system(cmd);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "serve %s: exit status %d", bad[i].args, st);
+    }
+}
+END_TEST
+
 Suite *serve_suite(void)
 {
     Suite *s = suite_create("serve");
     TCase *tc = tcase_create("serve");
     tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_cli_errors);
     tcase_add_test(tc, test_endpoints);
     tcase_add_test(tc, test_queue_cancel_drain);
     tcase_add_loop_test(tc, test_greedy_equals_run, 0, 2);

@@ -327,6 +327,12 @@ int engine_create(const serve_options *o, serve_engine **out, char *msg, size_t 
     e->tok = tern_model_tokenizer(e->m);
     e->n_ctx = tern_session_n_ctx(e->s);
     e->n_batch = so.n_batch;
+    if (e->n_batch < e->n_slots) { /* every decoding slot needs its token in each step */
+        snprintf(msg, n, "-b %d is less than -np %d: a step must hold one token of every slot", e->n_batch,
+                 e->n_slots);
+        engine_free(e);
+        return -1;
+    }
     tern_gguf_str tmpl;
     char *t = NULL;
     if (tern_gguf_get_str(tern_model_gguf(e->m), "tokenizer.chat_template", &tmpl, NULL) == TERN_OK &&
