@@ -434,17 +434,22 @@ START_TEST(test_haproxy_failover)
     snprintf(args, sizeof args, "-m %s -np 2 -t 1 --backend scalar", model());
     srv_start(&a, args);
     srv_start(&b, args);
-    int lb = 20000 + (int)(getpid() % 20000);
-    snprintf(cmd, sizeof cmd, "TERN_LB_BIND=127.0.0.1:%d TERN_REPLICA_A=127.0.0.1:%d TERN_REPLICA_B=127.0.0.1:%d "
-             "exec haproxy -db -f %s/tools/deploy/haproxy.cfg", lb, a.port, b.port, TERN_SOURCE_DIR);
-    pid_t hap = sh_bg(cmd);
-    int up = 0;
-    for (int i = 0; i < 100 && !up; i++) {
-        usleep(100000);
-        snprintf(cmd, sizeof cmd, "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/health", lb);
-        char *code = sh_out(cmd);
-        up = !strcmp(code, "200");
-        free(code);
+    int lb = 0, up = 0;
+    pid_t hap = 0;
+    for (int attempt = 0; attempt < 5 && !up; attempt++) { /* a port taken by someone else: try another */
+        lb = 20000 + (int)((getpid() * 7 + attempt * 7919) % 40000);
+        snprintf(cmd, sizeof cmd, "TERN_LB_BIND=127.0.0.1:%d TERN_REPLICA_A=127.0.0.1:%d "
+                 "TERN_REPLICA_B=127.0.0.1:%d exec haproxy -db -f %s/tools/deploy/haproxy.cfg", lb, a.port, b.port,
+                 TERN_SOURCE_DIR);
+        hap = sh_bg(cmd);
+        for (int i = 0; i < 50 && !up && kill(hap, 0) == 0; i++) {
+            usleep(100000);
+            snprintf(cmd, sizeof cmd, "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/health", lb);
+            char *code = sh_out(cmd);
+            up = !strcmp(code, "200");
+            free(code);
+        }
+        if (!up) kill(hap, SIGTERM);
     }
     ck_assert_msg(up, "haproxy on port %d never answered /health", lb);
     usleep(1200000); /* both replicas checked up */
