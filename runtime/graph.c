@@ -669,6 +669,61 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+void tern_graph_set_runs(tern_graph *g, const graph_seq_run *runs, int n_runs)
+{
+    g->runs = n_runs > 0 ? runs : NULL;
+    g->n_runs = n_runs > 0 ? n_runs : 0;
+}
+
+/* ---- multi-sequence batches: the two cache ops run per sequence ---- */
+
+enum { SLICE_NONE, SLICE_TOKENS, SLICE_ROWS };
+
+/* For the ops that touch a cache, which operand is sliced how, and along
+ * which dimension (tokens and cache rows are always the outermost one). */
+static const struct seq_slicing {
+    int src[TERN_NODE_MAX_SRC], src_dim[TERN_NODE_MAX_SRC];
+    int dst, dst_dim;
+} seq_slicing[TERN_OP_COUNT] = {
+    /* src0 k or v [hd, n_kv, n_tok], src1 positions [n_tok]; dst the cache */
+    [TERN_OP_KV_STORE] = {{SLICE_TOKENS, SLICE_TOKENS}, {2, 0}, SLICE_ROWS, 2},
+    /* src0 q [hd, n_head, n_tok], src1/src2 caches, src3 positions; dst [hd, n_head, n_tok] */
+    [TERN_OP_ATTENTION] = {{SLICE_TOKENS, SLICE_ROWS, SLICE_ROWS, SLICE_TOKENS}, {2, 2, 2, 0},
+                           SLICE_TOKENS, 2},
+};
+
+static tern_tensor slice(const tern_tensor *t, int how, int dim, const graph_seq_run *r)
+{
+    tern_tensor s = *t;
+    int64_t first = how == SLICE_ROWS ? r->row0 : r->tok0, n = how == SLICE_ROWS ? r->n_rows : r->n_tok;
+    s.ne[dim] = n;
+    s.data = (char *)t->data + (size_t)first * t->nb[dim]; /* a host pointer or an offset in a buffer */
+    return s;
+}
+
+/* Runs node n's kernel: once, or once per sequence of the batch on
+ * slices of its operands (same ith/nth: each share stays independent). */
+static void run_kernel(tern_graph *g, graph_node *n, int ith, int nth, void *scratch)
+{
+    const struct seq_slicing *sl = n->node.op < TERN_OP_COUNT ? &seq_slicing[n->node.op] : NULL;
+    if (!g->n_runs || !sl || sl->dst == SLICE_NONE) {
+        n->fn(n->ctx, &n->node, ith, nth, scratch);
+        return;
+    }
+    for (int r = 0; r < g->n_runs; r++) {
+        const graph_seq_run *run = &g->runs[r];
+        tern_tensor src[TERN_NODE_MAX_SRC], dst = slice(n->node.dst, sl->dst, sl->dst_dim, run);
+        tern_node node = n->node;
+        node.dst = &dst;
+        for (int i = 0; i < TERN_NODE_MAX_SRC; i++) {
+            if (!n->node.src[i] || sl->src[i] == SLICE_NONE) continue;
+            src[i] = slice(n->node.src[i], sl->src[i], sl->src_dim[i], run);
+            node.src[i] = &src[i];
+        }
+        n->fn(n->ctx, &node, ith, nth, scratch);
+    }
+}
+
 /* A copy node: upload, download, or both through the staging buffer. */
 static tern_status run_copy(tern_graph *g, const graph_node *n, char *msg, size_t msglen)
 {
@@ -718,7 +773,7 @@ static void run_serial(tern_graph *g, int i0, int i1, void *scratch)
             tern_status st = run_copy(g, n, msg, sizeof msg);
             if (st) node_fail(g, ni, st, "%s", msg);
         } else {
-            n->fn(n->ctx, &n->node, 0, 1, scratch);
+            run_kernel(g, n, 0, 1, scratch);
         }
         if (n->sync_after) {
             tern_error e;
@@ -751,7 +806,7 @@ static void run_nodes(void *arg, int ith, int nth)
         unsigned want = n->threaded ? pieces : 1;
         if (n->threaded) {
             for (unsigned p; (p = atomic_fetch_add(&n->claimed, 1)) < pieces;) {
-                n->fn(n->ctx, &n->node, (int)p, (int)pieces, scratch);
+                run_kernel(g, n, (int)p, (int)pieces, scratch);
                 tern_threadpool_piece_done(g->pool, &n->finished, pieces);
             }
         } else if (ith == 0) { /* devices and copies: in order, on one thread */

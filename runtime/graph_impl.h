@@ -83,6 +83,17 @@ typedef struct graph_error {
     char msg[TERN_ERROR_MSG_MAX];
 } graph_error;
 
+/* One sequence of a multi-sequence batch: tokens [tok0, tok0 + n_tok) of
+ * the evaluation belong to it, and its KV rows are [row0, row0 + n_rows)
+ * of every cache. KV_STORE and ATTENTION run once per run over those
+ * slices (positions stay the sequence's own), so a token attends only its
+ * own sequence and the kernels see exactly what a one-sequence evaluation
+ * would show them: results are bit-identical. */
+typedef struct graph_seq_run {
+    int tok0, n_tok;
+    int64_t row0, n_rows;
+} graph_seq_run;
+
 struct tern_graph {
     int n_tok;           /* tokens per evaluation (shape class) */
     int n_out;           /* rows of the output (logits) */
@@ -112,6 +123,8 @@ struct tern_graph {
     const atomic_int *cancel;  /* the session's cancel flag; may be NULL */
     graph_error err;
     int planned;
+    const graph_seq_run *runs; /* the next evaluations' sequences; NULL: one sequence, whole caches */
+    int n_runs;
 };
 
 /* Builder calls (used by the Lua bindings). Each returns a tensor id >= 0,
@@ -129,6 +142,12 @@ int tern_graph_add_node(tern_graph *g, int op, int type, int n_dims, const int64
 /* Appends a node that writes into an existing tensor (KV cache store). */
 tern_status tern_graph_add_node_into(tern_graph *g, int op, int dst, const int *src, int n_src,
                                      tern_error *err);
+
+/* Sets the sequences of the next evaluations (runs is borrowed until the
+ * next call; n_runs 0 = one sequence over the whole caches). The runs
+ * cover the tokens in order; the caller checked them. Only host-memory
+ * caches may be split (the session refuses others). */
+void tern_graph_set_runs(tern_graph *g, const graph_seq_run *runs, int n_runs);
 
 /* Memory space of backend b of a list: 0 for host-memory backends. */
 int tern_graph_space_of(const tern_backend *be, int b);

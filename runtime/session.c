@@ -44,6 +44,9 @@ struct tern_session {
     uint64_t *stamps;               /* [n_ctx] */
     struct async_worker *worker;    /* started by the first tern_session_eval_async */
     atomic_int pending;             /* an asynchronous evaluation was started and not waited for */
+    /* multi-sequence batches: sequence q owns cache rows [q * n_ctx, (q + 1) * n_ctx) */
+    int *seq_past;                  /* [n_seq]: tokens of sequence q > 0 (sequence 0's is n_past) */
+    graph_seq_run *runs;            /* [n_seq]: the sequences of the evaluation being run */
 };
 
 /* The worker thread of tern_session_eval_async: one per session that asks
@@ -72,6 +75,7 @@ tern_session_options tern_session_default_options(void)
     o.n_ctx = 0;
     o.n_batch = 512;
     o.kv_type = TERN_TYPE_F16;
+    o.n_seq = 1;
     return o;
 }
 
@@ -80,18 +84,22 @@ tern_session_options tern_session_default_options(void)
 static tern_status alloc_kv(tern_session *s, tern_error *err)
 {
     const tern_hparams *hp = &s->m->hp;
-    int64_t ne[3] = {hp->head_dim, hp->n_head_kv, s->opt.n_ctx};
+    int64_t ne[3] = {hp->head_dim, hp->n_head_kv, (int64_t)s->opt.n_ctx * s->opt.n_seq};
     tern_tensor proto;
     tern_tensor_init(&proto, s->opt.kv_type, 3, ne);
     size_t per = tern_tensor_nbytes(&proto), total;
     if (tern_mul_overflows(per, (size_t)hp->n_layer * 2, &total))
         return tern_error_set(err, TERN_ENOMEM, "KV cache size overflows");
     s->kv_be = tern_graph_kv_backend(s->m->be, s->m->n_be, s->opt.kv_type, hp->head_dim, hp->n_head,
-                                     hp->n_head_kv, s->opt.n_ctx);
+                                     hp->n_head_kv, ne[2]);
     if (s->kv_be < 0)
         return tern_error_set(err, TERN_EUNSUPPORTED, "no backend of the list runs attention over a "
-                              "%s KV cache of %d positions", tern_type_name(s->opt.kv_type), s->opt.n_ctx);
+                              "%s KV cache of %lld positions", tern_type_name(s->opt.kv_type),
+                              (long long)ne[2]);
     tern_backend *be = s->m->be[s->kv_be];
+    if (s->opt.n_seq > 1 && !tern_backend_is_host(be)) /* the executor slices the cache per sequence */
+        return tern_error_set(err, TERN_EUNSUPPORTED, "%d sequences need the KV cache in host memory, "
+                              "but backend '%s' runs attention in its own", s->opt.n_seq, be->plugin->name);
     s->k_cache = calloc((size_t)hp->n_layer, sizeof *s->k_cache);
     s->v_cache = calloc((size_t)hp->n_layer, sizeof *s->v_cache);
     if (!s->k_cache || !s->v_cache)
@@ -136,7 +144,11 @@ tern_status tern_session_create(tern_model *m, const tern_session_options *opt, 
     tern_session *s = calloc(1, sizeof *s);
     if (!s) return tern_error_set(err, TERN_ENOMEM, "out of memory creating session");
     s->m = m;
-    s->opt = opt ? *opt : tern_session_default_options();
+    s->opt = tern_session_default_options();
+    if (opt) /* an older caller's struct ends before n_seq */
+        memcpy(&s->opt, opt, opt->struct_size && opt->struct_size < sizeof *opt ? opt->struct_size : sizeof *opt);
+    s->opt.struct_size = sizeof s->opt;
+    if (s->opt.n_seq <= 0) s->opt.n_seq = 1;
     if (s->opt.n_ctx <= 0) s->opt.n_ctx = (int)(m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train : 4096);
     if (s->opt.n_ctx <= 0) s->opt.n_ctx = 4096;
     if (s->opt.n_batch <= 0) s->opt.n_batch = 512;
@@ -146,6 +158,12 @@ tern_status tern_session_create(tern_model *m, const tern_session_options *opt, 
                             tern_type_name(s->opt.kv_type));
     if (!st && s->opt.n_ctx > (1 << 24))
         st = tern_error_set(err, TERN_EINVAL, "context size %d too large", s->opt.n_ctx);
+    if (!st && (s->opt.n_seq > 256 || (int64_t)s->opt.n_seq * s->opt.n_ctx > (1 << 24)))
+        st = tern_error_set(err, TERN_EINVAL, "%d sequences of %d positions: too many (at most 256 "
+                            "sequences and 16M positions in all)", s->opt.n_seq, s->opt.n_ctx);
+    if (!st && (!(s->seq_past = calloc((size_t)s->opt.n_seq, sizeof *s->seq_past)) ||
+                !(s->runs = calloc((size_t)s->opt.n_seq, sizeof *s->runs))))
+        st = tern_error_set(err, TERN_ENOMEM, "out of memory creating session");
     s->id = atomic_fetch_add(&next_session_id, 1);
     if (!st && !(s->stamps = calloc((size_t)s->opt.n_ctx, sizeof *s->stamps)))
         st = tern_error_set(err, TERN_ENOMEM, "out of memory creating session");
@@ -166,6 +184,8 @@ void tern_session_free(tern_session *s)
     if (!s) return;
     worker_stop(s);
     free(s->stamps);
+    free(s->seq_past);
+    free(s->runs);
     for (int i = 0; i < MAX_GRAPHS; i++) tern_graph_free(s->graphs[i].g);
     tern_graph_builder_free(s->builder);
     free_kv(s);
@@ -265,6 +285,9 @@ static tern_status eval_now(tern_session *s, const int32_t *tokens, size_t n, in
             pos[i] = s->n_past + i;
         }
         for (int i = 0; i < n_out; i++) ids[i] = all_logits ? i : len - 1;
+        /* sequence 0 of several: its slice of the cache (alone, it is the whole cache) */
+        s->runs[0] = (graph_seq_run){0, len, 0, s->opt.n_ctx};
+        tern_graph_set_runs(g, s->runs, s->opt.n_seq > 1 ? 1 : 0);
         st = tern_graph_compute(g, &s->stats, &s->cancel, err);
         if (st) break;
         for (int i = 0; i < len; i++) s->stamps[s->n_past + i] = stamp;
@@ -324,7 +347,105 @@ void tern_session_reset(tern_session *s)
 {
     if (atomic_load(&s->pending)) return; /* documented as not allowed; refused rather than racing */
     s->n_past = 0;
+    memset(s->seq_past, 0, (size_t)s->opt.n_seq * sizeof *s->seq_past);
     s->n_logit_rows = 0;
+}
+
+/* ---- multi-sequence batches ---- */
+
+static int *past_of(tern_session *s, int seq) { return seq == 0 ? &s->n_past : &s->seq_past[seq]; }
+
+int tern_session_n_seq(const tern_session *s) { return s->opt.n_seq; }
+
+int tern_session_seq_n_past(const tern_session *s, int seq)
+{
+    if (seq < 0 || seq >= s->opt.n_seq) return -1;
+    return seq == 0 ? s->n_past : s->seq_past[seq];
+}
+
+tern_status tern_session_seq_rollback(tern_session *s, int seq, int n, tern_error *err)
+{
+    if (seq < 0 || seq >= s->opt.n_seq)
+        return tern_error_set(err, TERN_EINVAL, "no sequence %d: the session has %d", seq, s->opt.n_seq);
+    if (seq == 0) return tern_session_rollback(s, n, err);
+    if (atomic_load(&s->pending)) return tern_error_set(err, TERN_EINVAL, BUSY_MSG);
+    if (n < 0 || n > s->seq_past[seq])
+        return tern_error_set(err, TERN_EINVAL, "cannot roll back %d tokens of sequence %d: it holds %d",
+                              n, seq, s->seq_past[seq]);
+    s->seq_past[seq] -= n;
+    s->n_logit_rows = 0;
+    return TERN_OK;
+}
+
+/* What eval_seqs refuses before it starts; *total gets the token count. */
+static tern_status check_seqs(tern_session *s, const tern_seq_tokens *b, int n_b, size_t *total,
+                              tern_error *err)
+{
+    if (n_b < 1 || n_b > s->opt.n_seq)
+        return tern_error_set(err, TERN_EINVAL, "%d entries in a batch over %d sequences", n_b, s->opt.n_seq);
+    *total = 0;
+    for (int i = 0; i < n_b; i++) {
+        if (b[i].seq < 0 || b[i].seq >= s->opt.n_seq)
+            return tern_error_set(err, TERN_EINVAL, "entry %d: no sequence %d (the session has %d)", i,
+                                  b[i].seq, s->opt.n_seq);
+        for (int j = 0; j < i; j++)
+            if (b[j].seq == b[i].seq)
+                return tern_error_set(err, TERN_EINVAL, "entries %d and %d: sequence %d twice", j, i, b[i].seq);
+        if (b[i].n == 0 || !b[i].tokens)
+            return tern_error_set(err, TERN_EINVAL, "entry %d (sequence %d): no tokens", i, b[i].seq);
+        if (b[i].n > (size_t)s->opt.n_batch || *total + b[i].n > (size_t)s->opt.n_batch)
+            return tern_error_set(err, TERN_EINVAL, "more than n_batch = %d tokens in one batch",
+                                  s->opt.n_batch);
+        *total += b[i].n;
+        int past = *past_of(s, b[i].seq);
+        if ((size_t)past + b[i].n > (size_t)s->opt.n_ctx)
+            return tern_error_set(err, TERN_ECONTEXT, "context overflow: %zu new tokens after %d in sequence "
+                                  "%d exceed the context size %d", b[i].n, past, b[i].seq, s->opt.n_ctx);
+        for (size_t k = 0; k < b[i].n; k++)
+            if (b[i].tokens[k] < 0 || b[i].tokens[k] >= s->m->hp.n_vocab)
+                return tern_error_set(err, TERN_EINVAL, "entry %d, token %zu: id %d outside the vocabulary "
+                                      "(0..%lld)", i, k, b[i].tokens[k], (long long)s->m->hp.n_vocab - 1);
+    }
+    return TERN_OK;
+}
+
+tern_status tern_session_eval_seqs(tern_session *s, const tern_seq_tokens *b, int n_b, tern_error *err)
+{
+    if (atomic_load(&s->pending)) return tern_error_set(err, TERN_EINVAL, BUSY_MSG);
+    size_t total = 0;
+    tern_status st = check_seqs(s, b, n_b, &total, err);
+    if (!st) st = reserve_logits(s, (size_t)n_b, err);
+    tern_graph *g = NULL;
+    if (!st) st = get_graph(s, (int)total, n_b, &g, err);
+    if (st) return st;
+    int32_t *tok = tern_graph_tokens(g), *pos = tern_graph_positions(g), *ids = tern_graph_out_ids(g);
+    int t = 0;
+    for (int i = 0; i < n_b; i++) {
+        int past = *past_of(s, b[i].seq);
+        s->runs[i] = (graph_seq_run){t, (int)b[i].n, (int64_t)b[i].seq * s->opt.n_ctx, s->opt.n_ctx};
+        for (size_t k = 0; k < b[i].n; k++, t++) {
+            tok[t] = b[i].tokens[k];
+            pos[t] = past + (int)k;
+        }
+        ids[i] = t - 1;
+    }
+    tern_graph_set_runs(g, s->runs, n_b);
+    st = tern_graph_compute(g, &s->stats, &s->cancel, err);
+    if (st) {
+        if (st == TERN_ECANCELED) atomic_store(&s->cancel, 0);
+        s->n_logit_rows = 0;
+        return st;
+    }
+    uint64_t stamp = ++s->n_evals;
+    for (int i = 0; i < n_b; i++) {
+        int *past = past_of(s, b[i].seq);
+        if (b[i].seq == 0)
+            for (size_t k = 0; k < b[i].n; k++) s->stamps[*past + (int)k] = stamp;
+        *past += (int)b[i].n;
+    }
+    memcpy(s->logits, tern_graph_output(g, NULL, NULL), (size_t)n_b * (size_t)s->m->hp.n_vocab * sizeof(float));
+    s->n_logit_rows = n_b;
+    return TERN_OK;
 }
 
 /* ---- marks ---- */

@@ -7,7 +7,7 @@ set -e
 build=$1
 fuzz_seconds=$2
 export TERN_BUILD="$build"
-for name in gguf tokenizer chat options; do
+for name in gguf tokenizer chat options request; do
     bin="$build/tests/fuzz_$name"
     [ -x "$bin" ] && [ "$fuzz_seconds" -gt 0 ] || continue
     seeds=tests/fuzz/corpus-$name

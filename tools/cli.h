@@ -29,6 +29,7 @@ int info_model(const char *path);
 int info_placement(const char *path, const char *backend);
 int cmd_tokenize(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Prints "tern <cmd>: <message>" as one line on stderr (control characters
  * from the input become spaces) and returns 1 (tools/options.c). */

@@ -86,6 +86,12 @@ static const opt_key keys[] = {
     INT("spec_prompts", 1, 5),
     {"spec_compare", OPT_BOOL, 0, 0, 0, 0, NULL, K_CONFIG_ONLY},
     {"spec_bench", OPT_BOOL, 0, 0, 0, 0, NULL, K_INTERNAL},
+    STR("host"),
+    INT("port", 0, 65535),
+    INT("parallel", 1, 256),
+    STR("api_key"),
+    INT("max_queue", 1, 65536),
+    STR("alias"),
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -151,6 +157,12 @@ static const tern_flag flags[] = {
     {NULL, "--spec-accept-rate", "spec_accept_rate",
      "bench --model-draft: replay rounds accepting each draft token with this probability (text meaningless)"},
     {NULL, "--spec-prompts", "spec_prompts", "bench --model-draft: how many built-in prompts (1..5, default 5)"},
+    {NULL, "--host", "host", "serve: address to listen on (default 127.0.0.1)"},
+    {NULL, "--port", "port", "serve: TCP port (default 8080; 0 = any free one, printed)"},
+    {"-np", "--parallel", "parallel", "serve: parallel slots, batched together (default 1)"},
+    {NULL, "--api-key", "api_key", "serve: require 'Authorization: Bearer KEY'"},
+    {NULL, "--max-queue", "max_queue", "serve: requests waiting for a slot before 503 (default 4 x slots)"},
+    {"-a", "--alias", "alias", "serve: the model id /v1/models reports (default: the file name)"},
 };
 
 #define N_FLAGS (sizeof flags / sizeof flags[0])

@@ -8,6 +8,9 @@
 #   ocl-icd-opencl-dev, opencl-headers   the opencl backend (built only where these are)
 #   pocl-opencl-icd, clinfo   a CPU OpenCL device, so scons test runs the opencl backend here and in CI
 #   clang, libclang-rt-14-dev  libFuzzer target for the GGUF reader
+#   libmicrohttpd-dev, libjansson-dev   tern serve (HTTP and JSON)
+#   curl, haproxy, nodejs, npm, chromium   the serve tests: curl cases, the failover test behind
+#                              haproxy, the official openai client, the chat page in headless Chromium
 # and for the aarch64 cross build and its tests (`scons arch=aarch64 test`,
 # on an x86-64 host; the arm64 packages come from Debian multiarch):
 #   gcc-aarch64-linux-gnu      the cross compiler
@@ -26,5 +29,10 @@ fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     gcc libc6-dev scons pkg-config liblua5.4-dev lua5.4 libpcre2-dev check libsubunit-dev \
-    ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo clang libclang-rt-14-dev $cross >/dev/null
+    ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo clang libclang-rt-14-dev \
+    libmicrohttpd-dev libjansson-dev curl haproxy $cross >/dev/null
+# node and chromium are optional (their tests skip with a line without them); an image that
+# already has node (from NodeSource, say) keeps it
+command -v node >/dev/null || apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null || true
+command -v chromium >/dev/null || apt-get install -y -qq --no-install-recommends chromium >/dev/null || true
 echo "setup.sh: dependencies installed"

@@ -17,6 +17,7 @@ static const tern_cmd commands[] = {
     {"info", cmd_info, "version, CPU features, backends and their ops; -m FILE describes a model"},
     {"synth", cmd_synth, "write a random-weight model (bitnet-2b4t, llama-8b, tiny ... shapes)"},
     {"tune", cmd_tune, "generate, check and time ternary kernels for a model's shapes; keep the winners"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server with parallel slots batched together"},
     {"tokenize", cmd_tokenize, "text to token ids and pieces with a model's tokenizer (--bench: speed)"},
 };
 

@@ -26,6 +26,8 @@ typedef struct tern_session_options {
     int n_ctx;    /* context size in tokens; 0 = the model's training context, at most 4096 */
     int n_batch;  /* most tokens per graph evaluation (prefill chunk) */
     int kv_type;  /* TERN_TYPE_F16 (default) or TERN_TYPE_F32 */
+    int n_seq;    /* independent sequences, each with n_ctx positions of cache (default 1;
+                   * more than 1 needs the cache in host memory) */
 } tern_session_options;
 
 tern_session_options tern_session_default_options(void);
@@ -110,6 +112,38 @@ int tern_session_fallback_nodes(const tern_session *s);
 const tern_graph_placement *tern_session_placement(const tern_session *s);
 /* Index in the model's backend list of the backend holding the KV cache. */
 int tern_session_kv_backend(const tern_session *s);
+
+/* ---- multi-sequence batches ----
+ * A session made with n_seq > 1 holds n_seq independent sequences (a
+ * server's parallel slots). Each has its own positions 0..n_ctx-1 and its
+ * own region of the KV cache; the calls above (eval, rollback, marks,
+ * n_past) act on sequence 0. tern_session_eval_seqs evaluates tokens of
+ * several sequences in ONE graph evaluation: the weights are read once for
+ * all of them, and only the cache ops (KV store, attention) run per
+ * sequence, on that sequence's slice of the cache, so a token attends its
+ * own sequence only. The kernels see exactly what a one-sequence
+ * evaluation shows them and every token's row is computed alone (batch
+ * invariance), so the logits are bit-identical to evaluating each sequence
+ * by itself. */
+typedef struct tern_seq_tokens {
+    int seq;               /* 0..n_seq-1, at most once per call */
+    const int32_t *tokens; /* appended at the sequence's next positions */
+    size_t n;              /* at least 1 */
+} tern_seq_tokens;
+
+/* Evaluates b[0..n_b) in one graph (in that token order); at most n_batch
+ * tokens in all. The logits are n_b rows: row i for the last token of
+ * b[i]. Fails (TERN_EINVAL: bad sequence, repeated sequence, empty entry,
+ * too many tokens, bad id; TERN_ECONTEXT: a sequence would overflow
+ * n_ctx; the kernel's status; TERN_ECANCELED) leaving every sequence as it
+ * was. */
+tern_status tern_session_eval_seqs(tern_session *s, const tern_seq_tokens *b, int n_b,
+                                   tern_error *err);
+int tern_session_n_seq(const tern_session *s);
+/* Tokens in sequence seq's cache; -1 for no such sequence. */
+int tern_session_seq_n_past(const tern_session *s, int seq);
+/* Forgets the last n tokens of sequence seq (n = its n_past clears it). */
+tern_status tern_session_seq_rollback(tern_session *s, int seq, int n, tern_error *err);
 
 #ifdef __cplusplus
 }
