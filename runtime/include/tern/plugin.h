@@ -52,8 +52,11 @@
  *     bytes); inputs are uploaded once per evaluation; where consecutive
  *     nodes run on backends with different memory, the executor inserts
  *     copy nodes (download + upload) of its own.
- *   - Threaded host backends are called on every thread of the pool with
- *     (ith, nth) and a barrier after each node. Other backends are called
+ *   - Threaded host backends are called with (ith, nth) = (piece, pieces)
+ *     for every piece of a node, from whichever thread of the pool claims
+ *     it (a thread may run several pieces of a node, pieces may be more
+ *     than the threads); the node ends when all its pieces are done, and
+ *     the next node starts after that. Other backends are called
  *     once per node with ith 0, nth 1, may queue the work, and are sync()ed
  *     at the end of each run of consecutive nodes on them; sync's status
  *     ends the evaluation.
@@ -169,10 +172,12 @@ enum {
     TERN_BACKEND_CAP_THREADED = 1u << 1     /* ops split work by (ith, nth) */
 };
 
-/* One op kernel. Called once per thread with ith in [0, nth); each call does
- * its share of the node (CPU backends split output rows). scratch is this
- * thread's scratch_size() bytes, 64-byte aligned. Device backends are called
- * with nth = 1 and may queue the work until sync(). */
+/* One op kernel. Called once per piece with ith in [0, nth); each call does
+ * piece ith of nth of the node (CPU backends split output rows), the same
+ * work whichever thread runs it, and never waits for another piece.
+ * scratch is the calling thread's scratch_size() bytes, 64-byte aligned.
+ * Device backends are called with nth = 1 and may queue the work until
+ * sync(). */
 typedef void (*tern_op_fn)(void *ctx, const tern_node *node, int ith, int nth, void *scratch);
 
 typedef struct tern_backend_api {
