@@ -16,7 +16,8 @@
 #   gcc-aarch64-linux-gnu      the cross compiler
 #   qemu-user-static           runs the aarch64 test binaries (qemu-aarch64-static)
 #   libc6:arm64, liblua5.4-dev:arm64, libpcre2-dev:arm64, check:arm64,
-#   libsubunit-dev:arm64       the target's libraries, headers and .pc files
+#   libsubunit-dev:arm64, libmicrohttpd-dev:arm64, libjansson-dev:arm64
+#                              the target's libraries, headers and .pc files
 set -e
 export DEBIAN_FRONTEND=noninteractive
 if [ "$(id -u)" != 0 ]; then echo "setup.sh: run as root (apt-get install)" >&2; exit 1; fi
@@ -24,7 +25,7 @@ cross=
 if [ "$(dpkg --print-architecture)" = amd64 ]; then
     dpkg --add-architecture arm64 # no-op when it is there already
     cross="gcc-aarch64-linux-gnu qemu-user-static libc6:arm64 liblua5.4-dev:arm64 libpcre2-dev:arm64
-           check:arm64 libsubunit-dev:arm64"
+           check:arm64 libsubunit-dev:arm64 libmicrohttpd-dev:arm64 libjansson-dev:arm64"
 fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
