@@ -8,7 +8,7 @@
 
 static const char *const serve_keys[] = {
     "model", "host", "port", "parallel", "ctx_size", "threads", "batch_size", "api_key", "backend",
-    "max_queue", "alias", NULL,
+    "max_queue", "alias", "kernel", "head", NULL,
 };
 
 int cmd_serve(int argc, char **argv)
@@ -38,6 +38,8 @@ int cmd_serve(int argc, char **argv)
         .max_queue = (int)opt_int(o, "max_queue", 0),
         .api_key = opt_str(o, "api_key", NULL),
         .model_name = opt_str(o, "alias", NULL),
+        .kernel = opt_str(o, "kernel", NULL),
+        .head = opt_str(o, "head", NULL),
     };
     if (so.api_key && !*so.api_key) {
         options_free(o);

@@ -309,6 +309,8 @@ int engine_create(const serve_options *o, serve_engine **out, char *msg, size_t 
     tern_model_options mo = tern_model_default_options();
     mo.backend = o->backend;
     mo.n_threads = o->n_threads;
+    if (o->kernel) mo.kernel = o->kernel;
+    if (o->head) mo.head = o->head;
     tern_error err;
     if (tern_model_load(o->model, &mo, &e->m, &err)) {
         snprintf(msg, n, "%s", err.msg);

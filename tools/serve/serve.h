@@ -33,6 +33,8 @@ typedef struct serve_options {
     int max_queue;         /* requests waiting for a slot before 503 (default 4 * n_slots) */
     const char *api_key;   /* NULL: no key needed */
     const char *model_name;/* the id /v1/models reports (default: the file name) */
+    const char *kernel;    /* the backend's kernel family (--kernel), NULL: auto */
+    const char *head;      /* output head storage (--head f16|q8), NULL: f16 */
 } serve_options;
 
 /* Runs until SIGTERM or SIGINT, then drains (no new requests; running
