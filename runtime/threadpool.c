@@ -2,11 +2,11 @@
  *
  * Workers wait for a new job generation: they spin briefly (a job usually
  * follows the previous one within microseconds while a model runs), then
- * sleep on a condition variable so an idle pool costs no CPU. The barrier
- * is a sense-reversing counter over the job's threads; a waiter spins with
- * a pause, then yields a few times, then sleeps on a futex: with more
- * threads than free cores, the thread everyone waits for gets a core
- * instead of competing with spinners.
+ * sleep on a condition variable so an idle pool costs no CPU. Inside a
+ * job, a step ends when its pieces are done (piece_done / wait_pieces): a
+ * waiter spins with a pause, then yields a few times, then sleeps on a
+ * futex, so with more threads than free cores the thread holding the last
+ * piece gets a core instead of competing with spinners.
  *
  * One job runs at a time: callers from several threads (two sessions, a
  * draft and a verifier) take turns per job instead of running two spinning
@@ -25,7 +25,7 @@
 #include "tern/threadpool.h"
 
 #define SPIN_BEFORE_SLEEP 20000 /* idle workers, between jobs: pauses, then yields */
-#define SPIN_BEFORE_YIELD 2000   /* barrier and job end: then yield ... */
+#define SPIN_BEFORE_YIELD 2000   /* waiting for pieces and job end: then yield ... */
 #define YIELDS_BEFORE_SLEEP 64   /* ... then sleep on the futex */
 #define MAX_THREADS 512
 
@@ -41,10 +41,7 @@ struct tern_threadpool {
     tern_parallel_fn fn;
     void *arg;
     int job_n;              /* threads the current job uses */
-    /* barrier */
-    atomic_int bar_count;
-    atomic_uint bar_sense;
-    atomic_int bar_sleepers;   /* waiters asleep on bar_sense */
+    atomic_int sleepers;    /* wait_pieces callers asleep on a futex */
     int refs;               /* users of the shared pool */
 };
 
@@ -179,7 +176,6 @@ void tern_threadpool_run_n(tern_threadpool *tp, int nth, tern_parallel_fn fn, vo
     tp->fn = fn;
     tp->arg = arg;
     tp->job_n = nth;
-    atomic_store(&tp->bar_count, 0);
     atomic_store(&tp->pending, tp->n - 1);
     pthread_mutex_lock(&tp->mu);
     atomic_fetch_add_explicit(&tp->generation, 1, memory_order_release);
@@ -201,34 +197,10 @@ void tern_threadpool_run(tern_threadpool *tp, tern_parallel_fn fn, void *arg)
     tern_threadpool_run_n(tp, tern_threadpool_size(tp), fn, arg);
 }
 
-void tern_threadpool_barrier(tern_threadpool *tp, int nth)
-{
-    if (!tp || nth <= 1) return;
-    unsigned sense = atomic_load_explicit(&tp->bar_sense, memory_order_acquire);
-    if (atomic_fetch_add_explicit(&tp->bar_count, 1, memory_order_acq_rel) == nth - 1) {
-        atomic_store_explicit(&tp->bar_count, 0, memory_order_relaxed);
-        atomic_store(&tp->bar_sense, sense + 1); /* seq_cst: pairs with the sleepers count */
-        if (atomic_load(&tp->bar_sleepers)) futex_wake_all(&tp->bar_sense);
-        return;
-    }
-    int spins = 0;
-    while (atomic_load_explicit(&tp->bar_sense, memory_order_acquire) == sense) {
-        if (++spins < SPIN_BEFORE_YIELD) {
-            cpu_relax();
-        } else if (spins < SPIN_BEFORE_YIELD + YIELDS_BEFORE_SLEEP) {
-            sched_yield();
-        } else { /* either the last arriver sees us counted, or we see its new sense */
-            atomic_fetch_add(&tp->bar_sleepers, 1);
-            if (atomic_load(&tp->bar_sense) == sense) futex_wait(&tp->bar_sense, sense);
-            atomic_fetch_sub(&tp->bar_sleepers, 1);
-        }
-    }
-}
-
 void tern_threadpool_piece_done(tern_threadpool *tp, atomic_uint *finished, unsigned n)
 {
     /* seq_cst: either a waiter sees the last count, or we see it asleep */
-    if (atomic_fetch_add(finished, 1) + 1 == n && tp && atomic_load(&tp->bar_sleepers))
+    if (atomic_fetch_add(finished, 1) + 1 == n && tp && atomic_load(&tp->sleepers))
         futex_wake_all(finished);
 }
 
@@ -242,9 +214,9 @@ void tern_threadpool_wait_pieces(tern_threadpool *tp, atomic_uint *finished, uns
         } else if (spins < SPIN_BEFORE_YIELD + YIELDS_BEFORE_SLEEP || !tp) {
             sched_yield();
         } else {
-            atomic_fetch_add(&tp->bar_sleepers, 1);
+            atomic_fetch_add(&tp->sleepers, 1);
             if (atomic_load(finished) == v) futex_wait(finished, v);
-            atomic_fetch_sub(&tp->bar_sleepers, 1);
+            atomic_fetch_sub(&tp->sleepers, 1);
         }
     }
 }

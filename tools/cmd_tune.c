@@ -521,13 +521,11 @@ static int copy_file(const char *from, const char *to)
     return 0;
 }
 
-/* The cache folder as the runtime computes it (host.c). */
+/* The cache folder as the runtime computes it (tern_cache_dir), else
+ * ./.cache/tern without HOME. */
 static void cache_folder(char *buf, size_t n)
 {
-    const char *t = getenv("TERN_CACHE_DIR"), *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
-    if (t && *t) snprintf(buf, n, "%s", t);
-    else if (x && *x) snprintf(buf, n, "%s/tern", x);
-    else snprintf(buf, n, "%s/.cache/tern", h && *h ? h : ".");
+    if (!tern_cache_dir(buf, n)) snprintf(buf, n, "./.cache/tern");
 }
 
 /* The plugin folder of this tern: BIN/../lib (the build tree and an installed tree alike). */

@@ -158,13 +158,11 @@ static void print_memory(const tern_gguf *g, const tern_hparams *hp)
            weights > ram ? "does not fit (tern refuses to load it)" : weights + kv > ram ? "tight" : "fits");
 }
 
-/* The cache folder as the runtime computes it (runtime/host.c). */
+/* The cache folder as the runtime computes it (tern_cache_dir), else
+ * ./.cache/tern without HOME. */
 static void cache_folder(char *buf, size_t n)
 {
-    const char *t = getenv("TERN_CACHE_DIR"), *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
-    if (t && *t) snprintf(buf, n, "%s", t);
-    else if (x && *x) snprintf(buf, n, "%s/tern", x);
-    else snprintf(buf, n, "%s/.cache/tern", h && *h ? h : ".");
+    if (!tern_cache_dir(buf, n)) snprintf(buf, n, "./.cache/tern");
 }
 
 /* Per distinct ternary weight shape: what the tuning record (if this

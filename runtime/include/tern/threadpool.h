@@ -1,8 +1,8 @@
-/* tern/threadpool.h - persistent worker threads and a low-overhead barrier.
+/* tern/threadpool.h - persistent worker threads and pieces of work.
  *
  * The executor hands a whole graph to the pool once per evaluation: every
- * thread walks the node list, runs its share of each node and meets the
- * others at a spinning barrier, so one evaluation costs one wake-up.
+ * thread walks the node list, claims pieces of each node and waits until
+ * the node's pieces are done, so one evaluation costs one wake-up.
  *
  * A process has one shared pool (tern_threadpool_acquire): every model and
  * session uses it, jobs from different threads take turns, and a job uses
@@ -46,9 +46,6 @@ void tern_threadpool_run(tern_threadpool *tp, tern_parallel_fn fn, void *arg);
  * spinning briefly, then yielding, then sleeping. */
 void tern_threadpool_piece_done(tern_threadpool *tp, atomic_uint *finished, unsigned n);
 void tern_threadpool_wait_pieces(tern_threadpool *tp, atomic_uint *finished, unsigned n);
-/* Called from inside fn by all nth threads of the job: returns when all
- * have arrived. */
-void tern_threadpool_barrier(tern_threadpool *tp, int nth);
 
 #ifdef __cplusplus
 }
