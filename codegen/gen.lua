@@ -354,16 +354,45 @@ local function avx512_block(fam, gemv, nt, T, pf)
     return fname
 end
 
+-- The loop of a variant's kernel over its share of 16-row tiles: blocks of
+-- nt tiles x T tokens (b.main; b.tile for the last tiles of the share),
+-- then the R < T tokens left in one block of R tokens (b.rest[R], b.rest1[R])
+-- so a batch smaller than T (a server's few slots, a speculative verify)
+-- reads and decodes each weight once, not once per token.
+local function emit_tile_loop(nt, T, b)
+    emit("    tk_tok x[%d];", T)
+    emit("    for (int64_t i = lo; i < hi; i += %d) {", nt)
+    emit("        const uint8_t *w = c->w + (size_t)i * tb;")
+    emit("        int full = i + %d <= hi;", nt)
+    emit("        int64_t t = 0;")
+    emit("        for (; t + %d <= c->n_tok; t += %d) {", T, T)
+    emit("            for (int j = 0; j < %d; j++) x[j] = tk_token(c, t + j);", T)
+    emit("            if (full) %s(c, w, tb, 16 * i, x, t, nkb);", b.main)
+    emit("            else for (int64_t k = i; k < hi; k++) %s(c, c->w + (size_t)k * tb, tb, 16 * k, x, t, nkb);", b.tile)
+    emit("        }")
+    if T > 1 then
+        emit("        int rest = (int)(c->n_tok - t);")
+        emit("        for (int j = 0; j < rest; j++) x[j] = tk_token(c, t + j);")
+        emit("        switch (rest) {")
+        for R = 1, T - 1 do
+            emit("        case %d:", R)
+            emit("            if (full) %s(c, w, tb, 16 * i, x, t, nkb);", b.rest[R])
+            emit("            else for (int64_t k = i; k < hi; k++) %s(c, c->w + (size_t)k * tb, tb, 16 * k, x, t, nkb);", b.rest1[R])
+            emit("            break;")
+        end
+        emit("        }")
+    end
+    emit("    }")
+end
+
 local function avx512_variant(target, v)
     local fam, nt, T, pf = v.family, v.tiles, v.tokens, v.prefetch
     local gemv = T == 1
     local name = M.variant_name(target, v)
     local cname = name:gsub("[^%w]", "_")
-    -- the block functions this variant calls: main, tile remainder, token remainder
-    local bmain = avx512_block(fam, gemv, nt, T, pf)
-    local btile = avx512_block(fam, gemv, 1, T, pf)
-    local btok = avx512_block(fam, gemv, nt, 1, pf)
-    local b11 = avx512_block(fam, gemv, 1, 1, pf)
+    -- the block functions its loop calls (emit_tile_loop)
+    local b = { main = avx512_block(fam, gemv, nt, T, pf), tile = avx512_block(fam, gemv, 1, T, pf), rest = {}, rest1 = {} }
+    for R = 1, T - 1 do b.rest[R], b.rest1[R] = avx512_block(fam, gemv, nt, R, pf), avx512_block(fam, gemv, 1, R, pf) end
     local nkb = fam == "dense5" and "tk_round(c->K, 20) / 20" or "tk_round(c->K, 16) / 16"
     emit("/* variant %s: family %s, %d tile(s) of 16 rows, %d token(s) a step, prefetch %d */", name, fam, nt, T, pf)
     emit("static void %s_kernel(const tern_kernel_call *c, int ith, int nth, void *scratch)", cname)
@@ -372,22 +401,7 @@ local function avx512_variant(target, v)
     emit("    int64_t nkb = %s, lo, hi;", nkb)
     emit("    size_t tb = (size_t)nkb * 64;")
     emit("    tk_split(tk_round(c->N, 16) / 16, ith, nth, &lo, &hi);")
-    emit("    tk_tok x[%d];", T)
-    emit("    for (int64_t i = lo; i < hi; i += %d) {", nt)
-    emit("        const uint8_t *w = c->w + (size_t)i * tb;")
-    emit("        int full = i + %d <= hi;", nt)
-    emit("        int64_t t = 0;")
-    emit("        for (; t + %d <= c->n_tok; t += %d) {", T, T)
-    emit("            for (int j = 0; j < %d; j++) x[j] = tk_token(c, t + j);", T)
-    emit("            if (full) %s(c, w, tb, 16 * i, x, t, nkb);", bmain)
-    emit("            else for (int64_t k = i; k < hi; k++) %s(c, c->w + (size_t)k * tb, tb, 16 * k, x, t, nkb);", btile)
-    emit("        }")
-    emit("        for (; t < c->n_tok; t++) {")
-    emit("            x[0] = tk_token(c, t);")
-    emit("            if (full) %s(c, w, tb, 16 * i, x, t, nkb);", btok)
-    emit("            else for (int64_t k = i; k < hi; k++) %s(c, c->w + (size_t)k * tb, tb, 16 * k, x, t, nkb);", b11)
-    emit("        }")
-    emit("    }")
+    emit_tile_loop(nt, T, b)
     emit("}")
     emit("")
     return name, cname
@@ -453,7 +467,8 @@ local function avx2_variant(target, v)
     local nt, T, pf = v.tiles, v.tokens, v.prefetch
     local name = M.variant_name(target, v)
     local cname = name:gsub("[^%w]", "_")
-    local bmain, btile, btok, b11 = avx2_block(nt, T, pf), avx2_block(1, T, pf), avx2_block(nt, 1, pf), avx2_block(1, 1, pf)
+    local b = { main = avx2_block(nt, T, pf), tile = avx2_block(1, T, pf), rest = {}, rest1 = {} }
+    for R = 1, T - 1 do b.rest[R], b.rest1[R] = avx2_block(nt, R, pf), avx2_block(1, R, pf) end
     emit("/* variant %s: family mad (avx2), %d tile(s), %d token(s), prefetch %d */", name, nt, T, pf)
     emit("static void %s_kernel(const tern_kernel_call *c, int ith, int nth, void *scratch)", cname)
     emit("{")
@@ -461,22 +476,7 @@ local function avx2_variant(target, v)
     emit("    int64_t nkb = tk_round(c->K, 16) / 16, lo, hi;")
     emit("    size_t tb = (size_t)nkb * 64;")
     emit("    tk_split(tk_round(c->N, 16) / 16, ith, nth, &lo, &hi);")
-    emit("    tk_tok x[%d];", T)
-    emit("    for (int64_t i = lo; i < hi; i += %d) {", nt)
-    emit("        const uint8_t *w = c->w + (size_t)i * tb;")
-    emit("        int full = i + %d <= hi;", nt)
-    emit("        int64_t t = 0;")
-    emit("        for (; t + %d <= c->n_tok; t += %d) {", T, T)
-    emit("            for (int j = 0; j < %d; j++) x[j] = tk_token(c, t + j);", T)
-    emit("            if (full) %s(c, w, tb, 16 * i, x, t, nkb);", bmain)
-    emit("            else for (int64_t k = i; k < hi; k++) %s(c, c->w + (size_t)k * tb, tb, 16 * k, x, t, nkb);", btile)
-    emit("        }")
-    emit("        for (; t < c->n_tok; t++) {")
-    emit("            x[0] = tk_token(c, t);")
-    emit("            if (full) %s(c, w, tb, 16 * i, x, t, nkb);", btok)
-    emit("            else for (int64_t k = i; k < hi; k++) %s(c, c->w + (size_t)k * tb, tb, 16 * k, x, t, nkb);", b11)
-    emit("        }")
-    emit("    }")
+    emit_tile_loop(nt, T, b)
     emit("}")
     emit("")
     return name, cname

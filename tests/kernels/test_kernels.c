@@ -2,7 +2,7 @@
  * tern-kernels-<target>.so) and tuning records:
  *   - every variant of every plugin this CPU can run, forced through the
  *     x86 backend (options.kernel = its name), on odd shapes (K not a
- *     multiple of the block, N not of the tile), 1/7/128 tokens and 1..3
+ *     multiple of the block, N not of the tile), 1..5/7/128 tokens and 1..3
  *     threads, bit-exact against scalar;
  *   - the generator is reproducible (same record, same bytes, stamped);
  *   - wisdom robustness: a record from another CPU, a truncated one, one
@@ -166,6 +166,11 @@ START_TEST(test_every_variant_exact)
     ternary_case(&l, TERN_TYPE_I2_S, 384, 7, 7, &rng);
     ternary_case(&l, TERN_TYPE_TQ2_0, 768, 50, 3, &rng);
     ternary_case(&l, TERN_TYPE_I2_S, 260, 32, 128, &rng);
+    /* small batches: with 3 and 7 above, every remainder 1..7 of a
+     * variant's token step (2..8) runs as one block of that many tokens */
+    ternary_case(&l, TERN_TYPE_I2_S, 100, 64, 2, &rng);
+    ternary_case(&l, TERN_TYPE_I2_S, 132, 32, 4, &rng);
+    ternary_case(&l, TERN_TYPE_TQ2_0, 256, 40, 5, &rng);
     for (int k = 0; k < np; k++)
         for (uint32_t i = 0; i < pl[k].tab->n_variants; i++) {
             const tern_kernel_variant *v = variant(pl[k].tab, i);
