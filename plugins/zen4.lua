@@ -16,11 +16,14 @@ return {
         { family = "dense5", tiles = 4, tokens = 4, prefetch = 0 },
     },
     -- from `tern tune -m 2b4t-i2s.gguf -t 2 --patience measure` (Zen 4, 2 threads,
-    -- ranked by the minimum of 7 cache-cold interleaved reps; 2026-11-27)
+    -- ranked by the minimum of 7 cache-cold interleaved reps of one token, 4
+    -- tokens and 128 tokens; three runs, 2026-11-27: the MAD layout won every
+    -- shape, its m4x4 GEMM 1.0-1.17x the built-in at 4 tokens and 1.2x at 128,
+    -- where dense5's GEMMs cost 1.1-1.3x MAD's at 4 tokens)
     choices = {
         { K = 2560, N = 2560, gemv = "zen4.mad.v1p0", gemm = "zen4.mad.m4x4" },
-        { K = 2560, N = 640, gemv = "zen4.mad.v1p2048", gemm = "zen4.mad.m2x8" },
-        { K = 2560, N = 6912, gemv = "zen4.dense5.v1p0", gemm = "zen4.dense5.m3x6" },
-        { K = 6912, N = 2560, gemv = "zen4.dense5.v1p0", gemm = "zen4.dense5.m2x8" },
+        { K = 2560, N = 640, gemv = "zen4.mad.v1p2048", gemm = "zen4.mad.m4x4" },
+        { K = 2560, N = 6912, gemv = "zen4.mad.v1p2048", gemm = "zen4.mad.m4x4" },
+        { K = 6912, N = 2560, gemv = "zen4.mad.v1p0", gemm = "zen4.mad.m4x4" },
     },
 }
