@@ -469,7 +469,7 @@ void tern_model_free(tern_model *m)
     tern_registry_free(m->reg);
     tern_tokenizer_free(m->tok);
     tern_gguf_close(m->gguf);
-    tern_threadpool_release(m->pool);
+    tern_threadpool_release(m->pool, m->opt.n_threads);
     pthread_mutex_destroy(&m->mu);
     free(m);
 }

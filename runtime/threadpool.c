@@ -1,18 +1,21 @@
 /* threadpool.c - persistent pthreads for the executor, one pool per process.
  *
- * Workers wait for a new job generation: they spin briefly (a job usually
- * follows the previous one within microseconds while a model runs), then
- * sleep on a condition variable so an idle pool costs no CPU. Inside a
- * job, a step ends when its pieces are done (piece_done / wait_pieces): a
- * waiter spins with a pause, then yields a few times, then sleeps on a
- * futex, so with more threads than free cores the thread holding the last
- * piece gets a core instead of competing with spinners.
+ * Each worker has its own mailbox: a job hands it (fn, arg, ith, nth) and
+ * bumps its generation; an idle worker spins briefly on that (a job
+ * usually follows the previous one within microseconds while a model
+ * runs), then yields, then sleeps on a futex so an idle pool costs no CPU.
+ * Inside a job, a step ends when its pieces are done (piece_done /
+ * wait_pieces): a waiter spins with a pause, then yields a few times, then
+ * sleeps on a futex, so with more threads than free cores the thread
+ * holding the last piece gets a core instead of competing with spinners.
  *
- * One job runs at a time: callers from several threads (two sessions, a
- * draft and a verifier) take turns per job instead of running two spinning
- * pools against each other. A job may use fewer threads than the pool has;
- * the others sit it out. A job started from inside a job runs inline on
- * the calling thread. */
+ * Jobs from several threads (a draft and a verifier evaluating at once, a
+ * server's sessions) run at the same time on disjoint workers: a job takes
+ * up to nth - 1 idle workers and runs with those it got plus its caller.
+ * The shared pool holds as many workers as its users' thread counts add
+ * up to, so each of them gets its count even while the others run; one
+ * user alone never wakes the others' workers. A job started from inside a
+ * job runs inline on the calling thread. */
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -29,27 +32,32 @@
 #define YIELDS_BEFORE_SLEEP 64   /* ... then sleep on the futex */
 #define MAX_THREADS 512
 
-struct tern_threadpool {
-    int n;                  /* threads, the caller's included */
-    pthread_t *threads;     /* [MAX_THREADS], [0] unused (the caller) */
-    pthread_mutex_t mu;     /* guards sleeping and growing */
-    pthread_cond_t cv;
-    pthread_mutex_t job_mu; /* one job at a time */
-    atomic_uint generation; /* bumped for each job */
-    atomic_int pending;     /* workers still inside the current job */
-    atomic_int stop;
+typedef struct job {
     tern_parallel_fn fn;
     void *arg;
-    int job_n;              /* threads the current job uses */
-    atomic_int sleepers;    /* wait_pieces callers asleep on a futex */
-    int refs;               /* users of the shared pool */
-};
+    int nth;
+    atomic_int pending; /* workers still inside fn */
+} job;
 
-typedef struct worker_arg {
+typedef struct worker {
     tern_threadpool *tp;
+    pthread_t thread;
+    atomic_uint gen;     /* bumped when a job is handed over (or at stop) */
+    atomic_int sleeping; /* asleep on gen's futex */
+    job *job;            /* written before gen is bumped, read after */
     int ith;
-    unsigned seen; /* the generation when it started */
-} worker_arg;
+    int busy;            /* handed a job its caller has not taken back (tp->mu) */
+} worker;
+
+struct tern_threadpool {
+    pthread_mutex_t mu;            /* guards n, workers, busy, demand */
+    int n;                         /* threads a job can use: the workers + its caller */
+    worker *workers[MAX_THREADS];  /* [1, n); [0] unused (the caller) */
+    atomic_int stop;
+    atomic_int sleepers;           /* wait_pieces callers asleep on a futex */
+    int refs;                      /* users of the shared pool */
+    int demand;                    /* workers its users asked for together */
+};
 
 static _Thread_local int in_job; /* this thread runs a job's fn now */
 
@@ -72,53 +80,61 @@ static void futex_wake_all(atomic_uint *addr)
     syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
+/* Bumps w's generation and wakes it if it sleeps. seq_cst on both sides:
+ * either the worker sees the new generation before sleeping, or we see
+ * it asleep. */
+static void wake(worker *w)
+{
+    atomic_fetch_add(&w->gen, 1);
+    if (atomic_load(&w->sleeping)) futex_wake_all(&w->gen);
+}
+
 static void *worker_main(void *p)
 {
-    worker_arg wa = *(worker_arg *)p;
-    free(p);
-    tern_threadpool *tp = wa.tp;
-    unsigned seen = wa.seen;
-    in_job = 1; /* anything a worker calls is inside a job */
+    worker *w = p;
+    tern_threadpool *tp = w->tp;
+    unsigned seen = 0; /* gen starts at 0, before the thread does */
+    in_job = 1;        /* anything a worker calls is inside a job */
     for (;;) {
         unsigned gen;
         int spins = 0;
-        while ((gen = atomic_load_explicit(&tp->generation, memory_order_acquire)) == seen &&
-               !atomic_load(&tp->stop)) {
+        while ((gen = atomic_load_explicit(&w->gen, memory_order_acquire)) == seen) {
             /* pause first, then yield: with more threads than cores, an
              * idle worker that only paused kept the core from the thread
              * that starts the next job until the scheduler's tick (4 ms a
              * token); a yield with nothing else to run returns at once */
             if (++spins < SPIN_BEFORE_YIELD) {
                 cpu_relax();
-                continue;
-            }
-            if (spins < SPIN_BEFORE_SLEEP) {
+            } else if (spins < SPIN_BEFORE_SLEEP) {
                 sched_yield();
-                continue;
+            } else {
+                atomic_store(&w->sleeping, 1);
+                if (atomic_load(&w->gen) == seen) futex_wait(&w->gen, seen);
+                atomic_store(&w->sleeping, 0);
             }
-            pthread_mutex_lock(&tp->mu);
-            while (atomic_load(&tp->generation) == seen && !atomic_load(&tp->stop))
-                pthread_cond_wait(&tp->cv, &tp->mu);
-            pthread_mutex_unlock(&tp->mu);
         }
-        if (atomic_load(&tp->stop)) return NULL;
         seen = gen;
-        if (wa.ith < tp->job_n) tp->fn(tp->arg, wa.ith, tp->job_n);
-        atomic_fetch_sub_explicit(&tp->pending, 1, memory_order_acq_rel);
+        if (atomic_load(&tp->stop)) return NULL;
+        job *j = w->job;
+        j->fn(j->arg, w->ith, j->nth);
+        /* the last touch of the job: its caller's frame may go after this */
+        atomic_fetch_sub_explicit(&j->pending, 1, memory_order_acq_rel);
     }
 }
 
-/* Starts workers until the pool has n threads; call with no job running. */
+/* Starts workers until the pool has n threads (at most MAX_THREADS); with
+ * tp->mu held, so a job never sees a half-started worker. */
 static tern_status grow(tern_threadpool *tp, int n, tern_error *err)
 {
+    if (n > MAX_THREADS) n = MAX_THREADS;
     while (tp->n < n) {
-        worker_arg *wa = malloc(sizeof *wa);
-        if (wa) *wa = (worker_arg){tp, tp->n, atomic_load(&tp->generation)};
-        if (!wa || pthread_create(&tp->threads[tp->n], NULL, worker_main, wa) != 0) {
-            free(wa);
+        worker *w = calloc(1, sizeof *w);
+        if (w) w->tp = tp;
+        if (!w || pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            free(w);
             return tern_error_set(err, TERN_ENOMEM, "cannot start worker thread %d", tp->n);
         }
-        tp->n++;
+        tp->workers[tp->n++] = w;
     }
     return TERN_OK;
 }
@@ -132,11 +148,9 @@ tern_status tern_threadpool_create(int n_threads, tern_threadpool **out, tern_er
     if (!tp) return tern_error_set(err, TERN_ENOMEM, "out of memory creating thread pool");
     tp->n = 1;
     pthread_mutex_init(&tp->mu, NULL);
-    pthread_cond_init(&tp->cv, NULL);
-    pthread_mutex_init(&tp->job_mu, NULL);
-    tp->threads = calloc(MAX_THREADS, sizeof *tp->threads);
-    tern_status st = tp->threads ? grow(tp, n_threads, err)
-                                 : tern_error_set(err, TERN_ENOMEM, "out of memory creating thread pool");
+    pthread_mutex_lock(&tp->mu);
+    tern_status st = grow(tp, n_threads, err);
+    pthread_mutex_unlock(&tp->mu);
     if (st) {
         tern_threadpool_free(tp);
         return st;
@@ -148,19 +162,24 @@ tern_status tern_threadpool_create(int n_threads, tern_threadpool **out, tern_er
 void tern_threadpool_free(tern_threadpool *tp)
 {
     if (!tp) return;
-    pthread_mutex_lock(&tp->mu);
     atomic_store(&tp->stop, 1);
-    pthread_cond_broadcast(&tp->cv);
-    pthread_mutex_unlock(&tp->mu);
-    for (int i = 1; i < tp->n; i++) pthread_join(tp->threads[i], NULL);
+    for (int i = 1; i < tp->n; i++) wake(tp->workers[i]);
+    for (int i = 1; i < tp->n; i++) {
+        pthread_join(tp->workers[i]->thread, NULL);
+        free(tp->workers[i]);
+    }
     pthread_mutex_destroy(&tp->mu);
-    pthread_cond_destroy(&tp->cv);
-    pthread_mutex_destroy(&tp->job_mu);
-    free(tp->threads);
     free(tp);
 }
 
-int tern_threadpool_size(const tern_threadpool *tp) { return tp ? tp->n : 1; }
+int tern_threadpool_size(tern_threadpool *tp)
+{
+    if (!tp) return 1;
+    pthread_mutex_lock(&tp->mu);
+    int n = tp->n;
+    pthread_mutex_unlock(&tp->mu);
+    return n;
+}
 
 void tern_threadpool_run_n(tern_threadpool *tp, int nth, tern_parallel_fn fn, void *arg)
 {
@@ -171,25 +190,34 @@ void tern_threadpool_run_n(tern_threadpool *tp, int nth, tern_parallel_fn fn, vo
         in_job = was;
         return;
     }
-    pthread_mutex_lock(&tp->job_mu);
-    if (nth > tp->n) nth = tp->n;
-    tp->fn = fn;
-    tp->arg = arg;
-    tp->job_n = nth;
-    atomic_store(&tp->pending, tp->n - 1);
+    /* take up to nth - 1 idle workers */
+    worker *mine[MAX_THREADS];
+    int k = 0;
     pthread_mutex_lock(&tp->mu);
-    atomic_fetch_add_explicit(&tp->generation, 1, memory_order_release);
-    pthread_cond_broadcast(&tp->cv);
+    for (int i = 1; i < tp->n && k < nth - 1; i++)
+        if (!tp->workers[i]->busy) {
+            tp->workers[i]->busy = 1;
+            mine[k++] = tp->workers[i];
+        }
     pthread_mutex_unlock(&tp->mu);
+    job j = {.fn = fn, .arg = arg, .nth = k + 1};
+    atomic_init(&j.pending, k);
+    for (int t = 0; t < k; t++) {
+        mine[t]->job = &j;
+        mine[t]->ith = t + 1;
+        wake(mine[t]);
+    }
     in_job = 1;
-    fn(arg, 0, nth);
+    fn(arg, 0, k + 1);
     in_job = 0;
     int spins = 0;
-    while (atomic_load_explicit(&tp->pending, memory_order_acquire) > 0) {
+    while (atomic_load_explicit(&j.pending, memory_order_acquire) > 0) {
         if (++spins < SPIN_BEFORE_YIELD) cpu_relax();
         else sched_yield();
     }
-    pthread_mutex_unlock(&tp->job_mu);
+    pthread_mutex_lock(&tp->mu);
+    for (int t = 0; t < k; t++) mine[t]->busy = 0;
+    pthread_mutex_unlock(&tp->mu);
 }
 
 void tern_threadpool_run(tern_threadpool *tp, tern_parallel_fn fn, void *arg)
@@ -233,28 +261,37 @@ tern_status tern_threadpool_acquire(int n_threads, tern_threadpool **out, tern_e
                               MAX_THREADS);
     tern_status st = TERN_OK;
     pthread_mutex_lock(&shared_mu);
-    if (!shared) {
-        st = tern_threadpool_create(n_threads, &shared, err);
-    } else if (shared->n < n_threads) {
-        pthread_mutex_lock(&shared->job_mu); /* no job while workers join */
-        st = grow(shared, n_threads, err);
-        pthread_mutex_unlock(&shared->job_mu);
+    if (!shared) st = tern_threadpool_create(1, &shared, err);
+    if (!st) {
+        pthread_mutex_lock(&shared->mu);
+        shared->demand += n_threads - 1;
+        st = grow(shared, shared->demand + 1, err);
+        if (st) shared->demand -= n_threads - 1;
+        pthread_mutex_unlock(&shared->mu);
     }
     if (!st) {
         shared->refs++;
         *out = shared;
+    } else if (shared && !shared->refs) {
+        tern_threadpool_free(shared);
+        shared = NULL;
     }
     pthread_mutex_unlock(&shared_mu);
     return st;
 }
 
-void tern_threadpool_release(tern_threadpool *tp)
+void tern_threadpool_release(tern_threadpool *tp, int n_threads)
 {
     if (!tp) return;
     pthread_mutex_lock(&shared_mu);
-    if (tp == shared && --shared->refs == 0) {
-        tern_threadpool_free(shared);
-        shared = NULL;
+    if (tp == shared) {
+        pthread_mutex_lock(&shared->mu);
+        shared->demand -= n_threads - 1; /* the workers stay until the last release */
+        pthread_mutex_unlock(&shared->mu);
+        if (--shared->refs == 0) {
+            tern_threadpool_free(shared);
+            shared = NULL;
+        }
     }
     pthread_mutex_unlock(&shared_mu);
 }

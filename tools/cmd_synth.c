@@ -592,7 +592,7 @@ int cmd_synth(int argc, char **argv)
            (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
     rc = 0;
 done:
-    tern_threadpool_release(fill_pool);
+    tern_threadpool_release(fill_pool, tern_cpu_physical_cores());
     fill_pool = NULL;
     tern_gguf_writer_free(m.w);
     tern_gguf_close(vocab);

@@ -391,6 +391,8 @@ START_TEST(test_cli_placement_and_failure)
 }
 END_TEST
 
+TCase *pool_tcase(void); /* test_pool.c */
+
 Suite *executor_suite(void)
 {
     Suite *s = suite_create("executor");
@@ -409,5 +411,6 @@ Suite *executor_suite(void)
     tcase_set_timeout(tk, 300);
     tcase_add_loop_test(tk, test_kernel_errors, 0, 5);
     suite_add_tcase(s, tk);
+    suite_add_tcase(s, pool_tcase());
     return s;
 }

@@ -4,9 +4,11 @@
  * thread walks the node list, claims pieces of each node and waits until
  * the node's pieces are done, so one evaluation costs one wake-up.
  *
- * A process has one shared pool (tern_threadpool_acquire): every model and
- * session uses it, jobs from different threads take turns, and a job uses
- * as many of its threads as its caller asks for. */
+ * A process has one shared pool (tern_threadpool_acquire): every model
+ * uses it, and it holds as many threads as its users asked for together.
+ * Jobs from different threads (a draft and a verifier overlapping, a
+ * server's sessions) run at once on disjoint threads; a job uses as many
+ * as its caller asks for, fewer when the others are busy. */
 #ifndef TERN_THREADPOOL_H
 #define TERN_THREADPOOL_H
 
@@ -26,15 +28,17 @@ typedef void (*tern_parallel_fn)(void *arg, int ith, int nth);
 /* A private pool (tests, tools). */
 tern_status tern_threadpool_create(int n_threads, tern_threadpool **out, tern_error *err);
 void tern_threadpool_free(tern_threadpool *tp); /* accepts NULL */
-/* The process's shared pool, grown to at least n_threads; each acquire is
- * matched by one release (accepts NULL), the last one stops the threads. */
+/* The process's shared pool, grown by n_threads - 1 workers over what its
+ * other users hold; each acquire is matched by one release with the same
+ * n_threads (accepts NULL), the last one stops the threads. */
 tern_status tern_threadpool_acquire(int n_threads, tern_threadpool **out, tern_error *err);
-void tern_threadpool_release(tern_threadpool *tp);
-int tern_threadpool_size(const tern_threadpool *tp);
-/* Runs fn on nth threads (at most the pool's size) and returns when every
- * one has finished. Jobs from several threads run one after the other; a
- * job started inside a job (or with nth 1, or no pool) runs fn(arg, 0, 1)
- * inline. */
+void tern_threadpool_release(tern_threadpool *tp, int n_threads);
+int tern_threadpool_size(tern_threadpool *tp);
+/* Runs fn(arg, ith, nth') on nth' threads, the caller as ith 0, and
+ * returns when every one has finished: nth' = nth, or fewer when other
+ * jobs hold the pool's other threads (fn must work for any nth' >= 1).
+ * A job started inside a job (or with nth 1, or no pool) runs
+ * fn(arg, 0, 1) inline. */
 void tern_threadpool_run_n(tern_threadpool *tp, int nth, tern_parallel_fn fn, void *arg);
 /* run_n with all of the pool's threads. */
 void tern_threadpool_run(tern_threadpool *tp, tern_parallel_fn fn, void *arg);
