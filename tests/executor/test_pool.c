@@ -1,7 +1,8 @@
-/* test_pool.c - the shared thread pool: jobs from two threads run at the
- * same time on disjoint workers, each with the threads it asked for; under
- * many concurrent jobs every thread of every job runs exactly once; a job
- * started inside a job runs inline. */
+/* test_pool.c - the thread pool: jobs from two threads run at the same
+ * time on disjoint workers, each with the threads it asked for, when there
+ * are CPUs for both, and one after the other when not; the shared pool
+ * holds its users' threads together; under many concurrent jobs every
+ * thread of every job runs exactly once; a job inside a job runs inline. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -16,6 +17,7 @@ typedef struct rendezvous_job {
     atomic_int calls[8];
     atomic_int *started;      /* [2]: set by each job's thread 0 */
     int self, met;            /* met: thread 0 saw the other job running */
+    double wait_s;            /* how long thread 0 waits for the other */
 } rendezvous_job;
 
 static double mono_s(void)
@@ -34,7 +36,7 @@ static void rendezvous_fn(void *arg, int ith, int nth)
     atomic_store(&j->started[j->self], 1);
     /* wait (bounded) until the other job is inside its fn too: only
      * possible if the pool runs both at once */
-    for (double t0 = mono_s(); mono_s() - t0 < 10;)
+    for (double t0 = mono_s(); mono_s() - t0 < j->wait_s;)
         if (atomic_load(&j->started[1 - j->self])) {
             j->met = 1;
             break;
@@ -48,7 +50,46 @@ static void *rendezvous_thread(void *arg)
     return NULL;
 }
 
+/* Two jobs of nth threads on a private pool of 5 that shares `cpus` CPUs;
+ * returns how many of the two saw the other one running. */
+static int two_jobs(int cpus, int nth, double wait_s, int nth_seen[2])
+{
+    tern_threadpool *tp;
+    tern_error err;
+    ck_assert_int_eq(tern_threadpool_create(5, &tp, &err), TERN_OK);
+    tern_threadpool_set_cpus(tp, cpus);
+    atomic_int started[2] = {0, 0};
+    rendezvous_job j[2];
+    for (int k = 0; k < 2; k++) {
+        memset(&j[k], 0, sizeof j[k]);
+        j[k].tp = tp, j[k].nth_asked = nth, j[k].started = started, j[k].self = k, j[k].wait_s = wait_s;
+    }
+    pthread_t t[2];
+    for (int k = 0; k < 2; k++) ck_assert_int_eq(pthread_create(&t[k], NULL, rendezvous_thread, &j[k]), 0);
+    for (int k = 0; k < 2; k++) pthread_join(t[k], NULL);
+    for (int k = 0; k < 2; k++) {
+        nth_seen[k] = j[k].nth_seen;
+        for (int i = 0; i < 8; i++) ck_assert_int_eq(atomic_load(&j[k].calls[i]), i < j[k].nth_seen);
+    }
+    tern_threadpool_free(tp);
+    return j[0].met + j[1].met;
+}
+
 START_TEST(test_pool_concurrent_jobs)
+{
+    int nth[2];
+    /* CPUs for both: they run at once, with all the threads they asked for */
+    ck_assert_int_eq(two_jobs(8, 3, 10, nth), 2);
+    ck_assert_int_eq(nth[0], 3);
+    ck_assert_int_eq(nth[1], 3);
+    /* CPUs for one: the second waits for the first, then gets its threads */
+    ck_assert_int_le(two_jobs(2, 2, 0.3, nth), 1);
+    ck_assert_int_eq(nth[0], 2);
+    ck_assert_int_eq(nth[1], 2);
+}
+END_TEST
+
+START_TEST(test_pool_shared_size)
 {
     tern_threadpool *a, *b;
     tern_error err;
@@ -56,20 +97,6 @@ START_TEST(test_pool_concurrent_jobs)
     ck_assert_int_eq(tern_threadpool_acquire(3, &b, &err), TERN_OK);
     ck_assert_ptr_eq(a, b);
     ck_assert_int_eq(tern_threadpool_size(a), 5); /* 2 workers each + a caller */
-    atomic_int started[2] = {0, 0};
-    rendezvous_job j[2];
-    for (int k = 0; k < 2; k++) {
-        memset(&j[k], 0, sizeof j[k]);
-        j[k].tp = a, j[k].nth_asked = 3, j[k].started = started, j[k].self = k;
-    }
-    pthread_t t[2];
-    for (int k = 0; k < 2; k++) ck_assert_int_eq(pthread_create(&t[k], NULL, rendezvous_thread, &j[k]), 0);
-    for (int k = 0; k < 2; k++) pthread_join(t[k], NULL);
-    for (int k = 0; k < 2; k++) {
-        ck_assert_msg(j[k].met, "job %d never ran at the same time as the other", k);
-        ck_assert_int_eq(j[k].nth_seen, 3);
-        for (int i = 0; i < 8; i++) ck_assert_int_eq(atomic_load(&j[k].calls[i]), i < 3);
-    }
     tern_threadpool_release(a, 3);
     tern_threadpool_release(b, 3);
 }
@@ -159,6 +186,7 @@ TCase *pool_tcase(void)
     TCase *tc = tcase_create("pool");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_pool_concurrent_jobs);
+    tcase_add_test(tc, test_pool_shared_size);
     tcase_add_test(tc, test_pool_many_jobs);
     tcase_add_test(tc, test_pool_nested_inline);
     return tc;

@@ -7,8 +7,9 @@
  * A process has one shared pool (tern_threadpool_acquire): every model
  * uses it, and it holds as many threads as its users asked for together.
  * Jobs from different threads (a draft and a verifier overlapping, a
- * server's sessions) run at once on disjoint threads; a job uses as many
- * as its caller asks for, fewer when the others are busy. */
+ * server's sessions) run at once on disjoint threads while there are CPUs
+ * for them, else one after the other; a job uses as many threads as its
+ * caller asks for, fewer when other jobs hold CPUs or threads. */
 #ifndef TERN_THREADPOOL_H
 #define TERN_THREADPOOL_H
 
@@ -34,9 +35,12 @@ void tern_threadpool_free(tern_threadpool *tp); /* accepts NULL */
 tern_status tern_threadpool_acquire(int n_threads, tern_threadpool **out, tern_error *err);
 void tern_threadpool_release(tern_threadpool *tp, int n_threads);
 int tern_threadpool_size(tern_threadpool *tp);
+/* The CPUs the pool's jobs share (default: the logical CPUs); tests set it. */
+void tern_threadpool_set_cpus(tern_threadpool *tp, int cpus);
 /* Runs fn(arg, ith, nth') on nth' threads, the caller as ith 0, and
- * returns when every one has finished: nth' = nth, or fewer when other
- * jobs hold the pool's other threads (fn must work for any nth' >= 1).
+ * returns when every one has finished: nth' = nth when no other job runs;
+ * beside other jobs at most the CPUs they leave (it waits while they leave
+ * none) and the workers they leave (fn must work for any nth' >= 1).
  * A job started inside a job (or with nth 1, or no pool) runs
  * fn(arg, 0, 1) inline. */
 void tern_threadpool_run_n(tern_threadpool *tp, int nth, tern_parallel_fn fn, void *arg);
