@@ -12,9 +12,12 @@
  *      copy to the host;
  *   3. memory: one arena per space (host memory, or one buffer_alloc per
  *      device backend), offsets by tensor lifetime;
- *   4. execution order: runs of threaded host nodes are split across the
- *      pool with a barrier per node; device nodes and copies run on one
- *      thread, and each run of nodes on a backend ends with its sync().
+ *   4. execution order: threaded host nodes are cut into pieces the
+ *      pool's threads claim; a node starts when the nodes it depends on
+ *      are done (consecutive nodes that touch disjoint memory, such as the
+ *      q, k and v projections, run without a wait between them); device
+ *      nodes and copies run on one thread, and each run of nodes on a
+ *      backend ends with its sync().
  * Evaluating it allocates nothing. */
 #ifndef TERN_GRAPH_IMPL_H
 #define TERN_GRAPH_IMPL_H
@@ -66,6 +69,8 @@ typedef struct graph_node {
     int be;              /* index in the backend list; -1 for a copy */
     int threaded;        /* every thread of the job runs a share */
     int seg_end;         /* one-thread nodes: end of the run starting here */
+    int overlaps_prev;   /* threaded: may start before the nodes since the
+                          * last wait are done (disjoint memory, pure op) */
     int sync_after;      /* last node of a run on its backend: sync after it */
     /* pieces of this node claimed and finished in the current evaluation
      * (threaded nodes are cut into pieces the threads claim: run_nodes) */
@@ -114,6 +119,7 @@ struct tern_graph {
     size_t scratch_stride;
     int n_threads;
     int any_threaded;    /* 0: the whole graph runs on the calling thread */
+    int n_no_wait;       /* nodes with overlaps_prev */
     int n_fallback;      /* nodes not on the first backend of the list */
     int n_copies;        /* copy nodes per evaluation */
     size_t copy_bytes;   /* bytes they move per evaluation */

@@ -18,8 +18,8 @@ static int show(tern_model *m, tern_session *s, int n_tok)
            n_tok == 1 ? "" : "s", pl->n_nodes);
     for (int b = 0; b < tern_model_n_backends(m); b++)
         printf("%s %s %d", b ? "," : "", tern_model_backend_at(m, b)->plugin->name, pl->nodes_on[b]);
-    printf("; past the first backend %d; copy nodes %d (%zu bytes per evaluation)\n", pl->n_fallback,
-           pl->n_copies, pl->copy_bytes);
+    printf("; past the first backend %d; copy nodes %d (%zu bytes per evaluation); %d start without a wait\n",
+           pl->n_fallback, pl->n_copies, pl->copy_bytes, pl->n_no_wait);
     return 0;
 }
 

@@ -36,6 +36,8 @@ typedef struct tern_graph_placement {
     int n_fallback;                     /* not on the first backend */
     int n_copies;                       /* copy nodes per evaluation */
     size_t copy_bytes;                  /* bytes they move per evaluation */
+    int n_no_wait;                      /* threaded nodes that start without waiting
+                                         * for the ones before (disjoint memory) */
 } tern_graph_placement;
 
 tern_status tern_graph_create(int n_tok, int n_out, tern_graph **out, tern_error *err);
