@@ -876,15 +876,14 @@ static void run_nodes(void *arg, int ith, int nth)
     for (int ni = 0; ni < g->n_nodes;) {
         graph_node *n = &g->nodes[ni];
         int last = n->threaded ? ni : n->seg_end - 1;
-        unsigned want = n->threaded ? pieces : 1;
         if (n->threaded) {
-            for (unsigned p; (p = atomic_fetch_add(&n->claimed, 1)) < pieces;) {
+            for (unsigned p; (p = atomic_fetch_add(&n->pieces.claimed, 1)) < pieces;) {
                 run_kernel(g, n, (int)p, (int)pieces, scratch);
-                tern_threadpool_piece_done(g->pool, &n->finished, pieces);
+                tern_threadpool_piece_done(g->pool, &n->pieces, pieces);
             }
         } else if (ith == 0) { /* devices and copies: in order, on one thread */
             run_serial(g, ni, n->seg_end, scratch);
-            tern_threadpool_piece_done(g->pool, &n->finished, 1);
+            tern_threadpool_piece_done(g->pool, &n->pieces, 1);
         }
         if (ith == 0 && g->cancel && atomic_load_explicit(g->cancel, memory_order_relaxed))
             node_fail(g, last, TERN_ECANCELED, "evaluation canceled");
@@ -897,9 +896,9 @@ static void run_nodes(void *arg, int ith, int nth)
             continue;
         }
         if (nth > 1)
-            for (int w = win; w < ni; w++) /* threaded nodes only: see plan_overlaps */
-                tern_threadpool_wait_pieces(g->pool, &g->nodes[w].finished, pieces);
-        if (nth > 1) tern_threadpool_wait_pieces(g->pool, &n->finished, want);
+            for (int w = win; w < ni; w++)
+                tern_threadpool_wait_pieces(g->pool, &g->nodes[w].pieces);
+        if (nth > 1) tern_threadpool_wait_pieces(g->pool, &n->pieces);
         win = last + 1;
         if (ith == 0 && g->stats) {
             double t1 = now_seconds();
@@ -919,8 +918,7 @@ tern_status tern_graph_compute(tern_graph *g, tern_graph_stats *stats, const ato
     g->cancel = cancel;
     atomic_store(&g->err.status, 0);
     for (int i = 0; i < g->n_nodes; i++) {
-        atomic_store_explicit(&g->nodes[i].claimed, 0, memory_order_relaxed);
-        atomic_store_explicit(&g->nodes[i].finished, 0, memory_order_relaxed);
+        tern_pieces_reset(&g->nodes[i].pieces);
     }
     if (g->any_threaded && g->n_threads > 1)
         tern_threadpool_run_n(g->pool, g->n_threads, run_nodes, g);

@@ -74,7 +74,7 @@ typedef struct graph_node {
     int sync_after;      /* last node of a run on its backend: sync after it */
     /* pieces of this node claimed and finished in the current evaluation
      * (threaded nodes are cut into pieces the threads claim: run_nodes) */
-    atomic_uint claimed, finished;
+    tern_pieces pieces;
     struct tern_node_slot slot;
     tern_op_fn fn;
     void *ctx;

@@ -247,25 +247,32 @@ void tern_threadpool_run(tern_threadpool *tp, tern_parallel_fn fn, void *arg)
     tern_threadpool_run_n(tp, tern_threadpool_size(tp), fn, arg);
 }
 
-void tern_threadpool_piece_done(tern_threadpool *tp, atomic_uint *finished, unsigned n)
+void tern_pieces_reset(tern_pieces *p)
 {
-    /* seq_cst: either a waiter sees the last count, or we see it asleep */
-    if (atomic_fetch_add(finished, 1) + 1 == n && tp && atomic_load(&tp->sleepers))
-        futex_wake_all(finished);
+    atomic_store_explicit(&p->claimed, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->finished, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
 }
 
-void tern_threadpool_wait_pieces(tern_threadpool *tp, atomic_uint *finished, unsigned n)
+void tern_threadpool_piece_done(tern_threadpool *tp, tern_pieces *p, unsigned n)
+{
+    if (atomic_fetch_add(&p->finished, 1) + 1 != n) return;
+    /* seq_cst: either a waiter sees done, or we see it asleep */
+    atomic_store(&p->done, 1);
+    if (tp && atomic_load(&tp->sleepers)) futex_wake_all(&p->done);
+}
+
+void tern_threadpool_wait_pieces(tern_threadpool *tp, tern_pieces *p)
 {
     int spins = 0;
-    unsigned v;
-    while ((v = atomic_load_explicit(finished, memory_order_acquire)) < n) {
+    while (!atomic_load_explicit(&p->done, memory_order_acquire)) {
         if (++spins < SPIN_BEFORE_YIELD) {
             cpu_relax();
         } else if (spins < SPIN_BEFORE_YIELD + YIELDS_BEFORE_SLEEP || !tp) {
             sched_yield();
         } else {
             atomic_fetch_add(&tp->sleepers, 1);
-            if (atomic_load(finished) == v) futex_wait(finished, v);
+            if (!atomic_load(&p->done)) futex_wait(&p->done, 0);
             atomic_fetch_sub(&tp->sleepers, 1);
         }
     }

@@ -48,12 +48,26 @@ void tern_threadpool_run_n(tern_threadpool *tp, int nth, tern_parallel_fn fn, vo
 void tern_threadpool_run(tern_threadpool *tp, tern_parallel_fn fn, void *arg);
 /* Pieces of work inside a job, for steps that end when their pieces are
  * done rather than when every thread has arrived (a thread the OS has
- * descheduled then delays a step by at most the piece it holds):
- * piece_done counts one finished piece of n in *finished and wakes the
- * waiters at the last; wait_pieces returns once *finished reaches n,
+ * descheduled then delays a step by at most the piece it holds). The
+ * three counters sit 64 bytes apart: threads waiting for a step read
+ * `done`, which the last finisher writes once, so they do not steal the
+ * cache line of `finished` from the threads still counting their pieces
+ * (with 16 threads polling the counter itself, every count moved the line
+ * 16 ways). Zero all three before the step. */
+typedef struct tern_pieces {
+    atomic_uint claimed;  /* pieces taken: the next one's index */
+    char pad0[60];
+    atomic_uint finished; /* pieces done */
+    char pad1[60];
+    atomic_uint done;     /* 1 once finished reached the count */
+    char pad2[60];
+} tern_pieces;
+void tern_pieces_reset(tern_pieces *p);
+/* piece_done counts one finished piece of n and, at the last, marks the
+ * step done and wakes its waiters; wait_pieces returns once it is done,
  * spinning briefly, then yielding, then sleeping. */
-void tern_threadpool_piece_done(tern_threadpool *tp, atomic_uint *finished, unsigned n);
-void tern_threadpool_wait_pieces(tern_threadpool *tp, atomic_uint *finished, unsigned n);
+void tern_threadpool_piece_done(tern_threadpool *tp, tern_pieces *p, unsigned n);
+void tern_threadpool_wait_pieces(tern_threadpool *tp, tern_pieces *p);
 
 #ifdef __cplusplus
 }
