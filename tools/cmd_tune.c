@@ -255,6 +255,17 @@ static void flush_fn(void *arg, int ith, int nth)
     for (size_t b = lo; b < hi; b += 64) f->buf[b] = (uint8_t)(f->buf[b] + 1);
 }
 
+/* One call of candidate c on x -> y after evicting the caches (fj: the
+ * buffer to write; NULL when there is none), in milliseconds. */
+static double cold_ms(tern_threadpool *pool, int nth, const cand *c, const tern_tensor *x, tern_tensor *y,
+                      uint8_t *scratch, size_t scratch_cap, flush_job *fj)
+{
+    if (fj) tern_threadpool_run_n(pool, nth, flush_fn, fj);
+    double t0 = now_s();
+    run_node(pool, nth, c->be, &c->w, x, y, scratch, scratch_cap);
+    return (now_s() - t0) * 1e3;
+}
+
 static double median(double *v, int n)
 {
     for (int i = 1; i < n; i++)
@@ -395,7 +406,7 @@ static int tune_shape(const tune_opts *o, const tern_plugin_info *x86, const ter
      * timing: the caches are flushed by writing a buffer larger than them. */
     size_t flush_n = (size_t)40 << 20; /* > the 32 MiB L3 of Zen 4 CCDs */
     volatile uint8_t *flush = malloc(flush_n);
-    int gemv_calls = 1;
+    flush_job fj = {flush, flush_n};
     res->best_gemv = res->best_gemm = -1;
     for (int r = 0; r < reps && now_s() < deadline; r++)
         for (int i = 0; i < n_cand && now_s() < deadline; i++) {
@@ -405,22 +416,9 @@ static int tune_shape(const tune_opts *o, const tern_plugin_info *x86, const ter
              * try can lose a whole scheduler slice waiting for a core */
             double sv = INFINITY, sm = INFINITY, ss = INFINITY;
             for (int tr = 0; tr < 2; tr++) {
-                if (flush) tern_threadpool_run_n(pool, o->threads, flush_fn, &(flush_job){flush, flush_n});
-                double t0 = now_s();
-                for (int k = 0; k < gemv_calls; k++)
-                    run_node(pool, o->threads, c->be, &c->w, &x1, &y1, scratch, scratch_cap);
-                double t1a = now_s();
-                if (flush) tern_threadpool_run_n(pool, o->threads, flush_fn, &(flush_job){flush, flush_n});
-                double t1 = now_s();
-                run_node(pool, o->threads, c->be, &c->w, &x128, &y128, scratch, scratch_cap);
-                double t2 = now_s();
-                if (flush) tern_threadpool_run_n(pool, o->threads, flush_fn, &(flush_job){flush, flush_n});
-                double t3 = now_s();
-                run_node(pool, o->threads, c->be, &c->w, &xs, &ys, scratch, scratch_cap);
-                double t4 = now_s();
-                if ((t1a - t0) / gemv_calls * 1e3 < sv) sv = (t1a - t0) / gemv_calls * 1e3;
-                if ((t2 - t1) * 1e3 < sm) sm = (t2 - t1) * 1e3;
-                if ((t4 - t3) * 1e3 < ss) ss = (t4 - t3) * 1e3;
+                sv = fmin(sv, cold_ms(pool, o->threads, c, &x1, &y1, scratch, scratch_cap, flush ? &fj : NULL));
+                sm = fmin(sm, cold_ms(pool, o->threads, c, &x128, &y128, scratch, scratch_cap, flush ? &fj : NULL));
+                ss = fmin(ss, cold_ms(pool, o->threads, c, &xs, &ys, scratch, scratch_cap, flush ? &fj : NULL));
             }
             c->gemv[c->n_gemv++] = sv;
             c->gemm[c->n_gemm++] = sm;
@@ -683,7 +681,7 @@ int cmd_tune(int argc, char **argv)
     for (int s = 0; s < n_shapes; s++) {
         /* leave each remaining shape its share of the time left */
         double share = (deadline - now_s()) / (n_shapes - s);
-        shape_result r = {-1, -1, 0, 0, 0, 0, 0, 0};
+        shape_result r = {.best_gemv = -1, .best_gemm = -1};
         if (share <= 0 || tune_shape(&o, x86, scalar, pool, &shapes[s], cands, n_cand, now_s() + share, &r, s, n_shapes))
             continue;
         tw_shape *ws = &rec->shapes[rec->n_shapes++];
