@@ -895,10 +895,8 @@ static void run_nodes(void *arg, int ith, int nth)
             ni = last + 1;
             continue;
         }
-        if (nth > 1)
-            for (int w = win; w < ni; w++)
-                tern_threadpool_wait_pieces(g->pool, &g->nodes[w].pieces);
-        if (nth > 1) tern_threadpool_wait_pieces(g->pool, &n->pieces);
+        if (nth > 1) /* this node and the ones that went on without a wait */
+            for (int w = win; w <= ni; w++) tern_threadpool_wait_pieces(g->pool, &g->nodes[w].pieces);
         win = last + 1;
         if (ith == 0 && g->stats) {
             double t1 = now_seconds();
