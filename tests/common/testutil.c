@@ -1,6 +1,7 @@
 /* testutil.c - shared test helpers (see testutil.h). */
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "common/testutil.h"
 
@@ -98,4 +99,11 @@ int tu_json_int_array(const char *json, const char *key, long long *out, int max
         out[n++] = v;
         p = end;
     }
+}
+
+double tu_now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }

@@ -24,6 +24,8 @@ void *tu_read_file(const char *path, size_t *size);
 /* Deterministic pseudo-random numbers for test inputs. */
 unsigned long long tu_rand(unsigned long long *state);
 float tu_randf(unsigned long long *state); /* uniform in [-1, 1) */
+/* Seconds on the monotonic clock, for timing inside a test. */
+double tu_now_s(void);
 
 /* Reads the integer array after "key": [ in a JSON text (a small scanner
  * for the shared reference files). Returns the count, or -1. */

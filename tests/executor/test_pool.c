@@ -5,7 +5,6 @@
  * thread of every job runs exactly once; a job inside a job runs inline. */
 #include <pthread.h>
 #include <stdatomic.h>
-#include <time.h>
 
 #include "common/testutil.h"
 #include "tern/tern.h"
@@ -20,13 +19,6 @@ typedef struct rendezvous_job {
     double wait_s;            /* how long thread 0 waits for the other */
 } rendezvous_job;
 
-static double mono_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static void rendezvous_fn(void *arg, int ith, int nth)
 {
     rendezvous_job *j = arg;
@@ -36,7 +28,7 @@ static void rendezvous_fn(void *arg, int ith, int nth)
     atomic_store(&j->started[j->self], 1);
     /* wait (bounded) until the other job is inside its fn too: only
      * possible if the pool runs both at once */
-    for (double t0 = mono_s(); mono_s() - t0 < j->wait_s;)
+    for (double t0 = tu_now_s(); tu_now_s() - t0 < j->wait_s;)
         if (atomic_load(&j->started[1 - j->self])) {
             j->met = 1;
             break;

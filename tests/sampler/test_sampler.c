@@ -5,7 +5,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "common/testutil.h"
 #include "tern/sampler.h"
@@ -535,13 +534,6 @@ START_TEST(test_chi_square)
 }
 END_TEST
 
-static double now_seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 /* Llama 3's vocabulary with the default chain (top_k 40): 1000 tokens in
  * well under a second (sanitizer builds get 5 s). */
 START_TEST(test_speed_llama3_vocab)
@@ -554,14 +546,14 @@ START_TEST(test_speed_llama3_vocab)
     p.seed = 1;
     p.repeat_penalty = 1.1f;
     tern_sampler *s = make(&p, V);
-    double t0 = now_seconds();
+    double t0 = tu_now_s();
     for (int t = 0; t < N; t++) {
         logits[(t * 7919) % V] += 0.5f; /* a different row each time, cheaply */
         int32_t x = tern_sampler_sample(s, logits);
         ck_assert(x >= 0 && x < V);
         tern_sampler_accept(s, x);
     }
-    double dt = now_seconds() - t0;
+    double dt = tu_now_s() - t0;
     printf("sampler: %d samples, n_vocab %d, top_k 40: %.1f ms, %.0f tokens/s\n", N, V, dt * 1e3, N / dt);
 #if defined(__SANITIZE_ADDRESS__)
     double limit = 5.0;

@@ -5,7 +5,6 @@
  * on real vocabularies. Prints per-vocabulary pass counts. */
 #include <stdint.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "common/testutil.h"
 #include "tern/gguf.h"
@@ -363,13 +362,6 @@ START_TEST(test_val_tokens_roundtrip)
 }
 END_TEST
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Edge cases as llama.cpp handles them, on the Llama 3 vocabulary. */
 START_TEST(test_edges_llama_bpe)
 {
@@ -430,18 +422,18 @@ START_TEST(test_edges_llama_bpe)
     static const char words[] = "The quick brown fox, 1234567 jumps over the lazy dog! \xc3\xa9t\xc3\xa9 \xe4\xb8\x96\xe7\x95\x8c  ";
     for (size_t i = 0; i < big; i++) line[i] = words[i % (sizeof words - 1)];
     line[big] = 0;
-    double t0 = now_s();
+    double t0 = tu_now_s();
     n = encode(tok, line, big, 0, 0, &ids, &cap);
-    double dt = now_s() - t0;
+    double dt = tu_now_s() - t0;
     back = decode(tok, ids, n, &dl);
     ck_assert(dl == big && memcmp(back, line, big) == 0);
     free(back);
     printf("tokenizer: 1 MB line -> %zu tokens in %.3f s\n", n, dt);
     /* one 1 MB word: a single pre-token through the merge heap */
     memset(line, 'a', big);
-    t0 = now_s();
+    t0 = tu_now_s();
     n = encode(tok, line, big, 0, 0, &ids, &cap);
-    dt = now_s() - t0;
+    dt = tu_now_s() - t0;
     back = decode(tok, ids, n, &dl);
     ck_assert(dl == big && memcmp(back, line, big) == 0);
     free(back);
