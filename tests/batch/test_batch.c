@@ -45,17 +45,6 @@ static int runnable(const char *name)
     return ok;
 }
 
-static tern_model *load(const char *path, const char *backend)
-{
-    tern_model_options mo = tern_model_default_options();
-    mo.backend = backend;
-    mo.n_threads = 2;
-    tern_model *m;
-    tern_error err;
-    ck_assert_msg(tern_model_load(path, &mo, &m, &err) == TERN_OK, "%s", err.msg);
-    return m;
-}
-
 static tern_session *session(tern_model *m, int n_seq)
 {
     tern_session_options so = tern_session_default_options();
@@ -183,7 +172,7 @@ START_TEST(test_batch_invariance)
     }
     if (strcmp(backend, "scalar") && !runnable(backend)) return;
     snprintf(what, sizeof what, "%s on %s", path, backend);
-    tern_model *m = load(path, backend);
+    tern_model *m = tu_load_model(path, backend, 2);
     int64_t nv = tern_model_hparams(m)->n_vocab;
     prompt p[N_SEQ + 1];
     make_prompts(p, N_SEQ + 1, nv, 1234 + (unsigned long long)_i);
@@ -224,7 +213,7 @@ END_TEST
 START_TEST(test_batch_errors)
 {
     char path[4096];
-    tern_model *m = load(model_file(path, sizeof path, 0), "scalar");
+    tern_model *m = tu_load_model(model_file(path, sizeof path, 0), "scalar", 2);
     tern_session *s = session(m, 3);
     tern_error err;
     int32_t t[130] = {1, 2, 3};

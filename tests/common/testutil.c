@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "common/testutil.h"
+#include "tern/tern.h"
 
 const char *tu_shared_dir(void)
 {
@@ -106,4 +107,22 @@ double tu_now_s(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+const char *tu_default_model(void)
+{
+    static char path[4096];
+    snprintf(path, sizeof path, "%s/graphs/models/tiny-bitnet.gguf", TERN_SOURCE_DIR);
+    return path;
+}
+
+tern_model *tu_load_model(const char *path, const char *backend, int threads)
+{
+    tern_model_options mo = tern_model_default_options();
+    mo.backend = backend;
+    mo.n_threads = threads;
+    tern_model *m;
+    tern_error err;
+    ck_assert_msg(tern_model_load(path, &mo, &m, &err) == TERN_OK, "%s: %s", backend, err.msg);
+    return m;
 }

@@ -27,6 +27,12 @@ float tu_randf(unsigned long long *state); /* uniform in [-1, 1) */
 /* Seconds on the monotonic clock, for timing inside a test. */
 double tu_now_s(void);
 
+/* The embedded default model in the checkout (graphs/models/tiny-bitnet.gguf). */
+const char *tu_default_model(void);
+/* Loads path on the backend list with n threads; fails the test (naming
+ * the backend) when it cannot. */
+struct tern_model *tu_load_model(const char *path, const char *backend, int threads);
+
 /* Reads the integer array after "key": [ in a JSON text (a small scanner
  * for the shared reference files). Returns the count, or -1. */
 int tu_json_int_array(const char *json, const char *key, long long *out, int max);

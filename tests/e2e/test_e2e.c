@@ -109,17 +109,6 @@ static float *run_logits(tern_model *m, const int32_t *ids, int n, int batch, in
     return out;
 }
 
-static tern_model *load(const char *path, const char *backend)
-{
-    tern_model_options mo = tern_model_default_options();
-    mo.backend = backend;
-    mo.n_threads = 2;
-    tern_model *m;
-    tern_error err;
-    ck_assert_msg(tern_model_load(path, &mo, &m, &err) == TERN_OK, "%s", err.msg);
-    return m;
-}
-
 /* One reference: the model file, the ids, the reference logits. */
 static void check_reference(const char *label, const char *model_rel, const int32_t *ids, int n,
                             const char *logits_rel, double tol, int require_margin_argmax,
@@ -131,7 +120,7 @@ static void check_reference(const char *label, const char *model_rel, const int3
     size_t size;
     float *ref = tu_read_file(lpath, &size);
     ck_assert_msg(ref != NULL, "cannot read %s", lpath);
-    tern_model *m = load(mpath, backend);
+    tern_model *m = tu_load_model(mpath, backend, 2);
     int64_t nv = tern_model_hparams(m)->n_vocab;
     ck_assert_uint_eq(size, (size_t)n * (size_t)nv * 4);
     const int batches[3] = {512, 7, 1};
@@ -264,7 +253,7 @@ START_TEST(test_greedy_continuation)
     tu_shared_path(lpath, sizeof lpath, lrel);
     float *ref = tu_read_file(lpath, NULL);
     ck_assert_ptr_nonnull(ref);
-    tern_model *m = load(mpath, backend);
+    tern_model *m = tu_load_model(mpath, backend, 2);
     int64_t nv = tern_model_hparams(m)->n_vocab;
     tern_session *s;
     tern_error err;
@@ -338,7 +327,7 @@ static int fast_backends(const char *out[2])
 static void greedy(const char *path, const char *backend, const int32_t *prompt, int n_prompt,
                    int32_t *out, int n_gen)
 {
-    tern_model *m = load(path, backend);
+    tern_model *m = tu_load_model(path, backend, 2);
     int64_t nv = tern_model_hparams(m)->n_vocab;
     tern_session *s;
     tern_error err;

@@ -35,17 +35,6 @@ static void use_devsim(const char *ops)
     else unsetenv("TERN_DEVSIM_OPS");
 }
 
-static tern_model *load(const char *path, const char *backend, int threads)
-{
-    tern_model_options mo = tern_model_default_options();
-    mo.backend = backend;
-    mo.n_threads = threads;
-    tern_model *m;
-    tern_error err;
-    ck_assert_msg(tern_model_load(path, &mo, &m, &err) == TERN_OK, "%s: %s", backend, err.msg);
-    return m;
-}
-
 static int shared_prompt(int mi, int p, int32_t *ids, int max)
 {
     char rel[256], path[4096];
@@ -94,12 +83,12 @@ START_TEST(test_devsim_model)
     model_path(mi, path, sizeof path);
     int32_t ids[128];
     int n = shared_prompt(mi, 1, ids, 40);
-    tern_model *sm = load(path, "scalar", 1);
+    tern_model *sm = tu_load_model(path, "scalar", 1);
     float *want = logits_of(sm, ids, n, 64, NULL);
     int64_t nv = tern_model_hparams(sm)->n_vocab;
     tern_model_free(sm);
     use_devsim(half ? half_ops : NULL);
-    tern_model *dm = load(path, "devsim", 2);
+    tern_model *dm = tu_load_model(path, "devsim", 2);
     ck_assert_int_eq(tern_model_n_backends(dm), 2); /* devsim, then scalar */
     for (int batch = 64; batch >= 1; batch = batch == 64 ? 7 : batch == 7 ? 1 : 0) {
         tern_graph_placement pl;
@@ -125,22 +114,15 @@ START_TEST(test_devsim_model)
 }
 END_TEST
 
-static const char *default_model(void)
-{
-    static char path[4096];
-    snprintf(path, sizeof path, "%s/graphs/models/tiny-bitnet.gguf", TERN_SOURCE_DIR);
-    return path;
-}
-
 START_TEST(test_backend_lists)
 {
     use_devsim(NULL);
-    tern_model *m = load(default_model(), "devsim, scalar", 1);
+    tern_model *m = tu_load_model(tu_default_model(), "devsim, scalar", 1);
     ck_assert_int_eq(tern_model_n_backends(m), 2);
     ck_assert_str_eq(tern_model_backend_at(m, 0)->plugin->name, "devsim");
     ck_assert_str_eq(tern_model_backend_at(m, 1)->plugin->name, "scalar");
     tern_model_free(m);
-    m = load(default_model(), "scalar", 1);
+    m = tu_load_model(tu_default_model(), "scalar", 1);
     ck_assert_int_eq(tern_model_n_backends(m), 1);
     tern_model_free(m);
     tern_model_options mo = tern_model_default_options();
@@ -156,7 +138,7 @@ START_TEST(test_backend_lists)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         mo.backend = bad[i].list;
-        ck_assert_int_eq(tern_model_load(default_model(), &mo, &m, &err), bad[i].st);
+        ck_assert_int_eq(tern_model_load(tu_default_model(), &mo, &m, &err), bad[i].st);
         ck_assert_msg(strstr(err.msg, bad[i].says), "'%s': %s", bad[i].list, err.msg);
     }
     /* a named backend whose probe says no: its reason, never a fallback */
@@ -164,7 +146,7 @@ START_TEST(test_backend_lists)
     snprintf(dir, sizeof dir, "%s/tests/plugins/cannotrun", tu_build_dir());
     setenv("TERN_PLUGIN_PATH", dir, 1);
     mo.backend = "cannotrun,scalar";
-    ck_assert_int_eq(tern_model_load(default_model(), &mo, &m, &err), TERN_ECANNOTRUN);
+    ck_assert_int_eq(tern_model_load(tu_default_model(), &mo, &m, &err), TERN_ECANNOTRUN);
     ck_assert_msg(strstr(err.msg, "cannot run here"), "%s", err.msg);
 }
 END_TEST
@@ -185,7 +167,7 @@ static void expect_recovers(tern_model *m, tern_session *s, const int32_t *ids, 
 
 START_TEST(test_session_errors)
 {
-    tern_model *m = load(default_model(), "auto", 2);
+    tern_model *m = tu_load_model(tu_default_model(), "auto", 2);
     tern_session *s;
     tern_error err;
     tern_session_options so = tern_session_default_options();
@@ -214,7 +196,7 @@ START_TEST(test_device_failure)
 {
     use_devsim(NULL);
     setenv(_i ? "TERN_DEVSIM_FAIL_SYNC" : "TERN_DEVSIM_FAIL", _i ? "1" : "matmul_ternary:9", 1);
-    tern_model *m = load(default_model(), "devsim", 1);
+    tern_model *m = tu_load_model(tu_default_model(), "devsim", 1);
     tern_session *s;
     tern_error err;
     ck_assert_int_eq(tern_session_create(m, NULL, &s, &err), TERN_OK);
@@ -243,7 +225,7 @@ START_TEST(test_kernel_errors)
     mo.backend = backends[_i];
     tern_model *m;
     tern_error err;
-    tern_status ls = tern_model_load(default_model(), &mo, &m, &err);
+    tern_status ls = tern_model_load(tu_default_model(), &mo, &m, &err);
     if (ls == TERN_ECANNOTRUN || (ls == TERN_ENOTFOUND && (_i == 1 || _i >= 3))) {
         printf("skipped: %s cannot run here: %s\n", backends[_i], err.msg);
         return;
@@ -335,7 +317,7 @@ static void *generate(void *p)
 
 START_TEST(test_two_sessions_in_threads)
 {
-    tern_model *m = load(default_model(), "auto", 2);
+    tern_model *m = tu_load_model(tu_default_model(), "auto", 2);
     gen_job alone[2], both[2];
     for (int k = 0; k < 2; k++) {
         memset(&alone[k], 0, sizeof alone[k]);
@@ -366,7 +348,7 @@ START_TEST(test_no_wait_nodes_exact)
     float *ref = NULL;
     int64_t nv = 0;
     for (int threads = 1; threads <= 3; threads += 2) {
-        tern_model *m = load(default_model(), "x86", threads);
+        tern_model *m = tu_load_model(tu_default_model(), "x86", threads);
         tern_session *s;
         tern_error err;
         ck_assert_int_eq(tern_session_create(m, NULL, &s, &err), TERN_OK);
@@ -419,12 +401,12 @@ START_TEST(test_cli_placement_and_failure)
 {
     use_devsim(half_ops);
     char args[4096], line[1024];
-    snprintf(args, sizeof args, "info -m %s --backend devsim,scalar", default_model());
+    snprintf(args, sizeof args, "info -m %s --backend devsim,scalar", tu_default_model());
     ck_assert_int_eq(tern_cli(args, "decode  graph", line, sizeof line), 0);
     ck_assert_msg(strstr(line, "devsim") && strstr(line, "copy nodes") && !strstr(line, "copy nodes 0 "),
                   "%s", line);
     setenv("TERN_DEVSIM_FAIL", "quantize_act:3", 1);
-    snprintf(args, sizeof args, "run -m %s --backend devsim -p Hello -n 4", default_model());
+    snprintf(args, sizeof args, "run -m %s --backend devsim -p Hello -n 4", tu_default_model());
     ck_assert_int_eq(tern_cli(args, "tern run:", line, sizeof line), 1);
     ck_assert_msg(strstr(line, "injected failure of quantize_act") && strstr(line, "on devsim"), "%s", line);
 }

@@ -37,13 +37,6 @@ typedef struct result {
     int32_t tokens[N_GEN];
 } result;
 
-static const char *model_path(void)
-{
-    static char path[4096];
-    snprintf(path, sizeof path, "%s/graphs/models/tiny-bitnet.gguf", TERN_SOURCE_DIR);
-    return path;
-}
-
 static long handed_out;
 
 /* Load, tokenize, session, eval, sample, eval, sample. Frees everything it
@@ -61,7 +54,7 @@ static tern_status generate(result *r, tern_error *err)
     so.n_ctx = 32;
     tern_sampler_params sp = tern_sampler_default_params();
     sp.seed = 42;
-    tern_status st = tern_model_load(model_path(), &mo, &m, err);
+    tern_status st = tern_model_load(tu_default_model(), &mo, &m, err);
     if (!st) st = tern_tokenize(tern_model_tokenizer(m), "Once upon a time", 16, 1, 0, &ids, &cap, &n, err);
     if (!st) st = tern_session_create(m, &so, &s, err);
     if (!st) st = tern_sampler_create(&sp, (int32_t)tern_model_hparams(m)->n_vocab, &smp, err);

@@ -45,24 +45,6 @@ static int opencl_here(void)
     return ok;
 }
 
-static const char *default_model(void)
-{
-    static char path[4096];
-    snprintf(path, sizeof path, "%s/graphs/models/tiny-bitnet.gguf", TERN_SOURCE_DIR);
-    return path;
-}
-
-static tern_model *load(const char *path, const char *backend)
-{
-    tern_model_options mo = tern_model_default_options();
-    mo.backend = backend;
-    mo.n_threads = 2;
-    tern_model *m;
-    tern_error err;
-    ck_assert_msg(tern_model_load(path, &mo, &m, &err) == TERN_OK, "%s: %s", backend, err.msg);
-    return m;
-}
-
 /* Logits of every position of ids, fed `batch` at a time. */
 static float *logits(tern_model *m, const int32_t *ids, int n, int batch)
 {
@@ -182,14 +164,14 @@ START_TEST(test_fusion_exact)
     enum { N = 24 };
     int32_t ids[N];
     prompt(ids, N);
-    tern_model *sm = load(default_model(), "scalar");
+    tern_model *sm = tu_load_model(tu_default_model(), "scalar", 2);
     int64_t nv = tern_model_hparams(sm)->n_vocab;
     float *ref = logits(sm, ids, N, N);
     tern_model_free(sm);
     float *base = NULL;
     for (int fuse = 0; fuse < 2; fuse++) {
         setenv("TERN_OPENCL_FUSE", fuse ? "63" : "0", 1);
-        tern_model *m = load(default_model(), "opencl");
+        tern_model *m = tu_load_model(tu_default_model(), "opencl", 2);
         static const int batches[3] = {N, 7, 1};
         for (int b = 0; b < 3; b++) {
             float *got = logits(m, ids, N, batches[b]);
@@ -225,7 +207,7 @@ START_TEST(test_device_failure)
 {
     if (!opencl_here()) return;
     setenv(_i ? "TERN_OPENCL_FAIL_SYNC" : "TERN_OPENCL_FAIL", _i ? "1" : "matmul_ternary:9", 1);
-    tern_model *m = load(default_model(), "opencl");
+    tern_model *m = tu_load_model(tu_default_model(), "opencl", 2);
     tern_session *s;
     tern_error err;
     ck_assert_int_eq(tern_session_create(m, NULL, &s, &err), TERN_OK);
@@ -322,10 +304,10 @@ START_TEST(test_devices)
     mo.device = 99;
     tern_model *m;
     tern_error err;
-    ck_assert_int_eq(tern_model_load(default_model(), &mo, &m, &err), TERN_EINVAL);
+    ck_assert_int_eq(tern_model_load(tu_default_model(), &mo, &m, &err), TERN_EINVAL);
     ck_assert_msg(strstr(err.msg, "no device 99"), "%s", err.msg);
     mo.device = 0;
-    ck_assert_msg(tern_model_load(default_model(), &mo, &m, &err) == TERN_OK, "%s", err.msg);
+    ck_assert_msg(tern_model_load(tu_default_model(), &mo, &m, &err) == TERN_OK, "%s", err.msg);
     tern_model_free(m);
     /* auto never picks a CPU device (score 0): opencl wins only with a GPU */
     tern_registry *reg;
@@ -369,7 +351,7 @@ static void *generate(void *p)
 START_TEST(test_two_sessions_in_threads)
 {
     if (!opencl_here()) return;
-    tern_model *m = load(default_model(), "opencl");
+    tern_model *m = tu_load_model(tu_default_model(), "opencl", 2);
     gen_job alone[2], both[2];
     for (int k = 0; k < 2; k++) {
         memset(&alone[k], 0, sizeof alone[k]);

@@ -17,13 +17,6 @@
 
 #define KEY "sekret-key"
 
-static const char *model(void)
-{
-    static char path[4096];
-    snprintf(path, sizeof path, "%s/graphs/models/tiny-bitnet.gguf", TERN_SOURCE_DIR);
-    return path;
-}
-
 /* the call first: then b holds its body */
 #define EXPECT(call, want, needle, what)                                                           \
     do {                                                                                           \
@@ -41,7 +34,7 @@ START_TEST(test_endpoints)
 {
     srv s;
     char args[4200], *b, *h;
-    snprintf(args, sizeof args, "-m %s -np 2 -c 256 -t 1 --api-key " KEY, model());
+    snprintf(args, sizeof args, "-m %s -np 2 -c 256 -t 1 --api-key " KEY, tu_default_model());
     srv_start(&s, args);
     const char *auth = "-H 'Authorization: Bearer " KEY "'";
 
@@ -182,7 +175,7 @@ START_TEST(test_queue_cancel_drain)
 {
     srv s;
     char args[4200], *b, *h;
-    snprintf(args, sizeof args, "-m %s -np 1 -c 512 -t 1 --max-queue 1 --backend scalar", model());
+    snprintf(args, sizeof args, "-m %s -np 1 -c 512 -t 1 --max-queue 1 --backend scalar", tu_default_model());
     srv_start(&s, args);
     const char *longreq = "{\"prompt\":\"Once\",\"max_tokens\":500,\"ignore_eos\":true,\"stream\":true}";
     char cmd[1200];
@@ -351,7 +344,7 @@ START_TEST(test_greedy_equals_run)
 {
     char path[4096];
     if (_i == 0) {
-        greedy_model(model());
+        greedy_model(tu_default_model());
         return;
     }
     TU_REQUIRE_SHARED();
@@ -389,7 +382,7 @@ static void node_case(const char *script, const char *server_args, const char *u
 {
     srv s;
     char args[4200], cmd[12000];
-    snprintf(args, sizeof args, "-m %s %s", model(), server_args);
+    snprintf(args, sizeof args, "-m %s %s", tu_default_model(), server_args);
     srv_start(&s, args);
     snprintf(cmd, sizeof cmd, "timeout 120 node %s/tests/serve/%s %s http://127.0.0.1:%d%s %s 2>&1; echo rc=$?",
              TERN_SOURCE_DIR, script, dir, s.port, url_path, tail_arg);
@@ -436,7 +429,7 @@ START_TEST(test_haproxy_failover)
     }
     srv a, b;
     char args[4200], cmd[8192];
-    snprintf(args, sizeof args, "-m %s -np 2 -t 1 --backend scalar", model());
+    snprintf(args, sizeof args, "-m %s -np 2 -t 1 --backend scalar", tu_default_model());
     srv_start(&a, args);
     srv_start(&b, args);
     int lb = 0, up = 0;

@@ -231,17 +231,6 @@ START_TEST(test_sampling_e2e)
 }
 END_TEST
 
-static tern_model *load(const char *path, const char *backend)
-{
-    tern_model_options mo = tern_model_default_options();
-    mo.backend = backend;
-    mo.n_threads = 2;
-    tern_model *m;
-    tern_error err;
-    ck_assert_msg(tern_model_load(path, &mo, &m, &err) == TERN_OK, "%s", err.msg);
-    return m;
-}
-
 static tern_session *session(tern_model *m)
 {
     tern_session_options so = tern_session_default_options(); /* f16 KV, as the pipeline runs */
@@ -304,7 +293,7 @@ START_TEST(test_batch_invariance)
     ck_assert_int_ge(n, n_prompt + 9);
     const int32_t *prop = ids + n_prompt; /* 9 tokens: last accepted + 8 drafted */
     for (int b = 0; b < nb; b++) {
-        tern_model *m = load(vpath, names[b]);
+        tern_model *m = tu_load_model(vpath, names[b], 2);
         int64_t nv = tern_model_hparams(m)->n_vocab;
         size_t row = (size_t)nv * sizeof(float);
         float *alone = malloc(9 * row);
@@ -352,7 +341,7 @@ START_TEST(test_rollback_exact)
     for (int mi = 0; mi < 2; mi++)
         for (int b = 0; b < nb; b++) {
             model_path(path, sizeof path, models[mi]);
-            tern_model *m = load(path, names[b]);
+            tern_model *m = tu_load_model(path, names[b], 2);
             int64_t nv = tern_model_hparams(m)->n_vocab;
             tern_session *s = session(m), *f = session(m);
             int32_t kept[512];
@@ -406,7 +395,7 @@ START_TEST(test_rewind_exact)
     for (int mi = 0; mi < 2; mi++)
         for (int b = 0; b < nb; b++) {
             model_path(path, sizeof path, models[mi]);
-            tern_model *m = load(path, names[b]);
+            tern_model *m = tu_load_model(path, names[b], 2);
             int64_t nv = tern_model_hparams(m)->n_vocab;
             tern_session *s = session(m), *f = session(m);
             int32_t kept[512], last = ids[n_prompt - 1];
@@ -452,7 +441,7 @@ START_TEST(test_marks_stale)
     TU_REQUIRE_SHARED();
     char path[4096];
     model_path(path, sizeof path, "tiny-bitnet");
-    tern_model *m = load(path, "auto");
+    tern_model *m = tu_load_model(path, "auto", 2);
     tern_session *s = session(m), *o = session(m);
     int32_t ids[64];
     int n_prompt;
@@ -501,7 +490,7 @@ START_TEST(test_eval_async)
     char vpath[4096], dpath[4096];
     model_path(vpath, sizeof vpath, "tiny-llama");
     model_path(dpath, sizeof dpath, "tiny-bitnet");
-    tern_model *vm = load(vpath, "auto"), *dm = load(dpath, "auto");
+    tern_model *vm = tu_load_model(vpath, "auto", 2), *dm = tu_load_model(dpath, "auto", 2);
     int64_t nv = tern_model_hparams(vm)->n_vocab;
     size_t row = (size_t)nv * sizeof(float);
     int32_t ids[64];
