@@ -25,12 +25,8 @@ static void open_pair(be_pair *p)
     tern_error err;
     memset(p, 0, sizeof *p);
     ck_assert_msg(tern_registry_scan(&p->reg, &err) == TERN_OK, "%s", err.msg);
-    for (int i = 0; i < tern_registry_count(p->reg); i++) {
-        const tern_plugin_info *pi = tern_registry_get(p->reg, i);
-        if (!pi->loaded) continue;
-        if (!strcmp(pi->name, "arm")) p->arm = pi;
-        if (!strcmp(pi->name, "scalar")) p->scalar = pi;
-    }
+    p->arm = tu_plugin(p->reg, "arm");
+    p->scalar = tu_plugin(p->reg, "scalar");
     ck_assert_ptr_nonnull(p->scalar);
     /* this suite is built for aarch64 only: there the plugin must run */
     ck_assert_msg(p->arm != NULL, "the arm plugin was not found (TERN_BUILD=%s)", tu_build_dir());

@@ -35,11 +35,8 @@ static int runnable(const char *name)
     tern_registry *reg;
     tern_error err;
     ck_assert_msg(tern_registry_scan(&reg, &err) == TERN_OK, "%s", err.msg);
-    int ok = 0;
-    for (int i = 0; i < tern_registry_count(reg); i++) {
-        const tern_plugin_info *pi = tern_registry_get(reg, i);
-        if (pi->loaded && !strcmp(pi->name, name)) ok = pi->probe.runnable;
-    }
+    const tern_plugin_info *pi = tu_plugin(reg, name);
+    int ok = pi && pi->probe.runnable;
     tern_registry_free(reg);
     if (!ok) printf("skipped: multi-sequence batches on %s: backend not runnable here\n", name);
     return ok;

@@ -126,3 +126,12 @@ tern_model *tu_load_model(const char *path, const char *backend, int threads)
     ck_assert_msg(tern_model_load(path, &mo, &m, &err) == TERN_OK, "%s: %s", backend, err.msg);
     return m;
 }
+
+const tern_plugin_info *tu_plugin(const tern_registry *reg, const char *name)
+{
+    for (int i = 0; i < tern_registry_count(reg); i++) {
+        const tern_plugin_info *pi = tern_registry_get(reg, i);
+        if (pi->loaded && !strcmp(pi->name, name)) return pi;
+    }
+    return NULL;
+}

@@ -32,6 +32,10 @@ const char *tu_default_model(void);
 /* Loads path on the backend list with n threads; fails the test (naming
  * the backend) when it cannot. */
 struct tern_model *tu_load_model(const char *path, const char *backend, int threads);
+/* The loaded plugin of that name in reg (runnable or not), or NULL. */
+struct tern_plugin_info;
+struct tern_registry;
+const struct tern_plugin_info *tu_plugin(const struct tern_registry *reg, const char *name);
 
 /* Reads the integer array after "key": [ in a JSON text (a small scanner
  * for the shared reference files). Returns the count, or -1. */

@@ -297,16 +297,9 @@ static int backend_runnable(const char *name)
     tern_registry *reg;
     tern_error err;
     ck_assert_msg(tern_registry_scan(&reg, &err) == TERN_OK, "%s", err.msg);
-    int ok = 0;
-    const char *why = "not built";
-    for (int i = 0; i < tern_registry_count(reg); i++) {
-        const tern_plugin_info *pi = tern_registry_get(reg, i);
-        if (pi->loaded && !strcmp(pi->name, name)) {
-            ok = pi->probe.runnable;
-            if (!ok) why = pi->probe.desc;
-        }
-    }
-    if (!ok) printf("skipped: e2e on %s: %s backend %s\n", name, name, why);
+    const tern_plugin_info *pi = tu_plugin(reg, name);
+    int ok = pi && pi->probe.runnable;
+    if (!ok) printf("skipped: e2e on %s: %s backend %s\n", name, name, pi ? pi->probe.desc : "not built");
     tern_registry_free(reg);
     return ok;
 }

@@ -22,12 +22,6 @@
 /* the signature helper the backend and `tern tune` share */
 #include "../../codegen/wisdom.c"
 
-static const char *build_dir(void)
-{
-    const char *b = getenv("TERN_BUILD");
-    return b && *b ? b : TERN_SOURCE_DIR "/build";
-}
-
 typedef struct be_pair {
     tern_registry *reg;
     const tern_plugin_info *x86, *scalar;
@@ -38,12 +32,8 @@ static int open_pair(be_pair *p)
     tern_error err;
     memset(p, 0, sizeof *p);
     ck_assert_msg(tern_registry_scan(&p->reg, &err) == TERN_OK, "%s", err.msg);
-    for (int i = 0; i < tern_registry_count(p->reg); i++) {
-        const tern_plugin_info *pi = tern_registry_get(p->reg, i);
-        if (!pi->loaded) continue;
-        if (!strcmp(pi->name, "x86")) p->x86 = pi;
-        if (!strcmp(pi->name, "scalar")) p->scalar = pi;
-    }
+    p->x86 = tu_plugin(p->reg, "x86");
+    p->scalar = tu_plugin(p->reg, "scalar");
     ck_assert_ptr_nonnull(p->scalar);
     if (!p->x86 || !p->x86->probe.runnable) {
         printf("skipped: x86 backend %s\n", p->x86 ? p->x86->probe.desc : "not built");
@@ -125,7 +115,7 @@ typedef struct plug {
 static int load_plugins(plug *p, int max)
 {
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s/lib", build_dir());
+    snprintf(dir, sizeof dir, "%s/lib", tu_build_dir());
     DIR *d = opendir(dir);
     ck_assert_ptr_nonnull(d);
     int n = 0;
@@ -210,8 +200,8 @@ static char *slurp(const char *path, size_t *n)
 START_TEST(test_generator_reproducible)
 {
     char cmd[8192], out[4096], built[4096];
-    snprintf(out, sizeof out, "%s/tests/gen-zen4-again.c", build_dir());
-    snprintf(built, sizeof built, "%s/gen/kernels/tern-kernels-zen4.c", build_dir());
+    snprintf(out, sizeof out, "%s/tests/gen-zen4-again.c", tu_build_dir());
+    snprintf(built, sizeof built, "%s/gen/kernels/tern-kernels-zen4.c", tu_build_dir());
     if (access(built, R_OK)) {
         printf("skipped: %s not built here\n", built);
         return;
@@ -275,7 +265,7 @@ START_TEST(test_wisdom_robust)
 {
     const wcase *wc = &wcases[_i];
     char dir[4096], path[4200], sig_cpu[128], feat[32];
-    snprintf(dir, sizeof dir, "%s/tests/wisdom-%d-XXXXXX", build_dir(), _i);
+    snprintf(dir, sizeof dir, "%s/tests/wisdom-%d-XXXXXX", tu_build_dir(), _i);
     ck_assert_ptr_nonnull(mkdtemp(dir));
     setenv("TERN_CACHE_DIR", dir, 1); /* read when this (forked) test first builds the host table */
     be_pair p;
@@ -298,7 +288,7 @@ START_TEST(test_wisdom_robust)
     ck_assert(gv && gm);
     snprintf(path, sizeof path, "%s/tern-kernels-tuned.so", dir);
     copy(pl[k].path, path);
-    snprintf(path, sizeof path, "%s/tests/tern-kernels-badabi.so", build_dir());
+    snprintf(path, sizeof path, "%s/tests/tern-kernels-badabi.so", tu_build_dir());
     char bad[4200];
     snprintf(bad, sizeof bad, "%s/tern-kernels-badabi.so", dir);
     copy(path, bad);

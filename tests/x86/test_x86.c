@@ -23,12 +23,8 @@ static int open_pair(be_pair *p)
     tern_error err;
     memset(p, 0, sizeof *p);
     ck_assert_msg(tern_registry_scan(&p->reg, &err) == TERN_OK, "%s", err.msg);
-    for (int i = 0; i < tern_registry_count(p->reg); i++) {
-        const tern_plugin_info *pi = tern_registry_get(p->reg, i);
-        if (!pi->loaded) continue;
-        if (!strcmp(pi->name, "x86")) p->x86 = pi;
-        if (!strcmp(pi->name, "scalar")) p->scalar = pi;
-    }
+    p->x86 = tu_plugin(p->reg, "x86");
+    p->scalar = tu_plugin(p->reg, "scalar");
     ck_assert_ptr_nonnull(p->scalar);
     if (!p->x86 || !p->x86->probe.runnable) {
         printf("skipped: x86 backend %s\n", p->x86 ? p->x86->probe.desc : "not built");
