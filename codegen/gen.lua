@@ -17,6 +17,11 @@
 --   dense5  1.6-bit layout (TERN_KLAYOUT_DENSE5): 5 trits a byte, decoded
 --           by two vpermi2b table lookups per 64 bytes into a MAD byte
 --           (4 trits in 2-bit fields) plus the fifth trit.
+--   lut2, lut3, lut4  T-MAC-style lookup tables (TERN_KLAYOUT_LUT2/3/4):
+--           weights as indices of g = 2/3/4 trits (one base-3 code per
+--           group), per token and group a table of the 3^g partial sums,
+--           looked up with vpermb / vpermt2b. See lut_tables() for the
+--           layouts and why the sums are split in bytes.
 -- The same record always gives the same bytes: nothing here reads the
 -- clock, the environment or the host.
 local M = {}
@@ -28,7 +33,7 @@ M.FEATURES = { avx2 = 1 << 2, fma = 1 << 3, f16c = 1 << 4, avx512f = 1 << 6, avx
 M.ISA = {
     avx512 = { features = { "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512vnni", "avx512vbmi" },
                cflags = "-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512vbmi",
-               families = { mad = true, dense5 = true } },
+               families = { mad = true, dense5 = true, lut2 = true, lut3 = true, lut4 = true } },
     avx2 = { features = { "avx2", "fma", "f16c" }, cflags = "-mavx2 -mfma -mf16c",
              families = { mad = true } },
     -- neon / sve2: described so records can name them; the generator has
@@ -37,8 +42,12 @@ M.ISA = {
     sve2 = { features = { "neon", "sve2" }, cflags = "-march=armv9-a+sve2", families = {} },
 }
 local OP_MATMUL_TERNARY, TYPE_Q8_TOK = 11, 64
-local LAYOUT = { mad = 1, dense5 = 2 }
-local KBLOCK = { mad = 16, dense5 = 20 }
+local LAYOUT = { mad = 1, dense5 = 2, lut2 = 3, lut3 = 4, lut4 = 5 }
+local KBLOCK = { mad = 16, dense5 = 20, lut2 = 16, lut3 = 12, lut4 = 16 }
+-- LUT families: trits a group (g), table entries a group's sub-table (S,
+-- a power of two >= 3^g, so an index is code | S * group), entries a block
+-- (E = groups a block x S).
+local LUT = { lut2 = { g = 2, S = 16, E = 128 }, lut3 = { g = 3, S = 32, E = 128 }, lut4 = { g = 4, S = 128, E = 512 } }
 
 function M.variant_name(target, v)
     if v.tokens == 1 then
@@ -65,6 +74,8 @@ local function check(rec)
         assert(math.type(v.tiles) == "integer" and v.tiles >= 1 and v.tiles <= 4, "record: tiles 1..4")
         assert(math.type(v.tokens) == "integer" and v.tokens >= 1 and v.tokens <= 8, "record: tokens 1..8")
         assert(v.tiles * v.tokens <= 24, "record: tiles x tokens must fit the registers (<= 24)")
+        -- LUT blocks hold two accumulators (low and high bytes) a tile and token
+        assert(not LUT[v.family] or v.tiles * v.tokens <= 12, "record: lut tiles x tokens must fit the registers (<= 12)")
         v.prefetch = v.prefetch or 0
         assert(math.type(v.prefetch) == "integer" and v.prefetch >= 0 and v.prefetch % 64 == 0, "record: prefetch")
         local n = M.variant_name(rec.target, v)
@@ -103,7 +114,7 @@ static tk_tok tk_token(const tern_kernel_call *c, int64_t t)
     return r;
 }
 
-static int32_t tk_load32(const void *p)
+__attribute__((unused)) static int32_t tk_load32(const void *p)
 {
     int32_t v;
     memcpy(&v, p, 4);
@@ -127,7 +138,7 @@ static int tk_applicable(int64_t K, int64_t N, int nth)
     return K > 0 && K <= TK_KMAX && N > 0 && N <= ((int64_t)1 << 32) && nth >= 1;
 }
 
-static size_t tk_scratch(int64_t K, int64_t n_tok)
+__attribute__((unused)) static size_t tk_scratch(int64_t K, int64_t n_tok)
 {
     (void)K, (void)n_tok;
     return 0;
@@ -177,6 +188,74 @@ __attribute__((unused)) static void tk_dense5_repack(const int8_t *codes, int64_
             for (int p = 4; p >= 0; p--) b = 3 * b + (unsigned)tk_code1(codes, K, rows, j / 4, 20 * kb + 4 * p + j % 4);
             out[kb * 64 + j] = (uint8_t)b;
         }
+}
+
+/* ---- LUT layouts: 16-row tiles of 64-byte blocks, byte 4r + i for row r.
+ * A group of g trits is its base-3 code sum_p (w_p + 1) 3^p; weights
+ * outside the matrix are 0 (code digit 1), so a padding activation meets
+ * a zero weight whatever its value. */
+static int tk_trit1(const int8_t *codes, int64_t K, int64_t rows, int64_t r, int64_t k)
+{
+    return r < rows && k < K ? codes[r * K + k] + 1 : 1;
+}
+
+static unsigned tk_group(const int8_t *codes, int64_t K, int64_t rows, int64_t r, int64_t k0, int g)
+{
+    unsigned c = 0;
+    for (int p = g - 1; p >= 0; p--) c = 3 * c + (unsigned)tk_trit1(codes, K, rows, r, k0 + p);
+    return c;
+}
+
+/* TERN_KLAYOUT_LUT2: 16 k a block; byte 4r + i holds pair i (k = 16 kb +
+ * 2i, +1) in its low nibble and pair 4 + i (k + 8) in its high nibble. */
+__attribute__((unused)) static size_t tk_lut2_size(int64_t K, int64_t N)
+{
+    return (size_t)(tk_round(N, 16) / 16) * (size_t)(tk_round(K, 16) / 16) * 64;
+}
+
+__attribute__((unused)) static void tk_lut2_repack(const int8_t *codes, int64_t K, int64_t rows, int64_t tile, uint8_t *packed)
+{
+    int64_t nkb = tk_round(K, 16) / 16;
+    uint8_t *out = packed + (size_t)tile * (size_t)nkb * 64;
+    for (int64_t kb = 0; kb < nkb; kb++)
+        for (int j = 0; j < 64; j++) {
+            int64_t k = 16 * kb + 2 * (j % 4);
+            out[kb * 64 + j] = (uint8_t)(tk_group(codes, K, rows, j / 4, k, 2) |
+                                         tk_group(codes, K, rows, j / 4, k + 8, 2) << 4);
+        }
+}
+
+/* TERN_KLAYOUT_LUT3: 12 k a block; byte 4r + i is 32 i + the code of the
+ * triple k = 12 kb + 3i .. +2 (the table offset of sub-table i is stored:
+ * 8 bits for 3 weights, 2.67 bits a weight). */
+__attribute__((unused)) static size_t tk_lut3_size(int64_t K, int64_t N)
+{
+    return (size_t)(tk_round(N, 16) / 16) * (size_t)(tk_round(K, 12) / 12) * 64;
+}
+
+__attribute__((unused)) static void tk_lut3_repack(const int8_t *codes, int64_t K, int64_t rows, int64_t tile, uint8_t *packed)
+{
+    int64_t nkb = tk_round(K, 12) / 12;
+    uint8_t *out = packed + (size_t)tile * (size_t)nkb * 64;
+    for (int64_t kb = 0; kb < nkb; kb++)
+        for (int j = 0; j < 64; j++)
+            out[kb * 64 + j] = (uint8_t)(32 * (j % 4) + (int)tk_group(codes, K, rows, j / 4, 12 * kb + 3 * (j % 4), 3));
+}
+
+/* TERN_KLAYOUT_LUT4: 16 k a block; byte 4r + i is the code (0..80) of the
+ * quad k = 16 kb + 4i .. +3: 2 bits a weight. */
+__attribute__((unused)) static size_t tk_lut4_size(int64_t K, int64_t N)
+{
+    return (size_t)(tk_round(N, 16) / 16) * (size_t)(tk_round(K, 16) / 16) * 64;
+}
+
+__attribute__((unused)) static void tk_lut4_repack(const int8_t *codes, int64_t K, int64_t rows, int64_t tile, uint8_t *packed)
+{
+    int64_t nkb = tk_round(K, 16) / 16;
+    uint8_t *out = packed + (size_t)tile * (size_t)nkb * 64;
+    for (int64_t kb = 0; kb < nkb; kb++)
+        for (int j = 0; j < 64; j++)
+            out[kb * 64 + j] = (uint8_t)tk_group(codes, K, rows, j / 4, 16 * kb + 4 * (j % 4), 4);
 }
 ]]
 
@@ -407,6 +486,192 @@ local function avx512_variant(target, v)
     return name, cname
 end
 
+-- ---------------------------------------------------------------- LUT
+-- Per token and 64-byte weight block, a table of every group's partial
+-- sums: entry S * G + c holds sum_p a[g G + p] (digit p of c - 1), the dot
+-- of the block's group G with the weights of code c (0 for codes >= 3^g).
+-- A sum lies in [-128 g, 127 g], beyond a byte, so each table is stored as
+-- its low bytes L (E of them, unsigned) and high bytes H (E, signed: the
+-- sum is L + 256 H): a block's lookups add L by vpdpbusd(acc, L, ones) and
+-- H by vpdpbusd(acc, ones, H), and the two int32 sums combine exactly.
+-- Built 32 entries at a time in int16 lanes: entry e takes activation
+-- idx[e] times digit dig[e], for each of the g digits.
+local function lut_tables(fam)
+    local L = LUT[fam]
+    local g, S, E, kstep = L.g, L.S, L.E, KBLOCK[fam]
+    local idx, dig = {}, {}
+    for e = 0, E - 1 do
+        local G, c = e // S, e % S
+        for p = 0, g - 1 do
+            idx[#idx + 1] = { e = e, p = p, v = G * g + p }
+            dig[#dig + 1] = { e = e, p = p, v = c < 3 ^ g and (c // (3 ^ p) % 3 - 1) or 0 }
+        end
+    end
+    local function table_of(name, list)
+        -- [chunk][digit][32 lanes]
+        local v = {}
+        for _, x in ipairs(list) do v[(x.e // 32) * g * 32 + x.p * 32 + x.e % 32 + 1] = math.tointeger(x.v) end
+        emit("static const int16_t %s[%d] __attribute__((aligned(64))) = {", name, E * g)
+        for row = 0, E * g // 32 - 1 do
+            local t = {}
+            for i = 1, 32 do t[i] = tostring(v[row * 32 + i]) end
+            emit("    " .. table.concat(t, ", ") .. ",")
+        end
+        emit("};")
+    end
+    emit("/* %s tables: %d groups of %d trits a %d-k block, sub-tables of %d entries */", fam, E // S, g, kstep, S)
+    table_of(("tk_%s_idx"):format(fam), idx)
+    table_of(("tk_%s_dig"):format(fam), dig)
+    emit("/* token x's tables for blocks 0..nkb-1: %d bytes a block (L then H) */", 2 * E)
+    emit("static void tk_%s_tables(const tern_kernel_call *c, const tk_tok *x, int64_t nkb, uint8_t *tab)", fam)
+    emit("{")
+    emit("    for (int64_t kb = 0; kb < nkb; kb++) {")
+    emit("        int64_t n = c->K - %d * kb; /* codes past K are not read: they count as 0 */", kstep)
+    emit("        __mmask32 m = n >= %d ? (__mmask32)0x%x : (__mmask32)((1u << n) - 1);", kstep, (1 << kstep) - 1)
+    emit("        __m512i a = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, x->q + %d * kb));", kstep)
+    emit("        uint8_t *L = tab + (size_t)kb * %d, *H = L + %d;", 2 * E, E)
+    emit("        for (int ch = 0; ch < %d; ch++) {", E // 32)
+    emit("            const int16_t *ix = tk_%s_idx + %d * ch, *dg = tk_%s_dig + %d * ch;", fam, 32 * g, fam, 32 * g)
+    emit("            __m512i s = _mm512_mullo_epi16(_mm512_permutexvar_epi16(_mm512_load_si512(ix), a), _mm512_load_si512(dg));")
+    for p = 1, g - 1 do
+        emit("            s = _mm512_add_epi16(s, _mm512_mullo_epi16(_mm512_permutexvar_epi16(_mm512_load_si512(ix + %d), a), _mm512_load_si512(dg + %d)));", 32 * p, 32 * p)
+    end
+    emit("            _mm256_storeu_si256((__m256i *)(L + 32 * ch), _mm512_cvtepi16_epi8(s));")
+    emit("            _mm256_storeu_si256((__m256i *)(H + 32 * ch), _mm512_cvtepi16_epi8(_mm512_srai_epi16(s, 8)));")
+    emit("        }")
+    emit("    }")
+    emit("}")
+    emit("")
+end
+
+-- One LUT block function: nt tiles x T tokens over all blocks of a row.
+local function lut_block(fam, nt, T, pf)
+    local fname = ("tk_%s_%dx%d_p%d"):format(fam, nt, T, pf)
+    if emitted[fname] then return fname end
+    emitted[fname] = true
+    local E = LUT[fam].E
+    emit("/* %s: %d tile(s) x %d token(s)%s */", fname, nt, T, pf > 0 and (", prefetch " .. pf .. " bytes") or "")
+    emit("static void %s(const tern_kernel_call *c, const uint8_t *w, size_t tb, int64_t r, const tk_tok *x, const uint8_t *tab, size_t tabt, int64_t t0, int64_t nkb)", fname)
+    emit("{")
+    emit("    const __m512i ones = _mm512_set1_epi8(1);")
+    if fam == "lut2" then
+        emit("    const __m512i lo4 = _mm512_set1_epi8(0x0f), bias = _mm512_set1_epi32(0x30201000); /* byte 4r + i: 16 i */")
+    end
+    for i = 0, nt - 1 do
+        for t = 0, T - 1 do emit("    __m512i l%d_%d = _mm512_setzero_si512(), h%d_%d = _mm512_setzero_si512();", i, t, i, t) end
+    end
+    emit("    for (int64_t kb = 0; kb < nkb; kb++) {")
+    for i = 0, nt - 1 do
+        emit("        __m512i v%d = _mm512_loadu_si512(w + %d * tb + 64 * kb);", i, i)
+        if pf > 0 then emit("        _mm_prefetch((const char *)(w + %d * tb + 64 * kb + %d), _MM_HINT_T0);", i, pf) end
+        if fam == "lut2" then
+            -- (v & 15) | bias, (v >> 4 & 15) | bias: pair i's and pair 4 + i's entries
+            emit("        __m512i ia%d = _mm512_ternarylogic_epi32(v%d, lo4, bias, 0xEA);", i, i)
+            emit("        __m512i ib%d = _mm512_ternarylogic_epi32(_mm512_srli_epi16(v%d, 4), lo4, bias, 0xEA);", i, i)
+        end
+    end
+    for t = 0, T - 1 do
+        emit("        {")
+        emit("        const uint8_t *L = tab + %d * tabt + (size_t)kb * %d, *H = L + %d;", t, 2 * E, E)
+        if fam == "lut2" then
+            emit("        __m512i la = _mm512_loadu_si512(L), lb = _mm512_loadu_si512(L + 64);")
+            emit("        __m512i ha = _mm512_loadu_si512(H), hb = _mm512_loadu_si512(H + 64);")
+            for i = 0, nt - 1 do
+                emit("        l%d_%d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(l%d_%d, _mm512_permutexvar_epi8(ia%d, la), ones), _mm512_permutexvar_epi8(ib%d, lb), ones);", i, t, i, t, i, i)
+                emit("        h%d_%d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(h%d_%d, ones, _mm512_permutexvar_epi8(ia%d, ha)), ones, _mm512_permutexvar_epi8(ib%d, hb));", i, t, i, t, i, i)
+            end
+        elseif fam == "lut3" then
+            -- the index holds its sub-table: one 128-entry lookup a block
+            emit("        __m512i l0 = _mm512_loadu_si512(L), l1 = _mm512_loadu_si512(L + 64);")
+            emit("        __m512i g0 = _mm512_loadu_si512(H), g1 = _mm512_loadu_si512(H + 64);")
+            for i = 0, nt - 1 do
+                emit("        l%d_%d = _mm512_dpbusd_epi32(l%d_%d, _mm512_permutex2var_epi8(l0, v%d, l1), ones);", i, t, i, t, i)
+                emit("        h%d_%d = _mm512_dpbusd_epi32(h%d_%d, ones, _mm512_permutex2var_epi8(g0, v%d, g1));", i, t, i, t, i)
+            end
+        else
+            -- 81 codes fill a 128-entry table: byte i of each dword looks
+            -- up group i's table, four masked lookups a block (the bytes
+            -- not yet looked up keep their index: vpermi2b's idx merge)
+            for i = 0, nt - 1 do emit("        __m512i sl%d = v%d, sh%d = v%d;", i, i, i, i) end
+            for p = 0, 3 do
+                emit("        { __m512i l0 = _mm512_loadu_si512(L + %d), l1 = _mm512_loadu_si512(L + %d);", 128 * p, 128 * p + 64)
+                emit("          __m512i g0 = _mm512_loadu_si512(H + %d), g1 = _mm512_loadu_si512(H + %d);", 128 * p, 128 * p + 64)
+                for i = 0, nt - 1 do
+                    emit("          sl%d = _mm512_mask2_permutex2var_epi8(l0, sl%d, (__mmask64)0x%016xull, l1);", i, i, 0x1111111111111111 << p)
+                    emit("          sh%d = _mm512_mask2_permutex2var_epi8(g0, sh%d, (__mmask64)0x%016xull, g1);", i, i, 0x1111111111111111 << p)
+                end
+                emit("        }")
+            end
+            for i = 0, nt - 1 do
+                emit("        l%d_%d = _mm512_dpbusd_epi32(l%d_%d, sl%d, ones);", i, t, i, t, i)
+                emit("        h%d_%d = _mm512_dpbusd_epi32(h%d_%d, ones, sh%d);", i, t, i, t, i)
+            end
+        end
+        emit("        }")
+    end
+    emit("    }")
+    for t = 0, T - 1 do
+        for i = 0, nt - 1 do
+            emit("    tk_store16(c, t0 + %d, r + %d, _mm512_add_epi32(l%d_%d, _mm512_slli_epi32(h%d_%d, 8)), x[%d].inv);", t, 16 * i, i, t, i, t, t)
+        end
+    end
+    emit("}")
+    emit("")
+    return fname
+end
+
+-- A LUT variant: per step of T tokens, each thread builds the step's
+-- tables (scratch) then runs its tiles; the last step's R < T tokens run
+-- as one block of R tokens.
+local function lut_variant(target, v)
+    local fam, nt, T, pf = v.family, v.tiles, v.tokens, v.prefetch
+    local name = M.variant_name(target, v)
+    local cname = name:gsub("[^%w]", "_")
+    local E, kstep = LUT[fam].E, KBLOCK[fam]
+    local main, tile = {}, {}
+    for R = 1, T do main[R], tile[R] = lut_block(fam, nt, R, pf), lut_block(fam, 1, R, pf) end
+    local scratch = ("tk_%s_scratch_t%d"):format(fam, T)
+    if not emitted[scratch] then
+        emitted[scratch] = true
+        emit("static size_t %s(int64_t K, int64_t n_tok)", scratch)
+        emit("{")
+        emit("    return (size_t)(n_tok < %d ? n_tok : %d) * (size_t)(tk_round(K, %d) / %d) * %d;", T, T, kstep, kstep, 2 * E)
+        emit("}")
+        emit("")
+    end
+    emit("/* variant %s: family %s, %d tile(s) of 16 rows, %d token(s) a step, prefetch %d */", name, fam, nt, T, pf)
+    emit("static void %s_kernel(const tern_kernel_call *c, int ith, int nth, void *scratch)", cname)
+    emit("{")
+    emit("    int64_t nkb = tk_round(c->K, %d) / %d, lo, hi;", kstep, kstep)
+    emit("    size_t tb = (size_t)nkb * 64, tabt = (size_t)nkb * %d;", 2 * E)
+    emit("    tk_split(tk_round(c->N, 16) / 16, ith, nth, &lo, &hi);")
+    emit("    if (lo >= hi) return;")
+    emit("    uint8_t *tab = scratch;")
+    emit("    tk_tok x[%d];", T)
+    emit("    for (int64_t t = 0; t < c->n_tok; t += %d) {", T)
+    emit("        int R = c->n_tok - t < %d ? (int)(c->n_tok - t) : %d;", T, T)
+    emit("        for (int j = 0; j < R; j++) {")
+    emit("            x[j] = tk_token(c, t + j);")
+    emit("            tk_%s_tables(c, &x[j], nkb, tab + (size_t)j * tabt);", fam)
+    emit("        }")
+    emit("        for (int64_t i = lo; i < hi; i += %d) {", nt)
+    emit("            const uint8_t *w = c->w + (size_t)i * tb;")
+    emit("            int full = i + %d <= hi;", nt)
+    emit("            switch (R) {")
+    for R = 1, T do
+        emit("            case %d:", R)
+        emit("                if (full) %s(c, w, tb, 16 * i, x, tab, tabt, t, nkb);", main[R])
+        emit("                else for (int64_t k = i; k < hi; k++) %s(c, c->w + (size_t)k * tb, tb, 16 * k, x, tab, tabt, t, nkb);", tile[R])
+        emit("                break;")
+    end
+    emit("            }")
+    emit("        }")
+    emit("    }")
+    emit("}")
+    emit("")
+    return name, cname, scratch
+end
+
 -- ---------------------------------------------------------------- AVX2
 local AVX2_COMMON = [[
 /* Rows r..r+7 of token t (n of them inside the matrix). */
@@ -500,12 +765,20 @@ function M.generate(rec, record_name)
     local names = {}
     if rec.isa == "avx512" then
         emit(AVX512_COMMON)
-        local any_dense = false
-        for _, v in ipairs(rec.variants or {}) do any_dense = any_dense or v.family == "dense5" end
-        if any_dense then dense5_tables() end
+        local used = {}
+        for _, v in ipairs(rec.variants or {}) do used[v.family] = true end
+        if used.dense5 then dense5_tables() end
+        for _, fam in ipairs({ "lut2", "lut3", "lut4" }) do
+            if used[fam] then lut_tables(fam) end
+        end
         for _, v in ipairs(rec.variants or {}) do
-            local n, cn = avx512_variant(rec.target, v)
-            names[#names + 1] = { n, cn, v }
+            if LUT[v.family] then
+                local n, cn, scratch = lut_variant(rec.target, v)
+                names[#names + 1] = { n, cn, v, scratch }
+            else
+                local n, cn = avx512_variant(rec.target, v)
+                names[#names + 1] = { n, cn, v }
+            end
         end
     elseif rec.isa == "avx2" then
         emit(AVX2_COMMON)
@@ -518,9 +791,10 @@ function M.generate(rec, record_name)
     emit("static const tern_kernel_variant tk_variants[] = {")
     for _, e in ipairs(names) do
         local v = e[3]
-        emit("    {sizeof(tern_kernel_variant), \"%s\", \"%s\", %d, %d, 0x%xull, %d, 16, %d, 0, %d, %d, %d,",
-             e[1], v.family, OP_MATMUL_TERNARY, TYPE_Q8_TOK, feats, LAYOUT[v.family], KBLOCK[v.family], v.tiles, v.tokens, v.prefetch)
-        emit("     tk_applicable, tk_%s_size, tk_%s_repack, tk_scratch, %s_kernel},", v.family, v.family, e[2])
+        emit("    {sizeof(tern_kernel_variant), \"%s\", \"%s\", %d, %d, 0x%xull, %d, 16, %d, %d, %d, %d, %d,",
+             e[1], v.family, OP_MATMUL_TERNARY, TYPE_Q8_TOK, feats, LAYOUT[v.family], KBLOCK[v.family],
+             LUT[v.family] and LUT[v.family].g or 0, v.tiles, v.tokens, v.prefetch)
+        emit("     tk_applicable, tk_%s_size, tk_%s_repack, %s, %s_kernel},", v.family, v.family, e[4] or "tk_scratch", e[2])
     end
     if #names == 0 then emit("    {0}") end
     emit("};")
@@ -560,6 +834,16 @@ function M.grid(isa, patience)
             for _, pf in ipairs(pfs) do g[#g + 1] = { family = f, tiles = nt, tokens = 1, prefetch = pf } end
         end
         for _, b in ipairs(gemm) do g[#g + 1] = { family = f, tiles = b[1], tokens = b[2], prefetch = 0 } end
+    end
+    if isa ~= "avx512" then return g end
+    -- LUT families: two accumulators a tile and token, so smaller blocks;
+    -- their lookups, not the weight bytes, bound them: no prefetch grid
+    local lgemv = patience == "estimate" and { 2 } or { 1, 2, 4 }
+    local lgemm = patience == "estimate" and { { 2, 4 } } or { { 1, 4 }, { 2, 4 }, { 3, 4 }, { 1, 8 } }
+    if patience == "exhaustive" then lgemm[#lgemm + 1] = { 2, 6 } end
+    for _, f in ipairs({ "lut2", "lut3", "lut4" }) do
+        for _, nt in ipairs(lgemv) do g[#g + 1] = { family = f, tiles = nt, tokens = 1, prefetch = 0 } end
+        for _, b in ipairs(lgemm) do g[#g + 1] = { family = f, tiles = b[1], tokens = b[2], prefetch = 0 } end
     end
     return g
 end

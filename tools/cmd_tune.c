@@ -490,8 +490,8 @@ static int tune_shape(const tune_opts *o, const tern_plugin_info *x86, const ter
            cands[0].n_gemv);
     printf("  %-18s %-26s %-22s %-26s %-22s %-22s\n", "family", "best gemv variant", "gemv ms", "best gemm variant",
            "gemm 4 tok ms", "gemm 128 tok ms");
-    const char *fams[] = {"built-in mad", "built-in lut", "built-in bitserial", "mad", "dense5"};
-    for (int f = 0; f < 5; f++) {
+    const char *fams[] = {"built-in mad", "built-in lut", "built-in bitserial", "mad", "dense5", "lut2", "lut3", "lut4"};
+    for (int f = 0; f < (int)(sizeof fams / sizeof fams[0]); f++) {
         int gv = -1, gm = -1;
         for (int i = 0; i < n_cand; i++) {
             cand *c = &cands[i];

@@ -161,6 +161,8 @@ START_TEST(test_every_variant_exact)
     ternary_case(&l, TERN_TYPE_I2_S, 100, 64, 2, &rng);
     ternary_case(&l, TERN_TYPE_I2_S, 132, 32, 4, &rng);
     ternary_case(&l, TERN_TYPE_TQ2_0, 256, 40, 5, &rng);
+    /* K = 124: the last LUT3 block (12 k) ends past round_up(K, 64) codes */
+    ternary_case(&l, TERN_TYPE_I2_S, 124, 32, 3, &rng);
     for (int k = 0; k < np; k++)
         for (uint32_t i = 0; i < pl[k].tab->n_variants; i++) {
             const tern_kernel_variant *v = variant(pl[k].tab, i);

@@ -35,6 +35,9 @@ extern "C" {
 enum {
     TERN_KLAYOUT_MAD2 = 1,   /* 2 bits a weight: 16-row tiles, K in blocks of 16 (x86.h MAD) */
     TERN_KLAYOUT_DENSE5 = 2, /* 1.6 bits a weight: 5 trits a byte, 16-row tiles, K in blocks of 20 */
+    TERN_KLAYOUT_LUT2 = 3,   /* LUT indices: two 4-bit pair codes a byte, K in blocks of 16 */
+    TERN_KLAYOUT_LUT3 = 4,   /* LUT indices: a triple's code (+ its sub-table) a byte, K in blocks of 12 */
+    TERN_KLAYOUT_LUT4 = 5,   /* LUT indices: a quad's code (0..80) a byte, K in blocks of 16 */
     TERN_KLAYOUT_COUNT
 };
 
@@ -55,7 +58,7 @@ typedef struct tern_kernel_call {
 typedef struct tern_kernel_variant {
     uint32_t struct_size;
     const char *name;      /* unique among all plugins: "<target>.<family>.<params>" */
-    const char *family;    /* "mad", "dense5" */
+    const char *family;    /* "mad", "dense5", "lut2", "lut3", "lut4" */
     uint32_t op;           /* TERN_OP_MATMUL_TERNARY */
     uint32_t act_type;     /* TERN_TYPE_Q8_TOK */
     uint64_t cpu_features; /* TERN_CPU_* bits it needs, all of them */
