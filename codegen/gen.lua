@@ -36,10 +36,9 @@ M.ISA = {
                families = { mad = true, dense5 = true, lut2 = true, lut3 = true, lut4 = true } },
     avx2 = { features = { "avx2", "fma", "f16c" }, cflags = "-mavx2 -mfma -mf16c",
              families = { mad = true } },
-    -- neon / sve2: described so records can name them; the generator has
-    -- no emitter for them yet (tbl / svtbl lookups would replace vpermb).
-    neon = { features = { "neon", "dotprod" }, cflags = "-march=armv8.2-a+dotprod", families = {} },
-    sve2 = { features = { "neon", "sve2" }, cflags = "-march=armv9-a+sve2", families = {} },
+    -- aarch64: MAD over the MAD2 bytes (sdot lanes; SVE at any vector length)
+    neon = { features = { "neon", "dotprod" }, cflags = "-march=armv8.2-a+dotprod", families = { mad = true } },
+    sve2 = { features = { "neon", "sve2" }, cflags = "-march=armv8.2-a+sve2", families = { mad = true } },
 }
 local OP_MATMUL_TERNARY, TYPE_Q8_TOK = 11, 64
 local LAYOUT = { mad = 1, dense5 = 2, lut2 = 3, lut3 = 4, lut4 = 5 }
@@ -76,6 +75,8 @@ local function check(rec)
         assert(v.tiles * v.tokens <= 24, "record: tiles x tokens must fit the registers (<= 24)")
         -- LUT blocks hold two accumulators (low and high bytes) a tile and token
         assert(not LUT[v.family] or v.tiles * v.tokens <= 12, "record: lut tiles x tokens must fit the registers (<= 12)")
+        -- NEON holds a 16-row tile's sums in four 128-bit registers a token
+        assert(rec.isa ~= "neon" or v.tiles * v.tokens <= 6, "record: neon tiles x tokens must fit the registers (<= 6)")
         v.prefetch = v.prefetch or 0
         assert(math.type(v.prefetch) == "integer" and v.prefetch >= 0 and v.prefetch % 64 == 0, "record: prefetch")
         local n = M.variant_name(rec.target, v)
@@ -747,6 +748,157 @@ local function avx2_variant(target, v)
     return name, cname
 end
 
+-- ---------------------------------------------------------------- NEON
+-- NEON (dotprod) MAD over the same MAD2 bytes: a 64-byte block is four
+-- 16-byte quarters (rows 4h..4h+3, a dword a row); field p of every byte,
+-- shifted to {0,1,2}, dots the four codes 4p..4p+3 of the block by
+-- sdot's lane form, so one load of 16 codes serves the four fields.
+local NEON_COMMON = [[
+/* Rows r..r+3 of token t: as scalar, (float)(acc - sum) / inv * scale. */
+static inline void tk_store4(const tern_kernel_call *c, int64_t t, int64_t r, int32x4_t acc, int32_t sum, float inv)
+{
+    float *y = (float *)((uint8_t *)c->y + (size_t)t * c->y_stride);
+    float32x4_t v = vdivq_f32(vcvtq_f32_s32(vsubq_s32(acc, vdupq_n_s32(sum))), vdupq_n_f32(inv));
+    v = vmulq_f32(v, vdupq_n_f32(c->scale));
+    int64_t n = c->N - r;
+    if (n >= 4) {
+        vst1q_f32(y + r, v);
+    } else if (n > 0) {
+        float b[4];
+        vst1q_f32(b, v);
+        for (int64_t i = 0; i < n; i++) y[r + i] = b[i];
+    }
+}
+]]
+
+local function neon_block(nt, T, pf)
+    local fname = ("tk_nmad_%dx%d_p%d"):format(nt, T, pf)
+    if emitted[fname] then return fname end
+    emitted[fname] = true
+    emit("/* %s: %d tile(s) x %d token(s)%s */", fname, nt, T, pf > 0 and (", prefetch " .. pf .. " bytes") or "")
+    emit("static void %s(const tern_kernel_call *c, const uint8_t *w, size_t tb, int64_t r, const tk_tok *x, int64_t t0, int64_t nkb)", fname)
+    emit("{")
+    emit("    const uint8x16_t m3 = vdupq_n_u8(3);")
+    for i = 0, nt - 1 do
+        for h = 0, 3 do
+            for t = 0, T - 1 do emit("    int32x4_t a%d_%d_%d = vdupq_n_s32(0);", i, h, t) end
+        end
+    end
+    emit("    for (int64_t kb = 0; kb < nkb; kb++) {")
+    for i = 0, nt - 1 do
+        for h = 0, 3 do emit("        uint8x16_t v%d_%d = vld1q_u8(w + %d * tb + 64 * kb + %d);", i, h, i, 16 * h) end
+        if pf > 0 then emit("        __builtin_prefetch(w + %d * tb + 64 * kb + %d);", i, pf) end
+    end
+    for t = 0, T - 1 do emit("        int8x16_t q%d = vld1q_s8(x[%d].q + 16 * kb);", t, t) end
+    for p = 0, 3 do
+        emit("        {")
+        for i = 0, nt - 1 do
+            for h = 0, 3 do
+                local f = p == 0 and ("vandq_u8(v%d_%d, m3)"):format(i, h)
+                    or p == 3 and ("vshrq_n_u8(v%d_%d, 6)"):format(i, h)
+                    or ("vandq_u8(vshrq_n_u8(v%d_%d, %d), m3)"):format(i, h, 2 * p)
+                emit("        int8x16_t u%d_%d = vreinterpretq_s8_u8(%s);", i, h, f)
+            end
+        end
+        for t = 0, T - 1 do
+            for i = 0, nt - 1 do
+                for h = 0, 3 do emit("        a%d_%d_%d = vdotq_laneq_s32(a%d_%d_%d, u%d_%d, q%d, %d);", i, h, t, i, h, t, i, h, t, p) end
+            end
+        end
+        emit("        }")
+    end
+    emit("    }")
+    for t = 0, T - 1 do
+        for i = 0, nt - 1 do
+            for h = 0, 3 do emit("    tk_store4(c, t0 + %d, r + %d, a%d_%d_%d, x[%d].sum, x[%d].inv);", t, 16 * i + 4 * h, i, h, t, t, t) end
+        end
+    end
+    emit("}")
+    emit("")
+    return fname
+end
+
+-- ---------------------------------------------------------------- SVE
+-- Vector-length-agnostic MAD over the MAD2 bytes: a 64-byte block is cut
+-- in segments of min(VL, 64) bytes (VL/4 rows, a dword a row); svld1rq
+-- repeats the block's 16 codes in every 128-bit segment so svdot_lane
+-- dots field p with codes 4p..4p+3 at any VL. VL > 512 bits: the load
+-- predicate keeps the 64 bytes, the other lanes stay 0.
+local SVE_COMMON = [[
+/* rows r..r+rows-1 of token t (those inside the matrix) */
+static inline void tk_store_sv(const tern_kernel_call *c, int64_t t, int64_t r, int64_t rows, svint32_t acc, int32_t sum, float inv)
+{
+    int64_t n = c->N - r < rows ? c->N - r : rows;
+    if (n <= 0) return;
+    float *y = (float *)((uint8_t *)c->y + (size_t)t * c->y_stride);
+    svbool_t pg = svwhilelt_b32_s64(0, n);
+    svfloat32_t v = svdiv_n_f32_x(pg, svcvt_f32_s32_x(pg, svsub_n_s32_x(pg, acc, sum)), inv);
+    svst1_f32(pg, y + r, svmul_n_f32_x(pg, v, c->scale));
+}
+]]
+
+local function sve_block(nt, T, pf)
+    local fname = ("tk_smad_%dx%d_p%d"):format(nt, T, pf)
+    if emitted[fname] then return fname end
+    emitted[fname] = true
+    emit("/* %s: %d tile(s) x %d token(s)%s */", fname, nt, T, pf > 0 and (", prefetch " .. pf .. " bytes") or "")
+    emit("static void %s(const tern_kernel_call *c, const uint8_t *w, size_t tb, int64_t r, const tk_tok *x, int64_t t0, int64_t nkb)", fname)
+    emit("{")
+    emit("    const int64_t seg = svcntb() < 64 ? (int64_t)svcntb() : 64;")
+    emit("    const svbool_t all = svptrue_b8(), pb = svwhilelt_b8_s64(0, seg);")
+    emit("    for (int64_t s = 0; s < 64; s += seg) {")
+    for i = 0, nt - 1 do
+        for t = 0, T - 1 do emit("        svint32_t a%d_%d = svdup_n_s32(0);", i, t) end
+    end
+    emit("        for (int64_t kb = 0; kb < nkb; kb++) {")
+    for i = 0, nt - 1 do
+        emit("            svuint8_t v%d = svld1_u8(pb, w + %d * tb + 64 * kb + s);", i, i)
+        if pf > 0 then emit("            __builtin_prefetch(w + %d * tb + 64 * kb + s + %d);", i, pf) end
+    end
+    for t = 0, T - 1 do emit("            svint8_t q%d = svld1rq_s8(all, x[%d].q + 16 * kb);", t, t) end
+    for p = 0, 3 do
+        emit("            {")
+        for i = 0, nt - 1 do
+            local f = p == 0 and ("svand_n_u8_x(all, v%d, 3)"):format(i)
+                or p == 3 and ("svlsr_n_u8_x(all, v%d, 6)"):format(i)
+                or ("svand_n_u8_x(all, svlsr_n_u8_x(all, v%d, %d), 3)"):format(i, 2 * p)
+            emit("            svint8_t u%d = svreinterpret_s8_u8(%s);", i, f)
+        end
+        for t = 0, T - 1 do
+            for i = 0, nt - 1 do emit("            a%d_%d = svdot_lane_s32(a%d_%d, u%d, q%d, %d);", i, t, i, t, i, t, p) end
+        end
+        emit("            }")
+    end
+    emit("        }")
+    for t = 0, T - 1 do
+        for i = 0, nt - 1 do emit("        tk_store_sv(c, t0 + %d, r + %d + s / 4, seg / 4, a%d_%d, x[%d].sum, x[%d].inv);", t, 16 * i, i, t, t, t) end
+    end
+    emit("    }")
+    emit("}")
+    emit("")
+    return fname
+end
+
+-- An ARM variant: the tile loop of the x86 ones over NEON or SVE blocks.
+local function arm_variant(target, v, block)
+    local nt, T, pf = v.tiles, v.tokens, v.prefetch
+    local name = M.variant_name(target, v)
+    local cname = name:gsub("[^%w]", "_")
+    local b = { main = block(nt, T, pf), tile = block(1, T, pf), rest = {}, rest1 = {} }
+    for R = 1, T - 1 do b.rest[R], b.rest1[R] = block(nt, R, pf), block(1, R, pf) end
+    emit("/* variant %s: family mad, %d tile(s) of 16 rows, %d token(s) a step, prefetch %d */", name, nt, T, pf)
+    emit("static void %s_kernel(const tern_kernel_call *c, int ith, int nth, void *scratch)", cname)
+    emit("{")
+    emit("    (void)scratch;")
+    emit("    int64_t nkb = tk_round(c->K, 16) / 16, lo, hi;")
+    emit("    size_t tb = (size_t)nkb * 64;")
+    emit("    tk_split(tk_round(c->N, 16) / 16, ith, nth, &lo, &hi);")
+    emit_tile_loop(nt, T, b)
+    emit("}")
+    emit("")
+    return name, cname
+end
+
 -- ---------------------------------------------------------------- driver
 function M.generate(rec, record_name)
     local isa = check(rec)
@@ -761,6 +913,8 @@ function M.generate(rec, record_name)
     end
     emit(" */")
     if rec.isa == "avx512" or rec.isa == "avx2" then emit("#include <immintrin.h>") end
+    if rec.isa == "neon" or rec.isa == "sve2" then emit("#include <arm_neon.h>") end
+    if rec.isa == "sve2" then emit("#include <arm_sve.h>") end
     emit(COMMON)
     local names = {}
     if rec.isa == "avx512" then
@@ -779,6 +933,12 @@ function M.generate(rec, record_name)
                 local n, cn = avx512_variant(rec.target, v)
                 names[#names + 1] = { n, cn, v }
             end
+        end
+    elseif rec.isa == "neon" or rec.isa == "sve2" then
+        emit(rec.isa == "neon" and NEON_COMMON or SVE_COMMON)
+        for _, v in ipairs(rec.variants or {}) do
+            local n, cn = arm_variant(rec.target, v, rec.isa == "neon" and neon_block or sve_block)
+            names[#names + 1] = { n, cn, v }
         end
     elseif rec.isa == "avx2" then
         emit(AVX2_COMMON)
@@ -825,6 +985,17 @@ end
 -- The grid `tern tune` and the tests search, per isa and patience.
 function M.grid(isa, patience)
     local g = {}
+    if isa == "neon" or isa == "sve2" then
+        -- NEON: four registers a tile and token, so at most 6 of them
+        local gv = patience == "estimate" and { 1 } or { 1, 2 }
+        local gpf = patience == "estimate" and { 0 } or { 0, 1024 }
+        local gm = patience == "estimate" and { { 1, 4 } } or { { 1, 2 }, { 1, 4 }, { 2, 2 }, { 1, 6 }, { 2, 3 } }
+        for _, nt in ipairs(gv) do
+            for _, pf in ipairs(gpf) do g[#g + 1] = { family = "mad", tiles = nt, tokens = 1, prefetch = pf } end
+        end
+        for _, b in ipairs(gm) do g[#g + 1] = { family = "mad", tiles = b[1], tokens = b[2], prefetch = 0 } end
+        return g
+    end
     local fams = isa == "avx512" and { "mad", "dense5" } or { "mad" }
     local pfs = patience == "estimate" and { 4096 } or { 0, 2048, 4096 }
     local gemm = patience == "estimate" and { { 4, 4 } } or { { 2, 4 }, { 4, 4 }, { 3, 6 }, { 2, 8 } }

@@ -1,13 +1,14 @@
 -- plugins/neon-dotprod.lua - Armv8.2-A with the dot-product extension
--- (Graviton 2/3, Apple M1+, Cortex-A76+). Described, not generated yet:
--- gen.lua has no NEON emitter. The plan: the MAD2 layout in 8-row tiles
--- (sdot/udot on 128-bit vectors, 4 codes per lane: udot of (w+1) fields by
--- the s8 codes needs usdot (i8mm), so dotprod-only CPUs use sdot on w in
--- {-1,0,1} sign-extended from the 2-bit field), and LUT g=2 with tbl.
--- SCons skips a record whose isa the compiler cannot target.
+-- (Graviton 2/3, Apple M1+, Cortex-A76+): MAD over the MAD2 bytes, sdot's
+-- lane form dotting each 2-bit field with four codes of one 16-byte load.
+-- `grid` adds the isa's whole tuning grid so tests/kernels checks every
+-- variant (under qemu: no ARM hardware here). No per-shape choices: none
+-- were measured on ARM hardware, and the arm backend does not load kernel
+-- plugins yet (its own NEON/SVE kernels run).
 return {
     target = "neon-dotprod",
     isa = "neon",
+    grid = "measure",
     variants = {},
     choices = {},
 }

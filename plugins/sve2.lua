@@ -1,10 +1,13 @@
--- plugins/sve2.lua - Armv9-A SVE2 (Graviton 4, Neoverse V2): described,
--- not generated yet (no SVE2 emitter in gen.lua). The plan: vector-length
--- agnostic tiles of VL/32 rows (svdot on svint8), svtbl lookups for the
--- LUT and dense5 decodes, predicated tails instead of padded copies.
+-- plugins/sve2.lua - Armv9-A SVE2 (Graviton 4, Neoverse V2): vector-length
+-- agnostic MAD over the MAD2 bytes (segments of min(VL, 64) bytes of a
+-- block, svld1rq + svdot_lane), the same code at every VL. `grid` adds the
+-- isa's tuning grid so tests/kernels checks every variant (under qemu at
+-- VL 128/256/512 bits). No choices: not measured on ARM hardware, and the
+-- arm backend does not load kernel plugins yet.
 return {
     target = "sve2",
     isa = "sve2",
+    grid = "measure",
     variants = {},
     choices = {},
 }

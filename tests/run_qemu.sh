@@ -13,7 +13,10 @@
 # instructions at every VL, so they run on sve256 and a76 only); the arm
 # suite (every forced kernel bit-exact against scalar, 1..3 threads); the
 # executor's kernel_errors case (bad ids and positions reported through
-# node_error). The pack cache's main case (packed weights written, then
+# node_error); the kernels suite (every generated NEON/SVE variant the
+# model runs, called through the kernel ABI, bit-exact against scalar: the
+# SVE ones at VL 128, 256 and 512, the NEON ones on every model with
+# dotprod). The pack cache's main case (packed weights written, then
 # mapped, bit-identical; stale and damaged files rebuilt) on sve256 (MAD
 # tiles) and a53 (LUT tiles). The e2e backend cases on the shared trained
 # models, one prompt each (a prompt costs about a minute under qemu; the
@@ -108,6 +111,7 @@ model_runs() { # LANE MODEL
     run "$1" "$2" conformance backends
     run "$1" "$2" arm
     run "$1" "$2" executor kernel_errors
+    run "$1" "$2" kernels
 }
 
 rm -rf "$build/qemu"

@@ -3,7 +3,8 @@
  *   - every variant of every plugin this CPU can run, forced through the
  *     x86 backend (options.kernel = its name), on odd shapes (K not a
  *     multiple of the block, N not of the tile), 1..5/7/128 tokens and 1..3
- *     threads, bit-exact against scalar;
+ *     threads, bit-exact against scalar; and called directly through the
+ *     kernel ABI (the aarch64 NEON/SVE variants, which no backend loads yet);
  *   - the generator is reproducible (same record, same bytes, stamped);
  *   - wisdom robustness: a record from another CPU, a truncated one, one
  *     naming a missing variant, one whose plugin has a wrong kernel ABI,
@@ -78,7 +79,7 @@ static conf_case *ternary_case(conf_list *l, int type, int64_t K, int64_t N, int
     if (type == TERN_TYPE_TQ2_0) tern_pack_tq2_0(codes, K * N, scale, w);
     if (type == TERN_TYPE_I2_S) tern_pack_i2_s(codes, K * N, scale, w);
     c->src[1].scale = scale;
-    free(codes);
+    c->codes = codes; /* for the direct calls; conf_list_free frees it */
     c->weight = 1;
     c->purpose = TERN_REPACK_TERNARY;
     conf_dst(c, TERN_TYPE_F32, 2, dne);
@@ -140,6 +141,24 @@ static const tern_kernel_variant *variant(const tern_kernels_table *t, uint32_t 
     return (const tern_kernel_variant *)((const char *)t->variants + (size_t)i * t->variant_size);
 }
 
+/* odd shapes: K off the 16 and 20 blocks, N off the 16-row tile */
+static void odd_shapes(conf_list *l, unsigned long long *rng)
+{
+    /* (I2_S packs the whole tensor in groups of 128: K N a multiple of it) */
+    ternary_case(l, TERN_TYPE_I2_S, 84, 32, 1, rng);
+    ternary_case(l, TERN_TYPE_I2_S, 132, 32, 7, rng);
+    ternary_case(l, TERN_TYPE_I2_S, 384, 7, 7, rng);
+    ternary_case(l, TERN_TYPE_TQ2_0, 768, 50, 3, rng);
+    ternary_case(l, TERN_TYPE_I2_S, 260, 32, 128, rng);
+    /* small batches: with 3 and 7 above, every remainder 1..7 of a
+     * variant's token step (2..8) runs as one block of that many tokens */
+    ternary_case(l, TERN_TYPE_I2_S, 100, 64, 2, rng);
+    ternary_case(l, TERN_TYPE_I2_S, 132, 32, 4, rng);
+    ternary_case(l, TERN_TYPE_TQ2_0, 256, 40, 5, rng);
+    /* K = 124: the last LUT3 block (12 k) ends past round_up(K, 64) codes */
+    ternary_case(l, TERN_TYPE_I2_S, 124, 32, 3, rng);
+}
+
 START_TEST(test_every_variant_exact)
 {
     be_pair p;
@@ -148,21 +167,8 @@ START_TEST(test_every_variant_exact)
     int np = load_plugins(pl, 8), n_run = 0, n_skip = 0;
     tern_backend *sc = create(p.scalar, NULL, 1);
     unsigned long long rng = 0x6e4e;
-    /* odd shapes: K off the 16 and 20 blocks, N off the 16-row tile */
     conf_list l = {0};
-    /* (I2_S packs the whole tensor in groups of 128: K N a multiple of it) */
-    ternary_case(&l, TERN_TYPE_I2_S, 84, 32, 1, &rng);
-    ternary_case(&l, TERN_TYPE_I2_S, 132, 32, 7, &rng);
-    ternary_case(&l, TERN_TYPE_I2_S, 384, 7, 7, &rng);
-    ternary_case(&l, TERN_TYPE_TQ2_0, 768, 50, 3, &rng);
-    ternary_case(&l, TERN_TYPE_I2_S, 260, 32, 128, &rng);
-    /* small batches: with 3 and 7 above, every remainder 1..7 of a
-     * variant's token step (2..8) runs as one block of that many tokens */
-    ternary_case(&l, TERN_TYPE_I2_S, 100, 64, 2, &rng);
-    ternary_case(&l, TERN_TYPE_I2_S, 132, 32, 4, &rng);
-    ternary_case(&l, TERN_TYPE_TQ2_0, 256, 40, 5, &rng);
-    /* K = 124: the last LUT3 block (12 k) ends past round_up(K, 64) codes */
-    ternary_case(&l, TERN_TYPE_I2_S, 124, 32, 3, &rng);
+    odd_shapes(&l, &rng);
     for (int k = 0; k < np; k++)
         for (uint32_t i = 0; i < pl[k].tab->n_variants; i++) {
             const tern_kernel_variant *v = variant(pl[k].tab, i);
@@ -185,6 +191,75 @@ START_TEST(test_every_variant_exact)
 }
 END_TEST
 
+/* Every variant called through the kernel ABI alone (its repack, then its
+ * kernel for each share ith of nth, as a backend's threads would), against
+ * the scalar backend: the check that runs where no backend loads kernel
+ * plugins yet (aarch64: the NEON and SVE variants, under qemu at several
+ * vector lengths). */
+START_TEST(test_every_variant_direct)
+{
+    tern_registry *reg;
+    tern_error err;
+    ck_assert_msg(tern_registry_scan(&reg, &err) == TERN_OK, "%s", err.msg);
+    const tern_plugin_info *scalar = tu_plugin(reg, "scalar");
+    ck_assert_ptr_nonnull(scalar);
+    tern_backend *sc = create(scalar, NULL, 1);
+    plug pl[8];
+    int np = load_plugins(pl, 8), n_run = 0, n_skip = 0;
+    unsigned long long rng = 0xd1ec7;
+    conf_list l = {0};
+    odd_shapes(&l, &rng);
+    for (int ci = 0; ci < l.n; ci++) {
+        const conf_case *c = &l.v[ci];
+        const tern_tensor *x = &c->src[0];
+        int64_t K = x->ne[0], T = x->ne[1], N = c->dst.ne[0];
+        uint8_t *ref = xalloc(c->dst_bytes), *out = xalloc(c->dst_bytes);
+        char why[300];
+        ck_assert_msg(conf_run(sc, c, 1, ref, why, sizeof why) == CONF_RUN_OK, "scalar: %s", why);
+        for (int k = 0; k < np; k++)
+            for (uint32_t i = 0; i < pl[k].tab->n_variants; i++) {
+                const tern_kernel_variant *v = variant(pl[k].tab, i);
+                if (v->cpu_features & ~tern_cpu_features()) {
+                    n_skip += ci == 0;
+                    continue;
+                }
+                n_run += ci == 0;
+                ck_assert_msg(v->applicable(K, N, 3), "%s: not applicable to K=%lld N=%lld", v->name, (long long)K,
+                              (long long)N);
+                size_t wsz = v->packed_size(K, N);
+                ck_assert_uint_gt(wsz, 0);
+                uint8_t *w = aligned_alloc(64, (wsz + 63) / 64 * 64);
+                ck_assert_ptr_nonnull(w);
+                for (int64_t tile = 0; tile < (N + 15) / 16; tile++)
+                    v->repack(c->codes + tile * 16 * K, K, N - 16 * tile < 16 ? N - 16 * tile : 16, tile, w);
+                size_t scr = v->scratch_size(K, T);
+                uint8_t *scratch = xalloc(scr);
+                for (int nth = 1; nth <= 3; nth++) {
+                    memset(out, 0xa5, c->dst_bytes);
+                    tern_kernel_call call = {sizeof call, x->data, x->nb[1], w, (float *)out, c->dst.nb[1],
+                                             K, N, T, c->src[1].scale};
+                    for (int ith = 0; ith < nth; ith++) v->kernel(&call, ith, nth, scratch);
+                    for (size_t b = 0; b < c->dst_bytes; b += 4)
+                        ck_assert_msg(!memcmp(ref + b, out + b, 4), "%s [%s] nth=%d: output %zu: %a vs %a", v->name,
+                                      c->label, nth, b / 4, (double)((float *)out)[b / 4],
+                                      (double)((float *)ref)[b / 4]);
+                }
+                free(scratch);
+                free(w);
+            }
+        free(ref);
+        free(out);
+    }
+    printf("kernels: %d generated variants from %d plugins exact when called directly on %d odd shapes x 1..3 "
+           "shares (%d need features this CPU lacks)\n", n_run, np, l.n, n_skip);
+    ck_assert_int_gt(np, 0);
+    conf_list_free(&l);
+    tern_backend_free(sc);
+    for (int k = 0; k < np; k++) dlclose(pl[k].dl);
+    tern_registry_free(reg);
+}
+END_TEST
+
 static char *slurp(const char *path, size_t *n)
 {
     FILE *f = fopen(path, "rb");
@@ -201,19 +276,26 @@ static char *slurp(const char *path, size_t *n)
 
 START_TEST(test_generator_reproducible)
 {
-    char cmd[8192], out[4096], built[4096];
-    snprintf(out, sizeof out, "%s/tests/gen-zen4-again.c", tu_build_dir());
-    snprintf(built, sizeof built, "%s/gen/kernels/tern-kernels-zen4.c", tu_build_dir());
-    if (access(built, R_OK)) {
-        printf("skipped: %s not built here\n", built);
+    char cmd[8192], out[4096], built[4096], stamp[200];
+    /* the record this architecture's build generated (x86-64, aarch64) */
+    static const char *const recs[] = {"zen4", "sve2"};
+    const char *rec = NULL;
+    for (int i = 0; i < 2 && !rec; i++) {
+        snprintf(built, sizeof built, "%s/gen/kernels/tern-kernels-%s.c", tu_build_dir(), recs[i]);
+        if (!access(built, R_OK)) rec = recs[i];
+    }
+    if (!rec) {
+        printf("skipped: no generated kernels under %s/gen/kernels\n", tu_build_dir());
         return;
     }
-    snprintf(cmd, sizeof cmd, "cd '%s' && lua5.4 codegen/gen.lua plugins/zen4.lua '%s'", TERN_SOURCE_DIR, out);
+    snprintf(out, sizeof out, "%s/tests/gen-%s-again.c", tu_build_dir(), rec);
+    snprintf(cmd, sizeof cmd, "cd '%s' && lua5.4 codegen/gen.lua plugins/%s.lua '%s'", TERN_SOURCE_DIR, rec, out);
     ck_assert_int_eq(system(cmd), 0);
     size_t na, nb;
     char *a = slurp(out, &na), *b = slurp(built, &nb);
     ck_assert_msg(na == nb && !memcmp(a, b, na), "the same record gave different bytes");
-    ck_assert_ptr_nonnull(strstr(a, "generated by codegen/gen.lua from plugins/zen4.lua, do not edit"));
+    snprintf(stamp, sizeof stamp, "generated by codegen/gen.lua from plugins/%s.lua, do not edit", rec);
+    ck_assert_ptr_nonnull(strstr(a, stamp));
     free(a), free(b);
     /* a bad record is refused by the generator, not turned into C */
     snprintf(cmd, sizeof cmd, "cd '%s' && printf 'return {target=\"x\", isa=\"avx512\", variants={{family=\"lut9\", "
@@ -367,6 +449,7 @@ Suite *kernels_suite(void)
     TCase *tc = tcase_create("generated");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_every_variant_exact);
+    tcase_add_test(tc, test_every_variant_direct);
     tcase_add_test(tc, test_generator_reproducible);
     tcase_add_loop_test(tc, test_wisdom_robust, 0, (int)(sizeof wcases / sizeof wcases[0]));
     suite_add_tcase(s, tc);
