@@ -145,118 +145,79 @@ __attribute__((unused)) static size_t tk_scratch(int64_t K, int64_t n_tok)
     return 0;
 }
 
+/* Every layout: 16-row tiles of blocks of 64 bytes, a block covering
+ * k_block values of k; byte 4r + i of block kb is byte_of(row r, kb, i).
+ * Inlined into each layout's repack, so byte_of is a known call. */
+typedef unsigned (*tk_byte_fn)(const int8_t *codes, int64_t K, int64_t rows, int64_t r, int64_t kb, int i);
+
+__attribute__((unused)) static size_t tk_blocks_size(int64_t K, int64_t N, int k_block)
+{
+    return (size_t)(tk_round(N, 16) / 16) * (size_t)(tk_round(K, k_block) / k_block) * 64;
+}
+
+AI void tk_pack(const int8_t *codes, int64_t K, int64_t rows, int64_t tile, uint8_t *packed, int k_block,
+                tk_byte_fn byte_of)
+{
+    int64_t nkb = tk_round(K, k_block) / k_block;
+    uint8_t *out = packed + (size_t)tile * (size_t)nkb * 64;
+    for (int64_t kb = 0; kb < nkb; kb++)
+        for (int j = 0; j < 64; j++) out[kb * 64 + j] = (uint8_t)byte_of(codes, K, rows, j / 4, kb, j % 4);
+}
+
 /* Weight (row r, k) in {-1,0,1} plus one, 0 outside the matrix (padding
  * never contributes: the activations' sum correction counts only k < K). */
-static int tk_code1(const int8_t *codes, int64_t K, int64_t rows, int64_t r, int64_t k)
+__attribute__((unused)) static int tk_code1(const int8_t *codes, int64_t K, int64_t rows, int64_t r, int64_t k)
 {
     return r < rows && k < K ? codes[r * K + k] + 1 : 0;
 }
 
-/* ---- TERN_KLAYOUT_MAD2: tiles of Kp/16 blocks of 64 bytes; byte 4r + i
- * of block kb holds w + 1 of row r, k = 16 kb + 4p + i in bits 2p, 2p+1 */
-__attribute__((unused)) static size_t tk_mad_size(int64_t K, int64_t N)
+/* TERN_KLAYOUT_MAD2 (16 k a block): w + 1 of k = 16 kb + 4p + i in bits 2p, 2p+1 */
+__attribute__((unused)) static unsigned tk_mad_byte(const int8_t *codes, int64_t K, int64_t rows, int64_t r, int64_t kb, int i)
 {
-    return (size_t)(tk_round(N, 16) / 16) * (size_t)tk_round(K, 16) * 4;
+    unsigned b = 0;
+    for (int p = 0; p < 4; p++) b |= (unsigned)tk_code1(codes, K, rows, r, 16 * kb + 4 * p + i) << (2 * p);
+    return b;
 }
 
-__attribute__((unused)) static void tk_mad_repack(const int8_t *codes, int64_t K, int64_t rows, int64_t tile, uint8_t *packed)
-{
-    int64_t Kp = tk_round(K, 16);
-    uint8_t *out = packed + (size_t)tile * (size_t)Kp * 4;
-    for (int64_t kb = 0; kb < Kp / 16; kb++)
-        for (int j = 0; j < 64; j++) {
-            unsigned b = 0;
-            for (int p = 0; p < 4; p++) b |= (unsigned)tk_code1(codes, K, rows, j / 4, 16 * kb + 4 * p + j % 4) << (2 * p);
-            out[kb * 64 + j] = (uint8_t)b;
-        }
-}
-
-/* ---- TERN_KLAYOUT_DENSE5: tiles of Kb = ceil(K/20) blocks of 64 bytes;
- * byte 4r + i of block kb is sum_p (w + 1) 3^p of row r, k = 20 kb + 4p + i,
+/* TERN_KLAYOUT_DENSE5 (20 k a block): sum_p (w + 1) 3^p of k = 20 kb + 4p + i,
  * p = 0..4: 1.6 bits a weight */
-__attribute__((unused)) static size_t tk_dense5_size(int64_t K, int64_t N)
+__attribute__((unused)) static unsigned tk_dense5_byte(const int8_t *codes, int64_t K, int64_t rows, int64_t r, int64_t kb, int i)
 {
-    return (size_t)(tk_round(N, 16) / 16) * (size_t)(tk_round(K, 20) / 20) * 64;
+    unsigned b = 0;
+    for (int p = 4; p >= 0; p--) b = 3 * b + (unsigned)tk_code1(codes, K, rows, r, 20 * kb + 4 * p + i);
+    return b;
 }
 
-__attribute__((unused)) static void tk_dense5_repack(const int8_t *codes, int64_t K, int64_t rows, int64_t tile, uint8_t *packed)
-{
-    int64_t Kb = tk_round(K, 20) / 20;
-    uint8_t *out = packed + (size_t)tile * (size_t)Kb * 64;
-    for (int64_t kb = 0; kb < Kb; kb++)
-        for (int j = 0; j < 64; j++) {
-            unsigned b = 0;
-            for (int p = 4; p >= 0; p--) b = 3 * b + (unsigned)tk_code1(codes, K, rows, j / 4, 20 * kb + 4 * p + j % 4);
-            out[kb * 64 + j] = (uint8_t)b;
-        }
-}
-
-/* ---- LUT layouts: 16-row tiles of 64-byte blocks, byte 4r + i for row r.
- * A group of g trits is its base-3 code sum_p (w_p + 1) 3^p; weights
- * outside the matrix are 0 (code digit 1), so a padding activation meets
- * a zero weight whatever its value. */
-static int tk_trit1(const int8_t *codes, int64_t K, int64_t rows, int64_t r, int64_t k)
-{
-    return r < rows && k < K ? codes[r * K + k] + 1 : 1;
-}
-
-static unsigned tk_group(const int8_t *codes, int64_t K, int64_t rows, int64_t r, int64_t k0, int g)
+/* LUT layouts: a group of g trits is its base-3 code sum_p (w_p + 1) 3^p;
+ * weights outside the matrix are 0 (code digit 1), so a padding
+ * activation meets a zero weight whatever its value. */
+__attribute__((unused)) static unsigned tk_group(const int8_t *codes, int64_t K, int64_t rows, int64_t r, int64_t k0, int g)
 {
     unsigned c = 0;
-    for (int p = g - 1; p >= 0; p--) c = 3 * c + (unsigned)tk_trit1(codes, K, rows, r, k0 + p);
+    for (int p = g - 1; p >= 0; p--) c = 3 * c + (unsigned)(r < rows && k0 + p < K ? codes[r * K + k0 + p] + 1 : 1);
     return c;
 }
 
-/* TERN_KLAYOUT_LUT2: 16 k a block; byte 4r + i holds pair i (k = 16 kb +
- * 2i, +1) in its low nibble and pair 4 + i (k + 8) in its high nibble. */
-__attribute__((unused)) static size_t tk_lut2_size(int64_t K, int64_t N)
+/* TERN_KLAYOUT_LUT2 (16 k a block): pair i (k = 16 kb + 2i, +1) in the low
+ * nibble, pair 4 + i (k + 8) in the high nibble */
+__attribute__((unused)) static unsigned tk_lut2_byte(const int8_t *codes, int64_t K, int64_t rows, int64_t r, int64_t kb, int i)
 {
-    return (size_t)(tk_round(N, 16) / 16) * (size_t)(tk_round(K, 16) / 16) * 64;
+    return tk_group(codes, K, rows, r, 16 * kb + 2 * i, 2) | tk_group(codes, K, rows, r, 16 * kb + 8 + 2 * i, 2) << 4;
 }
 
-__attribute__((unused)) static void tk_lut2_repack(const int8_t *codes, int64_t K, int64_t rows, int64_t tile, uint8_t *packed)
+/* TERN_KLAYOUT_LUT3 (12 k a block): 32 i + the code of the triple k = 12 kb
+ * + 3i .. +2 (the offset of sub-table i is stored: 8 bits for 3 weights,
+ * 2.67 bits a weight) */
+__attribute__((unused)) static unsigned tk_lut3_byte(const int8_t *codes, int64_t K, int64_t rows, int64_t r, int64_t kb, int i)
 {
-    int64_t nkb = tk_round(K, 16) / 16;
-    uint8_t *out = packed + (size_t)tile * (size_t)nkb * 64;
-    for (int64_t kb = 0; kb < nkb; kb++)
-        for (int j = 0; j < 64; j++) {
-            int64_t k = 16 * kb + 2 * (j % 4);
-            out[kb * 64 + j] = (uint8_t)(tk_group(codes, K, rows, j / 4, k, 2) |
-                                         tk_group(codes, K, rows, j / 4, k + 8, 2) << 4);
-        }
+    return 32u * (unsigned)i + tk_group(codes, K, rows, r, 12 * kb + 3 * i, 3);
 }
 
-/* TERN_KLAYOUT_LUT3: 12 k a block; byte 4r + i is 32 i + the code of the
- * triple k = 12 kb + 3i .. +2 (the table offset of sub-table i is stored:
- * 8 bits for 3 weights, 2.67 bits a weight). */
-__attribute__((unused)) static size_t tk_lut3_size(int64_t K, int64_t N)
+/* TERN_KLAYOUT_LUT4 (16 k a block): the code (0..80) of the quad k = 16 kb
+ * + 4i .. +3: 2 bits a weight */
+__attribute__((unused)) static unsigned tk_lut4_byte(const int8_t *codes, int64_t K, int64_t rows, int64_t r, int64_t kb, int i)
 {
-    return (size_t)(tk_round(N, 16) / 16) * (size_t)(tk_round(K, 12) / 12) * 64;
-}
-
-__attribute__((unused)) static void tk_lut3_repack(const int8_t *codes, int64_t K, int64_t rows, int64_t tile, uint8_t *packed)
-{
-    int64_t nkb = tk_round(K, 12) / 12;
-    uint8_t *out = packed + (size_t)tile * (size_t)nkb * 64;
-    for (int64_t kb = 0; kb < nkb; kb++)
-        for (int j = 0; j < 64; j++)
-            out[kb * 64 + j] = (uint8_t)(32 * (j % 4) + (int)tk_group(codes, K, rows, j / 4, 12 * kb + 3 * (j % 4), 3));
-}
-
-/* TERN_KLAYOUT_LUT4: 16 k a block; byte 4r + i is the code (0..80) of the
- * quad k = 16 kb + 4i .. +3: 2 bits a weight. */
-__attribute__((unused)) static size_t tk_lut4_size(int64_t K, int64_t N)
-{
-    return (size_t)(tk_round(N, 16) / 16) * (size_t)(tk_round(K, 16) / 16) * 64;
-}
-
-__attribute__((unused)) static void tk_lut4_repack(const int8_t *codes, int64_t K, int64_t rows, int64_t tile, uint8_t *packed)
-{
-    int64_t nkb = tk_round(K, 16) / 16;
-    uint8_t *out = packed + (size_t)tile * (size_t)nkb * 64;
-    for (int64_t kb = 0; kb < nkb; kb++)
-        for (int j = 0; j < 64; j++)
-            out[kb * 64 + j] = (uint8_t)tk_group(codes, K, rows, j / 4, 16 * kb + 4 * (j % 4), 4);
+    return tk_group(codes, K, rows, r, 16 * kb + 4 * i, 4);
 }
 ]]
 
@@ -465,20 +426,20 @@ local function emit_tile_loop(nt, T, b)
     emit("    }")
 end
 
-local function avx512_variant(target, v)
-    local fam, nt, T, pf = v.family, v.tiles, v.tokens, v.prefetch
-    local gemv = T == 1
+-- A tiled variant's kernel: its share of 16-row tiles through emit_tile_loop
+-- over the block functions block(tiles, tokens, prefetch) emits.
+local function tiled_variant(target, v, block, isa)
+    local nt, T, pf = v.tiles, v.tokens, v.prefetch
     local name = M.variant_name(target, v)
     local cname = name:gsub("[^%w]", "_")
-    -- the block functions its loop calls (emit_tile_loop)
-    local b = { main = avx512_block(fam, gemv, nt, T, pf), tile = avx512_block(fam, gemv, 1, T, pf), rest = {}, rest1 = {} }
-    for R = 1, T - 1 do b.rest[R], b.rest1[R] = avx512_block(fam, gemv, nt, R, pf), avx512_block(fam, gemv, 1, R, pf) end
-    local nkb = fam == "dense5" and "tk_round(c->K, 20) / 20" or "tk_round(c->K, 16) / 16"
-    emit("/* variant %s: family %s, %d tile(s) of 16 rows, %d token(s) a step, prefetch %d */", name, fam, nt, T, pf)
+    local b = { main = block(nt, T, pf), tile = block(1, T, pf), rest = {}, rest1 = {} }
+    for R = 1, T - 1 do b.rest[R], b.rest1[R] = block(nt, R, pf), block(1, R, pf) end
+    emit("/* variant %s: family %s (%s), %d tile(s) of 16 rows, %d token(s) a step, prefetch %d */", name,
+         v.family, isa, nt, T, pf)
     emit("static void %s_kernel(const tern_kernel_call *c, int ith, int nth, void *scratch)", cname)
     emit("{")
     emit("    (void)scratch;")
-    emit("    int64_t nkb = %s, lo, hi;", nkb)
+    emit("    int64_t nkb = tk_round(c->K, %d) / %d, lo, hi;", KBLOCK[v.family], KBLOCK[v.family])
     emit("    size_t tb = (size_t)nkb * 64;")
     emit("    tk_split(tk_round(c->N, 16) / 16, ith, nth, &lo, &hi);")
     emit_tile_loop(nt, T, b)
@@ -729,25 +690,6 @@ local function avx2_block(nt, T, pf)
     return fname
 end
 
-local function avx2_variant(target, v)
-    local nt, T, pf = v.tiles, v.tokens, v.prefetch
-    local name = M.variant_name(target, v)
-    local cname = name:gsub("[^%w]", "_")
-    local b = { main = avx2_block(nt, T, pf), tile = avx2_block(1, T, pf), rest = {}, rest1 = {} }
-    for R = 1, T - 1 do b.rest[R], b.rest1[R] = avx2_block(nt, R, pf), avx2_block(1, R, pf) end
-    emit("/* variant %s: family mad (avx2), %d tile(s), %d token(s), prefetch %d */", name, nt, T, pf)
-    emit("static void %s_kernel(const tern_kernel_call *c, int ith, int nth, void *scratch)", cname)
-    emit("{")
-    emit("    (void)scratch;")
-    emit("    int64_t nkb = tk_round(c->K, 16) / 16, lo, hi;")
-    emit("    size_t tb = (size_t)nkb * 64;")
-    emit("    tk_split(tk_round(c->N, 16) / 16, ith, nth, &lo, &hi);")
-    emit_tile_loop(nt, T, b)
-    emit("}")
-    emit("")
-    return name, cname
-end
-
 -- ---------------------------------------------------------------- NEON
 -- NEON (dotprod) MAD over the same MAD2 bytes: a 64-byte block is four
 -- 16-byte quarters (rows 4h..4h+3, a dword a row); field p of every byte,
@@ -879,26 +821,6 @@ local function sve_block(nt, T, pf)
     return fname
 end
 
--- An ARM variant: the tile loop of the x86 ones over NEON or SVE blocks.
-local function arm_variant(target, v, block)
-    local nt, T, pf = v.tiles, v.tokens, v.prefetch
-    local name = M.variant_name(target, v)
-    local cname = name:gsub("[^%w]", "_")
-    local b = { main = block(nt, T, pf), tile = block(1, T, pf), rest = {}, rest1 = {} }
-    for R = 1, T - 1 do b.rest[R], b.rest1[R] = block(nt, R, pf), block(1, R, pf) end
-    emit("/* variant %s: family mad, %d tile(s) of 16 rows, %d token(s) a step, prefetch %d */", name, nt, T, pf)
-    emit("static void %s_kernel(const tern_kernel_call *c, int ith, int nth, void *scratch)", cname)
-    emit("{")
-    emit("    (void)scratch;")
-    emit("    int64_t nkb = tk_round(c->K, 16) / 16, lo, hi;")
-    emit("    size_t tb = (size_t)nkb * 64;")
-    emit("    tk_split(tk_round(c->N, 16) / 16, ith, nth, &lo, &hi);")
-    emit_tile_loop(nt, T, b)
-    emit("}")
-    emit("")
-    return name, cname
-end
-
 -- ---------------------------------------------------------------- driver
 function M.generate(rec, record_name)
     local isa = check(rec)
@@ -930,21 +852,36 @@ function M.generate(rec, record_name)
                 local n, cn, scratch = lut_variant(rec.target, v)
                 names[#names + 1] = { n, cn, v, scratch }
             else
-                local n, cn = avx512_variant(rec.target, v)
+                -- GEMV variants (one token a step) keep the fields in place
+                local block = function(nt, T, pf) return avx512_block(v.family, v.tokens == 1, nt, T, pf) end
+                local n, cn = tiled_variant(rec.target, v, block, rec.isa)
                 names[#names + 1] = { n, cn, v }
             end
         end
     elseif rec.isa == "neon" or rec.isa == "sve2" then
         emit(rec.isa == "neon" and NEON_COMMON or SVE_COMMON)
         for _, v in ipairs(rec.variants or {}) do
-            local n, cn = arm_variant(rec.target, v, rec.isa == "neon" and neon_block or sve_block)
+            local n, cn = tiled_variant(rec.target, v, rec.isa == "neon" and neon_block or sve_block, rec.isa)
             names[#names + 1] = { n, cn, v }
         end
     elseif rec.isa == "avx2" then
         emit(AVX2_COMMON)
         for _, v in ipairs(rec.variants or {}) do
-            local n, cn = avx2_variant(rec.target, v)
+            local n, cn = tiled_variant(rec.target, v, avx2_block, rec.isa)
             names[#names + 1] = { n, cn, v }
+        end
+    end
+    -- each used layout's packed_size and repack, from its byte function
+    local wrapped = {}
+    for _, e in ipairs(names) do
+        local f = e[3].family
+        if not wrapped[f] then
+            wrapped[f] = true
+            emit("static size_t tk_%s_size(int64_t K, int64_t N) { return tk_blocks_size(K, N, %d); }", f, KBLOCK[f])
+            emit("static void tk_%s_repack(const int8_t *codes, int64_t K, int64_t rows, int64_t tile, uint8_t *packed)", f)
+            emit("{")
+            emit("    tk_pack(codes, K, rows, tile, packed, %d, tk_%s_byte);", KBLOCK[f], f)
+            emit("}")
         end
     end
     -- the registry

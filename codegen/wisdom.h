@@ -1,6 +1,7 @@
 /* codegen/wisdom.h - tuning records ("wisdom", as FFTW calls them): what
- * `tern tune` writes to $XDG_CACHE_HOME/tern/wisdom.lua and the x86
- * backend reads at init. Compiled into both (not part of libtern's API).
+ * `tern tune` writes to $XDG_CACHE_HOME/tern/wisdom.lua and the CPU
+ * backends read at init (kplug.c). Compiled into the tern command and the
+ * x86 and arm backends (not part of libtern's API).
  *
  * A record is a Lua chunk returning a table:
  *   return {

@@ -3,8 +3,8 @@
 -- lane form dotting each 2-bit field with four codes of one 16-byte load.
 -- `grid` adds the isa's whole tuning grid so tests/kernels checks every
 -- variant (under qemu: no ARM hardware here). No per-shape choices: none
--- were measured on ARM hardware, and the arm backend does not load kernel
--- plugins yet (its own NEON/SVE kernels run).
+-- were measured on ARM hardware, so `auto` keeps the arm backend's own
+-- kernels; `--kernel neon-dotprod.mad.v1p0` runs one.
 return {
     target = "neon-dotprod",
     isa = "neon",

@@ -29,6 +29,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kplug.h"
 #include "tern/plugin.h"
 #include "tern/quant.h"
 
@@ -42,7 +43,9 @@ extern const char *const arm_isa_names[ARM_ISA_COUNT]; /* "neon", "dotprod", "sv
 
 /* Ternary kernel families; ARM_FAM_AUTO only in options. MAD needs sdot
  * (dotprod or SVE); LUT runs on every tier (tbl). */
-enum { ARM_FAM_AUTO = 0, ARM_FAM_MAD = 1, ARM_FAM_LUT = 2, ARM_FAM_COUNT };
+enum { ARM_FAM_AUTO = 0, ARM_FAM_MAD = 1, ARM_FAM_LUT = 2,
+       ARM_FAM_PLUGIN = 3, /* a kernel plugin's variant (codegen/kplug.c); never asked for by name */
+       ARM_FAM_COUNT };
 extern const char *const arm_family_names[ARM_FAM_COUNT];
 
 typedef struct arm_ctx {
@@ -56,6 +59,7 @@ typedef struct arm_ctx {
     int n_family[ARM_FAM_COUNT]; /* ternary tensors repacked per family */
     int n_head_q8;     /* head tensors quantized to Q8_0 (options.head = "q8") */
     int n_head_f16;    /* head tensors kept as stored */
+    tk_set ks;         /* kernel plugins (codegen/kplug.h): forced variant, wisdom, per-shape choices */
 } arm_ctx;
 
 /* ---- repacked ternary weights (TERN_REPACK_TERNARY) ----
@@ -95,6 +99,8 @@ typedef struct arm_tmm_variant {
     arm_tmm_fn run;   /* tiles [tile0, tile1) for every token */
 } arm_tmm_variant;
 extern const arm_tmm_variant arm_tmm_variants[];
+/* the stand-in a matrix packed for a kernel plugin's variant points at */
+extern const arm_tmm_variant arm_tmm_plugin;
 /* The variant of family with the highest tier <= isa; NULL when none. */
 const arm_tmm_variant *arm_tmm_pick(int family, int isa);
 
@@ -103,6 +109,8 @@ typedef struct arm_tmat {
     const arm_tmm_variant *v; /* the kernel this matrix is packed for */
     int64_t K, N, Kp, Np;
     size_t tile_bytes;
+    /* v == &arm_tmm_plugin: the variants (one layout) for one token and batches */
+    const tern_kernel_variant *gemv, *gemm;
     int owns_data; /* 0: the runtime's memory (a pack cache's mapping) */
 } arm_tmat;
 extern const char arm_tmat_tag;

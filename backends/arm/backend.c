@@ -72,7 +72,7 @@ static int parse_kernel(const char *s, int *fam, int *isa)
             if (!strcmp(dash + 1, arm_isa_names[i])) *isa = i;
         if (!*isa) return -1;
     }
-    for (int f = 0; f < ARM_FAM_COUNT; f++)
+    for (int f = 0; f < ARM_FAM_PLUGIN; f++)
         if (!strcmp(buf, arm_family_names[f])) {
             *fam = f;
             return 0;
@@ -92,11 +92,9 @@ static tern_status arm_init(const tern_host_api *host, const tern_backend_option
     const char *kernel = opt && TERN_STRUCT_HAS(opt, tern_backend_options, kernel) ? opt->kernel : NULL;
     const char *head = opt && TERN_STRUCT_HAS(opt, tern_backend_options, head) ? opt->head : NULL;
     int fam, isa;
-    if (parse_kernel(kernel, &fam, &isa)) {
-        snprintf(err, errlen, "arm: unknown kernel '%s' (auto, mad, lut, optionally -neon, -dotprod, "
-                 "-sve or -sve2 to cap the tier: mad-dotprod, lut-neon, ...)", kernel);
-        return TERN_EINVAL;
-    }
+    /* a kernel name that is no family may name a kernel plugin's variant */
+    const char *variant = parse_kernel(kernel, &fam, &isa) ? kernel : NULL;
+    if (variant) fam = ARM_FAM_AUTO, isa = 0;
     if (isa > cpu_isa) {
         snprintf(err, errlen, "arm: kernel '%s' needs tier %s; this CPU's tier is %s", kernel,
                  arm_isa_names[isa], arm_isa_names[cpu_isa]);
@@ -133,6 +131,17 @@ static tern_status arm_init(const tern_host_api *host, const tern_backend_option
     c->q8_sdot = q8_sdot(host->cpu_features, isa);
     c->kernel = fam;
     c->head_q8 = head && !strcmp(head, "q8");
+    c->ks = (tk_set){.host = host, .who = "arm", .n_threads = c->n_threads, .family_forced = fam != ARM_FAM_AUTO};
+    /* no wisdom while forcing a family or a variant */
+    tk_set_load(&c->ks, &arm_api, fam == ARM_FAM_AUTO && !variant);
+    if (variant && !(c->ks.forced = tk_set_find(&c->ks, variant, 0))) {
+        tk_set_unload(&c->ks);
+        host->free(c);
+        snprintf(err, errlen, "arm: unknown kernel '%s' (auto, mad, lut, optionally -neon, -dotprod, -sve or -sve2 "
+                 "to cap the tier: mad-dotprod, lut-neon, ...; or a variant of a tern-kernels-*.so this CPU runs)",
+                 kernel);
+        return TERN_EINVAL;
+    }
     *ctx = c;
     return TERN_OK;
 }
@@ -141,7 +150,15 @@ static void arm_free(void *ctx)
 {
     if (!ctx) return;
     arm_ctx *c = ctx;
+    tk_set_unload(&c->ks);
     c->host->free(c);
+}
+
+/* The built-in kernel a [K, N] weight gets. */
+static const char *builtin_name(const void *ctx, int64_t K, int64_t N)
+{
+    const arm_ctx *c = ctx;
+    return arm_tmm_pick(c->kernel == ARM_FAM_AUTO ? arm_auto_family(c->isa, K, N) : c->kernel, c->isa)->name;
 }
 
 static void arm_describe(void *ctx, char *buf, size_t n)
@@ -152,13 +169,17 @@ static void arm_describe(void *ctx, char *buf, size_t n)
     for (int f = 1; f < ARM_FAM_COUNT; f++)
         if (c->n_family[f] && used < sizeof fams)
             used += (size_t)snprintf(fams + used, sizeof fams - used, "%s%s (%s) x%d", used ? ", " : "",
-                                     arm_family_names[f], family_kernel(f, c->isa), c->n_family[f]);
+                                     arm_family_names[f],
+                                     f == ARM_FAM_PLUGIN ? "kernel plugins" : family_kernel(f, c->isa), c->n_family[f]);
     if (c->isa >= ARM_ISA_SVE) snprintf(vl, sizeof vl, " VL %d", arm_sve_vector_bits());
-    snprintf(buf, n, "arm %s%s%s, kernel %s%s (%s%s), q8_0 %s, head %s", arm_isa_names[c->isa], vl,
-             c->isa < c->cpu_isa ? " (capped)" : "", arm_family_names[c->kernel],
-             c->kernel == ARM_FAM_AUTO ? ": built-in table" : "", used ? "ternary: " : "no ternary weights yet",
-             fams, c->q8_sdot ? "sdot" : "smull",
-             c->n_head_q8 ? "q8 (quantized to q8_0)" : c->head_q8 ? "q8 requested" : "as stored");
+    int k = snprintf(buf, n, "arm %s%s%s, kernel %s%s (%s%s), q8_0 %s, head %s", arm_isa_names[c->isa], vl,
+                     c->isa < c->cpu_isa ? " (capped)" : "",
+                     c->ks.forced ? c->ks.forced->name : arm_family_names[c->kernel],
+                     c->kernel == ARM_FAM_AUTO && !c->ks.forced ? ": per shape" : "",
+                     used ? "ternary: " : "no ternary weights yet", fams, c->q8_sdot ? "sdot" : "smull",
+                     c->n_head_q8 ? "q8 (quantized to q8_0)" : c->head_q8 ? "q8 requested" : "as stored");
+    /* per weight shape: what runs (gemv / gemm) and why */
+    tk_set_describe(&c->ks, buf, n, k, builtin_name, c);
 }
 
 /* ---- the matmuls: split whole tiles (ternary: the variant the matrix was
@@ -168,6 +189,10 @@ static void arm_matmul_ternary(void *ctx, const tern_node *node, int ith, int nt
 {
     (void)ctx;
     const arm_tmat *m = node->src[1]->extra;
+    if (m->gemv) {
+        tk_matmul(m->gemv, m->gemm, m->K, m->N, node, ith, nth, scratch);
+        return;
+    }
     int64_t lo, hi;
     arm_split(m->Np / m->v->rows, ith, nth, &lo, &hi);
     if (lo < hi) m->v->run(node, lo, hi, scratch);

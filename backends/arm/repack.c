@@ -16,7 +16,7 @@ const char arm_owned_tag = 'o';
 /* extra of the q8 head: like an arm_tmat, it starts with a tag pointer */
 static const void *const arm_owned = &arm_owned_tag;
 const char *const arm_isa_names[ARM_ISA_COUNT] = {"?", "neon", "dotprod", "sve", "sve2"};
-const char *const arm_family_names[ARM_FAM_COUNT] = {"auto", "mad", "lut"};
+const char *const arm_family_names[ARM_FAM_COUNT] = {"auto", "mad", "lut", "generated"};
 
 /* The built-in table behind kernel = "auto" (a table, not a timing at load,
  * so a model loads the same way every time). From the instruction counts in
@@ -38,6 +38,10 @@ const arm_tmm_variant arm_tmm_variants[] = {
     {"lut-sve2", ARM_FAM_LUT, ARM_ISA_SVE2, ARM_LUT_ROWS, 8, "sve2 tbl", arm_tmm_lut_sve2},
     {NULL, 0, 0, 0, 0, NULL, NULL},
 };
+
+/* 16-row tiles, K in blocks of 16 at most: what every generated layout
+ * packs (its own packed_size says the bytes); run through the variant */
+const arm_tmm_variant arm_tmm_plugin = {"plugin", ARM_FAM_PLUGIN, ARM_ISA_NEON, 16, 16, "generated", NULL};
 
 const arm_tmm_variant *arm_tmm_pick(int family, int isa)
 {
@@ -110,7 +114,7 @@ typedef struct pack_plan {
 /* Bumped whenever a layout in arm.h changes: part of every layout line. */
 #define ARM_LAYOUT_VERSION 1
 
-static tern_status plan_ternary(const arm_ctx *c, const tern_tensor *src, pack_plan *p, char *err,
+static tern_status plan_ternary(arm_ctx *c, const tern_tensor *src, pack_plan *p, char *err,
                                 size_t errlen)
 {
     const char *name = src->name ? src->name : "?";
@@ -126,14 +130,20 @@ static tern_status plan_ternary(const arm_ctx *c, const tern_tensor *src, pack_p
     }
     int fam = c->kernel == ARM_FAM_AUTO ? arm_auto_family(c->isa, K, N) : c->kernel;
     const arm_tmm_variant *v = arm_tmm_pick(fam, c->isa); /* init made sure there is one */
+    const tern_kernel_variant *gv = NULL, *gm = NULL;
+    if (tk_set_choose(&c->ks, K, N, &gv, &gm)) v = &arm_tmm_plugin;
     int64_t rows = v->rows, Kp = round_up(K, v->kalign), Np = round_up(N, rows);
     size_t tile_bytes = (size_t)Kp * (size_t)rows / 4;
-    if (tern_mul_overflows((size_t)(Np / rows), tile_bytes, &p->bytes)) {
+    if (gv) {
+        p->bytes = gv->packed_size(K, N);
+        tile_bytes = p->bytes / (size_t)(Np / rows);
+    }
+    if ((gv && !p->bytes) || tern_mul_overflows((size_t)(Np / rows), tile_bytes, &p->bytes)) {
         snprintf(err, errlen, "tensor '%s': too large", name);
         return TERN_EINVAL;
     }
     p->kind = PLAN_TERNARY;
-    p->tmat = (arm_tmat){&arm_tmat_tag, v, K, N, Kp, Np, tile_bytes, 0};
+    p->tmat = (arm_tmat){&arm_tmat_tag, v, K, N, Kp, Np, tile_bytes, gv, gm, 0};
     return TERN_OK;
 }
 
@@ -142,7 +152,7 @@ static tern_status plan_ternary(const arm_ctx *c, const tern_tensor *src, pack_p
  * ordinary Q8_0 weight in file layout (+ 64 bytes: the kernels' loads may
  * run past the last row). Heads whose K is not whole blocks of 32 stay as
  * stored. */
-static tern_status plan(const arm_ctx *c, const tern_tensor *src, int purpose, pack_plan *p, char *err,
+static tern_status plan(arm_ctx *c, const tern_tensor *src, int purpose, pack_plan *p, char *err,
                         size_t errlen)
 {
     int t = src->type, head = purpose == TERN_REPACK_HEAD;
@@ -212,7 +222,9 @@ static void pack_tiles(void *arg, int task, int n_tasks)
                 break;
             }
         uint8_t *out = j->data + (size_t)t * m->tile_bytes;
-        if (m->v->family == ARM_FAM_MAD)
+        if (m->gemv)
+            m->gemv->repack(codes, m->K, n, t, j->data);
+        else if (m->v->family == ARM_FAM_MAD)
             pack_mad_tile(codes, m->K, n, m->Kp, out);
         else
             pack_lut_tile(codes, m->K, n, m->Kp, out);
@@ -282,7 +294,7 @@ static tern_status place_planned(arm_ctx *c, const tern_tensor *src, int purpose
     dst->layout = TERN_LAYOUT_BACKEND;
     dst->owner = &arm_api;
     dst->data = data;
-    dst->nb[1] = (size_t)m->Kp / 4; /* packed bytes per row */
+    dst->nb[1] = m->tile_bytes / (size_t)m->v->rows; /* packed bytes per row */
     dst->nb[2] = dst->nb[1] * (size_t)m->N;
     dst->nb[3] = dst->nb[2];
     dst->scale = p->scale;
@@ -316,7 +328,11 @@ tern_status arm_repack_size(void *ctx, const tern_tensor *src, int purpose, size
     tern_status st = plan(ctx, src, purpose, &p, err, errlen);
     if (st) return st;
     *bytes = p.bytes;
-    if (p.kind == PLAN_TERNARY)
+    if (p.kind == PLAN_TERNARY && p.tmat.gemv)
+        snprintf(layout, layout_len, "arm layout %d: ternary %s [%s] k_block %d tile_rows %d, K %lld N %lld",
+                 ARM_LAYOUT_VERSION, p.tmat.gemv->name, p.tmat.gemv->family, p.tmat.gemv->k_block,
+                 p.tmat.gemv->tile_rows, (long long)p.tmat.K, (long long)p.tmat.N);
+    else if (p.kind == PLAN_TERNARY)
         snprintf(layout, layout_len, "arm layout %d: ternary %s (%d-row tiles, K padded to %d), K %lld N %lld",
                  ARM_LAYOUT_VERSION, p.tmat.v->name, p.tmat.v->rows, p.tmat.v->kalign, (long long)p.tmat.K,
                  (long long)p.tmat.N);
@@ -380,6 +396,10 @@ size_t arm_tmm_scratch(const tern_node *node)
     const tern_tensor *x = node->src[0], *w = node->src[1];
     if (!x || !w || !arm_tag_is(w, &arm_tmat_tag)) return 0;
     const arm_tmat *m = w->extra;
+    if (m->gemv) {
+        size_t a = m->gemv->scratch_size(m->K, tern_tensor_nrows(x)), b = m->gemm->scratch_size(m->K, tern_tensor_nrows(x));
+        return a > b ? a : b;
+    }
     if (m->v->family != ARM_FAM_LUT) return 0;
     size_t n_tok = (size_t)tern_tensor_nrows(x), tb = n_tok < ARM_LUT_TOKENS ? n_tok : ARM_LUT_TOKENS;
     return tb * (size_t)(m->Kp / 2) * ARM_LUT_PAIR_BYTES + 64;

@@ -71,21 +71,22 @@ static tern_status x86_init(const tern_host_api *host, const tern_backend_option
     memset(c, 0, sizeof *c);
     c->host = host;
     c->kernel = fam < 0 ? X86_FAM_AUTO : fam;
-    /* a kernel name that is no family may name a kernel plugin's variant */
-    c->forced = fam < 0 ? (const tern_kernel_variant *)1 : NULL; /* no wisdom while forcing */
-    x86_kernels_load(c);
+    c->n_threads = opt && TERN_STRUCT_HAS(opt, tern_backend_options, n_threads) && opt->n_threads > 0
+                       ? opt->n_threads : 1;
+    c->ks = (tk_set){.host = host, .who = "x86", .n_threads = c->n_threads, .family_forced = fam > X86_FAM_AUTO};
+    /* no wisdom while forcing a family or a variant */
+    tk_set_load(&c->ks, &x86_api, fam == X86_FAM_AUTO);
     if (fam < 0) {
-        c->forced = x86_find_variant(c, kernel, 0);
-        if (!c->forced) {
-            x86_kernels_unload(c);
+        /* a kernel name that is no family may name a kernel plugin's variant */
+        c->ks.forced = tk_set_find(&c->ks, kernel, 0);
+        if (!c->ks.forced) {
+            tk_set_unload(&c->ks);
             host->free(c);
             snprintf(err, errlen, "x86: unknown kernel '%s' (auto, mad, bitserial, lut, mad-avx2, or a "
                      "variant of a tern-kernels-*.so)", kernel);
             return TERN_EINVAL;
         }
     }
-    c->n_threads = opt && TERN_STRUCT_HAS(opt, tern_backend_options, n_threads) && opt->n_threads > 0
-                       ? opt->n_threads : 1;
     c->isa = force_avx2 ? X86_ISA_AVX2 : isa;
     c->head_q8 = head && !strcmp(head, "q8");
     if (isa != X86_ISA_AVX512 && fam > X86_FAM_MAD)
@@ -98,8 +99,16 @@ static void x86_free(void *ctx)
 {
     if (!ctx) return;
     x86_ctx *c = ctx;
-    x86_kernels_unload(c);
+    tk_set_unload(&c->ks);
     c->host->free(c);
+}
+
+/* The built-in family a [K, N] weight gets. */
+static const char *builtin_name(const void *ctx, int64_t K, int64_t N)
+{
+    const x86_ctx *c = ctx;
+    if (c->isa != X86_ISA_AVX512) return x86_family_names[X86_FAM_MAD];
+    return x86_family_names[c->kernel == X86_FAM_AUTO ? x86_auto_family(c->isa, K, N) : c->kernel];
 }
 
 static void x86_describe(void *ctx, char *buf, size_t n)
@@ -114,22 +123,12 @@ static void x86_describe(void *ctx, char *buf, size_t n)
     char q8[48] = "";
     if (c->n_q8mat) snprintf(q8, sizeof q8, ", q8_0 vnni tiles x%d", c->n_q8mat);
     int k = snprintf(buf, n, "x86 %s, kernel %s%s (%s%s)%s, head %s", c->isa == X86_ISA_AVX512 ? "avx512" : "avx2",
-                     c->forced ? c->forced->name : x86_family_names[c->kernel],
-                     c->kernel == X86_FAM_AUTO && !c->forced ? ": per shape" : "",
+                     c->ks.forced ? c->ks.forced->name : x86_family_names[c->kernel],
+                     c->kernel == X86_FAM_AUTO && !c->ks.forced ? ": per shape" : "",
                      used ? "ternary: " : "no ternary weights yet", fams, q8,
                      c->n_head_q8 ? "q8 (quantized to q8_0)" : c->head_q8 ? "q8 requested" : "as stored");
     /* per weight shape: what runs (gemv / gemm) and why */
-    for (int i = 0; i < c->n_chosen && k > 0 && (size_t)k < n; i++) {
-        const x86_choice *ch = &c->chosen[i];
-        char what[200];
-        if (ch->gemv)
-            snprintf(what, sizeof what, "%s / %s", ch->gemv->name, ch->gemm->name);
-        else
-            snprintf(what, sizeof what, "built-in %s", x86_family_names[c->isa == X86_ISA_AVX512 ?
-                     (c->kernel == X86_FAM_AUTO ? x86_auto_family(c->isa, ch->K, ch->N) : c->kernel) : X86_FAM_MAD]);
-        k += snprintf(buf + k, n - (size_t)k, "%s%lldx%lld: %s (%s)", i ? "; " : "; kernels K x N: ",
-                      (long long)ch->K, (long long)ch->N, what, ch->why);
-    }
+    tk_set_describe(&c->ks, buf, n, k, builtin_name, c);
 }
 
 /* ---- the ternary matmul: split 16-row tiles, then the family's kernel ---- */
@@ -140,11 +139,7 @@ static void x86_matmul_ternary(void *ctx, const tern_node *node, int ith, int nt
     const x86_tmat *m = node->src[1]->extra;
     int64_t lo, hi;
     if (m->family == X86_FAM_PLUGIN) {
-        const tern_tensor *x = node->src[0];
-        int64_t n_tok = tern_tensor_nrows(x);
-        tern_kernel_call call = {sizeof call, x->data, x->nb[1], node->src[1]->data, node->dst->data,
-                                 node->dst->nb[1], m->K, m->N, n_tok, node->src[1]->scale};
-        (n_tok == 1 ? m->gemv : m->gemm)->kernel(&call, ith, nth, scratch);
+        tk_matmul(m->gemv, m->gemm, m->K, m->N, node, ith, nth, scratch);
         return;
     }
     x86_split(m->Np / 16, ith, nth, &lo, &hi);

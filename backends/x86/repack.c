@@ -180,7 +180,7 @@ static tern_status plan_ternary(x86_ctx *c, const tern_tensor *src, pack_plan *p
     const tern_kernel_variant *gv, *gm;
     int fam = c->kernel == X86_FAM_AUTO ? x86_auto_family(c->isa, K, N) : c->kernel;
     if (c->isa != X86_ISA_AVX512) fam = X86_FAM_MAD; /* the only AVX2 family */
-    if (x86_kernels_choose(c, K, N, &gv, &gm)) fam = X86_FAM_PLUGIN;
+    if (tk_set_choose(&c->ks, K, N, &gv, &gm)) fam = X86_FAM_PLUGIN;
     int64_t Kp = round_up(K, fam == X86_FAM_BITSERIAL ? 512 : 16), Np = round_up(N, 16);
     size_t bytes = 0, tile_bytes = (size_t)Kp * 4;
     if (fam == X86_FAM_PLUGIN) {

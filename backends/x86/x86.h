@@ -23,7 +23,7 @@
 #include "tern/kernels.h"
 #include "tern/plugin.h"
 #include "tern/quant.h"
-#include "wisdom.h"
+#include "kplug.h"
 
 #define TERN_EXPORT __attribute__((visibility("default")))
 
@@ -31,26 +31,9 @@ enum { X86_ISA_AVX2 = 1, X86_ISA_AVX512 = 2 };
 
 /* Ternary kernel families; X86_FAM_AUTO only in options. */
 enum { X86_FAM_AUTO = 0, X86_FAM_MAD = 1, X86_FAM_BITSERIAL = 2, X86_FAM_LUT = 3,
-       X86_FAM_PLUGIN = 4, /* a kernel plugin's variant (kplug.c); never asked for by name */
+       X86_FAM_PLUGIN = 4, /* a kernel plugin's variant (codegen/kplug.c); never asked for by name */
        X86_FAM_COUNT };
 
-#define X86_MAX_KPLUG 8
-#define X86_MAX_SHAPES 32
-
-/* A loaded kernel plugin (tern-kernels-*.so). */
-typedef struct x86_kplug {
-    void *dl;
-    const tern_kernels_table *tab;
-    int from_cache; /* the tuned plugin the wisdom names */
-    char file[128];
-} x86_kplug;
-
-/* What runs for one weight shape, and why (for describe). */
-typedef struct x86_choice {
-    int64_t K, N;
-    const tern_kernel_variant *gemv, *gemm; /* NULL: the built-in family */
-    char why[96];
-} x86_choice;
 extern const char *const x86_family_names[X86_FAM_COUNT];
 
 typedef struct x86_ctx {
@@ -63,21 +46,8 @@ typedef struct x86_ctx {
     int n_head_q8;     /* head tensors quantized to Q8_0 (options.head = "q8") */
     int n_head_f16;    /* head tensors kept as stored */
     int n_q8mat;       /* Q8_0 tensors repacked to vnni tiles */
-    const tern_kernel_variant *forced; /* options.kernel named a variant */
-    x86_kplug kplug[X86_MAX_KPLUG];
-    int n_kplug;
-    tw_record *wisdom; /* the accepted tuning record, or NULL */
-    x86_choice chosen[X86_MAX_SHAPES];
-    int n_chosen;
+    tk_set ks;         /* kernel plugins (codegen/kplug.h): forced variant, wisdom, per-shape choices */
 } x86_ctx;
-
-/* kplug.c: kernel plugins and the per-shape choice. */
-void x86_kernels_load(x86_ctx *c);
-void x86_kernels_unload(x86_ctx *c);
-const tern_kernel_variant *x86_find_variant(const x86_ctx *c, const char *name, int prefer_cache);
-/* 1 and the variants for a [K, N] weight, or 0: the built-in family runs. */
-int x86_kernels_choose(x86_ctx *c, int64_t K, int64_t N, const tern_kernel_variant **gemv,
-                       const tern_kernel_variant **gemm);
 
 /* ---- repacked ternary weights (TERN_REPACK_TERNARY) ----
  * tensor->extra points at an x86_tmat, tensor->data at its packed bytes.

@@ -1,10 +1,10 @@
 /* test_kernels.c - generated kernel plugins (codegen/gen.lua ->
  * tern-kernels-<target>.so) and tuning records:
  *   - every variant of every plugin this CPU can run, forced through the
- *     x86 backend (options.kernel = its name), on odd shapes (K not a
+ *     CPU backend (x86 or arm; options.kernel = its name), on odd shapes (K not a
  *     multiple of the block, N not of the tile), 1..5/7/128 tokens and 1..3
  *     threads, bit-exact against scalar; and called directly through the
- *     kernel ABI (the aarch64 NEON/SVE variants, which no backend loads yet);
+ *     kernel ABI alone;
  *   - the generator is reproducible (same record, same bytes, stamped);
  *   - wisdom robustness: a record from another CPU, a truncated one, one
  *     naming a missing variant, one whose plugin has a wrong kernel ABI,
@@ -23,9 +23,11 @@
 /* the signature helper the backend and `tern tune` share */
 #include "../../codegen/wisdom.c"
 
+/* The CPU backend of this architecture (x86 or arm: both load kernel
+ * plugins) and scalar. */
 typedef struct be_pair {
     tern_registry *reg;
-    const tern_plugin_info *x86, *scalar;
+    const tern_plugin_info *cpu, *scalar;
 } be_pair;
 
 static int open_pair(be_pair *p)
@@ -33,11 +35,12 @@ static int open_pair(be_pair *p)
     tern_error err;
     memset(p, 0, sizeof *p);
     ck_assert_msg(tern_registry_scan(&p->reg, &err) == TERN_OK, "%s", err.msg);
-    p->x86 = tu_plugin(p->reg, "x86");
+    p->cpu = tu_plugin(p->reg, "x86");
+    if (!p->cpu || !p->cpu->probe.runnable) p->cpu = tu_plugin(p->reg, "arm");
     p->scalar = tu_plugin(p->reg, "scalar");
     ck_assert_ptr_nonnull(p->scalar);
-    if (!p->x86 || !p->x86->probe.runnable) {
-        printf("skipped: x86 backend %s\n", p->x86 ? p->x86->probe.desc : "not built");
+    if (!p->cpu || !p->cpu->probe.runnable) {
+        printf("skipped: no runnable x86 or arm backend\n");
         tern_registry_free(p->reg);
         return 0;
     }
@@ -176,7 +179,7 @@ START_TEST(test_every_variant_exact)
                 n_skip++;
                 continue;
             }
-            tern_backend *be = create(p.x86, v->name, 3);
+            tern_backend *be = create(p.cpu, v->name, 3);
             for (int c = 0; c < l.n; c++) expect_exact(sc, be, &l.v[c], v->name, 3);
             tern_backend_free(be);
             n_run++;
@@ -191,11 +194,11 @@ START_TEST(test_every_variant_exact)
 }
 END_TEST
 
-/* Every variant called through the kernel ABI alone (its repack, then its
- * kernel for each share ith of nth, as a backend's threads would), against
- * the scalar backend: the check that runs where no backend loads kernel
- * plugins yet (aarch64: the NEON and SVE variants, under qemu at several
- * vector lengths). */
+/* Every variant called through the kernel ABI alone, against the scalar
+ * backend: its packed_size, its repack tile by tile into that many bytes
+ * (rounded up to 64 for aligned_alloc), its scratch_size, then its kernel for each share ith of nth as a
+ * backend's threads would; what a backend adds (pack cache, planning) is
+ * not in the way of what the ABI promises. */
 START_TEST(test_every_variant_direct)
 {
     tern_registry *reg;
@@ -359,7 +362,12 @@ START_TEST(test_wisdom_robust)
     int np = load_plugins(pl, 8), k = -1;
     for (int i = 0; i < np; i++)
         if (!(variant(pl[i].tab, 0)->cpu_features & ~tern_cpu_features()) && (k < 0 || strstr(pl[i].path, "zen4"))) k = i;
-    ck_assert_int_ge(k, 0);
+    if (k < 0) { /* a CPU below every plugin's ISA (Cortex-A53: no dotprod) */
+        printf("skipped: wisdom %s: no kernel plugin this CPU runs\n", wc->label);
+        for (int i = 0; i < np; i++) dlclose(pl[i].dl);
+        tern_registry_free(p.reg);
+        return;
+    }
     const tern_kernel_variant *gv = NULL, *gm = NULL;
     for (uint32_t i = 0; i < pl[k].tab->n_variants; i++) {
         const tern_kernel_variant *v = variant(pl[k].tab, i);
@@ -407,7 +415,7 @@ START_TEST(test_wisdom_robust)
     FILE *lf = fopen(log, "wb");
     ck_assert_ptr_nonnull(lf);
     dup2(fileno(lf), 2);
-    tern_backend *be = create(p.x86, NULL, 2), *sc = create(p.scalar, NULL, 1);
+    tern_backend *be = create(p.cpu, NULL, 2), *sc = create(p.scalar, NULL, 1);
     fflush(stderr);
     dup2(saved, 2);
     close(saved);

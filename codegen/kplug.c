@@ -1,19 +1,14 @@
-/* kplug.c - kernel plugins (tern/kernels.h) in the x86 backend: loading
- * tern-kernels-*.so from beside this plugin and the tuned one from the
- * cache folder, reading the wisdom record, and choosing per weight shape:
- * the wisdom's variants, else a plugin record's, else the built-in family.
- * Baseline x86-64: only the variants' own code uses their ISA, and a
- * variant runs only when host->cpu_features has every bit it needs. */
+/* codegen/kplug.c - kernel plugins in a CPU backend (kplug.h). */
 #include <dirent.h>
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kplug.h"
 #include "tern/tern.h"
-#include "x86.h"
 
-static int variant_usable(const x86_ctx *c, const tern_kernel_variant *v)
+static int variant_usable(const tk_set *c, const tern_kernel_variant *v)
 {
     return v->op == TERN_OP_MATMUL_TERNARY && v->act_type == TERN_TYPE_Q8_TOK &&
            !(v->cpu_features & ~c->host->cpu_features) && v->layout >= 1 && v->layout < TERN_KLAYOUT_COUNT &&
@@ -26,13 +21,13 @@ static const tern_kernel_variant *variant_at(const tern_kernels_table *t, uint32
 }
 
 /* Loads one kernel plugin; a bad one is skipped with a one-line reason. */
-static int load_one(x86_ctx *c, const char *path, int from_cache)
+static int load_one(tk_set *c, const char *path, int from_cache)
 {
-    if (c->n_kplug >= X86_MAX_KPLUG) return -1;
+    if (c->n_plug >= TK_MAX_PLUGINS) return -1;
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
-        c->host->log(TERN_LOG_WARN, "x86: skipping kernel plugin %s: %s", base, dlerror());
+        c->host->log(TERN_LOG_WARN, "%s: skipping kernel plugin %s: %s", c->who, base, dlerror());
         return -1;
     }
     tern_kernels_entry_fn entry = (tern_kernels_entry_fn)dlsym(dl, TERN_KERNELS_ENTRY_SYMBOL);
@@ -51,33 +46,33 @@ static int load_one(x86_ctx *c, const char *path, int from_cache)
     for (uint32_t i = 0; !why && i < t->n_variants; i++) usable += variant_usable(c, variant_at(t, i));
     if (!why && !usable) {
         /* expected on a CPU the plugin was not built for: not a warning */
-        c->host->log(TERN_LOG_INFO, "x86: skipping kernel plugin %s: this CPU lacks the features its variants need", base);
+        c->host->log(TERN_LOG_INFO, "%s: skipping kernel plugin %s: this CPU lacks the features its variants need", c->who, base);
         dlclose(dl);
         return -1;
     }
     if (why) {
-        c->host->log(TERN_LOG_WARN, "x86: skipping kernel plugin %s: %s", base, why);
+        c->host->log(TERN_LOG_WARN, "%s: skipping kernel plugin %s: %s", c->who, base, why);
         dlclose(dl);
         return -1;
     }
-    x86_kplug *k = &c->kplug[c->n_kplug++];
+    tk_plugin *k = &c->plug[c->n_plug++];
     k->dl = dl;
     k->tab = t;
     k->from_cache = from_cache;
     snprintf(k->file, sizeof k->file, "%s", base);
-    return c->n_kplug - 1;
+    return c->n_plug - 1;
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Every tern-kernels-*.so in dir, in name order. */
-static void load_dir(x86_ctx *c, const char *dir)
+static void load_dir(tk_set *c, const char *dir)
 {
     DIR *d = opendir(dir);
     if (!d) return;
-    char *names[X86_MAX_KPLUG];
+    char *names[TK_MAX_PLUGINS];
     int n = 0;
-    for (struct dirent *e; (e = readdir(d)) && n < X86_MAX_KPLUG;) {
+    for (struct dirent *e; (e = readdir(d)) && n < TK_MAX_PLUGINS;) {
         size_t len = strlen(e->d_name);
         if (len > 16 && !strncmp(e->d_name, "tern-kernels-", 13) && !strcmp(e->d_name + len - 3, ".so") &&
             (names[n] = strdup(e->d_name)) != NULL)
@@ -93,14 +88,14 @@ static void load_dir(x86_ctx *c, const char *dir)
     }
 }
 
-const tern_kernel_variant *x86_find_variant(const x86_ctx *c, const char *name, int prefer_cache)
+const tern_kernel_variant *tk_set_find(const tk_set *c, const char *name, int prefer_cache)
 {
     const tern_kernel_variant *found = NULL;
     for (int pass = 0; pass < 2 && !found; pass++)
-        for (int p = 0; p < c->n_kplug && !found; p++) {
-            if (prefer_cache && (pass == 0) != c->kplug[p].from_cache) continue;
+        for (int p = 0; p < c->n_plug && !found; p++) {
+            if (prefer_cache && (pass == 0) != c->plug[p].from_cache) continue;
             if (!prefer_cache && pass) break;
-            const tern_kernels_table *t = c->kplug[p].tab;
+            const tern_kernels_table *t = c->plug[p].tab;
             for (uint32_t i = 0; i < t->n_variants; i++) {
                 const tern_kernel_variant *v = variant_at(t, i);
                 if (variant_usable(c, v) && !strcmp(v->name, name)) {
@@ -113,7 +108,7 @@ const tern_kernel_variant *x86_find_variant(const x86_ctx *c, const char *name, 
 }
 
 /* The wisdom record in the cache folder, all or nothing. */
-static void load_wisdom(x86_ctx *c)
+static void load_wisdom(tk_set *c)
 {
     const char *dir = c->host->cache_dir;
     if (!dir || !*dir) return;
@@ -136,14 +131,14 @@ static void load_wisdom(x86_ctx *c)
         if (k < 0) {
             snprintf(err, sizeof err, "its plugin %s did not load", r->plugin);
             why = err;
-        } else if (strcmp(c->kplug[k].tab->compiler, r->compiler)) {
-            snprintf(err, sizeof err, "plugin built by compiler '%s', record says '%s'", c->kplug[k].tab->compiler, r->compiler);
+        } else if (strcmp(c->plug[k].tab->compiler, r->compiler)) {
+            snprintf(err, sizeof err, "plugin built by compiler '%s', record says '%s'", c->plug[k].tab->compiler, r->compiler);
             why = err;
         }
         for (int i = 0; !why && i < r->n_shapes; i++) {
             const tw_shape *s = &r->shapes[i];
             if (!strcmp(s->gemv, "builtin") && !strcmp(s->gemm, "builtin")) continue;
-            const tern_kernel_variant *gv = x86_find_variant(c, s->gemv, 1), *gm = x86_find_variant(c, s->gemm, 1);
+            const tern_kernel_variant *gv = tk_set_find(c, s->gemv, 1), *gm = tk_set_find(c, s->gemm, 1);
             if (!gv || !gm) {
                 snprintf(err, sizeof err, "shape %lldx%lld names variant '%s', which no loaded plugin has",
                          (long long)s->K, (long long)s->N, !gv ? s->gemv : s->gemm);
@@ -156,17 +151,17 @@ static void load_wisdom(x86_ctx *c)
         }
     }
     if (why) {
-        c->host->log(TERN_LOG_WARN, "x86: ignoring tuning record %s: %s; built-in choices run", path, why);
+        c->host->log(TERN_LOG_WARN, "%s: ignoring tuning record %s: %s; built-in choices run", c->who, path, why);
         c->host->free(r);
         return;
     }
     c->wisdom = r;
 }
 
-void x86_kernels_load(x86_ctx *c)
+void tk_set_load(tk_set *c, const void *self, int use_wisdom)
 {
     Dl_info info;
-    if (dladdr(&x86_api, &info) && info.dli_fname) {
+    if (dladdr(self, &info) && info.dli_fname) {
         char dir[4096];
         snprintf(dir, sizeof dir, "%s", info.dli_fname);
         char *slash = strrchr(dir, '/');
@@ -178,19 +173,19 @@ void x86_kernels_load(x86_ctx *c)
     /* `tern tune` points here at the plugin it is timing */
     const char *extra = getenv("TERN_KERNELS_PLUGIN");
     if (extra && *extra) load_one(c, extra, 0);
-    if (c->kernel == X86_FAM_AUTO && !c->forced) load_wisdom(c);
+    if (use_wisdom) load_wisdom(c);
 }
 
-void x86_kernels_unload(x86_ctx *c)
+void tk_set_unload(tk_set *c)
 {
-    for (int i = 0; i < c->n_kplug; i++) dlclose(c->kplug[i].dl);
-    c->n_kplug = 0;
+    for (int i = 0; i < c->n_plug; i++) dlclose(c->plug[i].dl);
+    c->n_plug = 0;
     c->host->free(c->wisdom);
     c->wisdom = NULL;
 }
 
 /* The CPU model, for records' cpu_match. */
-static int cpu_matches(const x86_ctx *c, const char *match)
+static int cpu_matches(const tk_set *c, const char *match)
 {
     if (!match || !*match) return 0;
     char cpu[128], feat[32];
@@ -205,18 +200,18 @@ static int popcount64(uint64_t v)
     return n;
 }
 
-static void remember(x86_ctx *c, int64_t K, int64_t N, const tern_kernel_variant *gv,
+static void remember(tk_set *c, int64_t K, int64_t N, const tern_kernel_variant *gv,
                      const tern_kernel_variant *gm, const char *why)
 {
     for (int i = 0; i < c->n_chosen; i++)
         if (c->chosen[i].K == K && c->chosen[i].N == N) return;
-    if (c->n_chosen >= X86_MAX_SHAPES) return;
-    x86_choice *ch = &c->chosen[c->n_chosen++];
+    if (c->n_chosen >= TK_MAX_SHAPES) return;
+    tk_choice *ch = &c->chosen[c->n_chosen++];
     ch->K = K, ch->N = N, ch->gemv = gv, ch->gemm = gm;
     snprintf(ch->why, sizeof ch->why, "%s", why);
 }
 
-int x86_kernels_choose(x86_ctx *c, int64_t K, int64_t N, const tern_kernel_variant **gv,
+int tk_set_choose(tk_set *c, int64_t K, int64_t N, const tern_kernel_variant **gv,
                        const tern_kernel_variant **gm)
 {
     *gv = *gm = NULL;
@@ -227,7 +222,7 @@ int x86_kernels_choose(x86_ctx *c, int64_t K, int64_t N, const tern_kernel_varia
         remember(c, K, N, *gv, *gm, "forced by --kernel");
         return 1;
     }
-    if (c->kernel != X86_FAM_AUTO) {
+    if (c->family_forced) {
         remember(c, K, N, NULL, NULL, "forced family");
         return 0;
     }
@@ -239,7 +234,7 @@ int x86_kernels_choose(x86_ctx *c, int64_t K, int64_t N, const tern_kernel_varia
                 remember(c, K, N, NULL, NULL, "wisdom: built-in won");
                 return 0;
             }
-            const tern_kernel_variant *a = x86_find_variant(c, s->gemv, 1), *b = x86_find_variant(c, s->gemm, 1);
+            const tern_kernel_variant *a = tk_set_find(c, s->gemv, 1), *b = tk_set_find(c, s->gemm, 1);
             if (a && b && a->applicable(K, N, nth) && b->applicable(K, N, nth)) {
                 *gv = a, *gm = b;
                 char why[96];
@@ -251,15 +246,15 @@ int x86_kernels_choose(x86_ctx *c, int64_t K, int64_t N, const tern_kernel_varia
         }
     /* plugin records: the most specific plugin choosing for this shape */
     int best = -1, best_score = -1, builtin = 0;
-    for (int p = 0; p < c->n_kplug; p++) {
-        const tern_kernels_table *t = c->kplug[p].tab;
-        if (c->kplug[p].from_cache) continue;
+    for (int p = 0; p < c->n_plug; p++) {
+        const tern_kernels_table *t = c->plug[p].tab;
+        if (c->plug[p].from_cache) continue;
         for (uint32_t i = 0; i < t->n_choices; i++) {
             const tern_kernel_choice *ch = (const tern_kernel_choice *)((const char *)t->choices + (size_t)i * t->choice_size);
             if (ch->K != K || ch->N != N || !ch->gemv || !ch->gemm) continue;
             int is_builtin = !strcmp(ch->gemv, "builtin") || !strcmp(ch->gemm, "builtin");
-            const tern_kernel_variant *a = is_builtin ? NULL : x86_find_variant(c, ch->gemv, 0);
-            const tern_kernel_variant *b = is_builtin ? NULL : x86_find_variant(c, ch->gemm, 0);
+            const tern_kernel_variant *a = is_builtin ? NULL : tk_set_find(c, ch->gemv, 0);
+            const tern_kernel_variant *b = is_builtin ? NULL : tk_set_find(c, ch->gemm, 0);
             if (!is_builtin && (!a || !b || a->layout != b->layout || !a->applicable(K, N, nth) || !b->applicable(K, N, nth)))
                 continue;
             uint64_t f = 0;
@@ -273,10 +268,36 @@ int x86_kernels_choose(x86_ctx *c, int64_t K, int64_t N, const tern_kernel_varia
     }
     if (best >= 0) {
         char why[96];
-        snprintf(why, sizeof why, "record %s%s", c->kplug[best].tab->target, builtin ? ": built-in" : "");
+        snprintf(why, sizeof why, "record %s%s", c->plug[best].tab->target, builtin ? ": built-in" : "");
         remember(c, K, N, *gv, *gm, why);
         return !builtin;
     }
     remember(c, K, N, NULL, NULL, "built-in default");
     return 0;
+}
+
+int tk_set_describe(const tk_set *s, char *buf, size_t n, int k,
+                    const char *(*builtin)(const void *ctx, int64_t K, int64_t N), const void *ctx)
+{
+    for (int i = 0; i < s->n_chosen && k > 0 && (size_t)k < n; i++) {
+        const tk_choice *ch = &s->chosen[i];
+        char what[200];
+        if (ch->gemv)
+            snprintf(what, sizeof what, "%s / %s", ch->gemv->name, ch->gemm->name);
+        else
+            snprintf(what, sizeof what, "built-in %s", builtin(ctx, ch->K, ch->N));
+        k += snprintf(buf + k, n - (size_t)k, "%s%lldx%lld: %s (%s)", i ? "; " : "; kernels K x N: ",
+                      (long long)ch->K, (long long)ch->N, what, ch->why);
+    }
+    return k;
+}
+
+void tk_matmul(const tern_kernel_variant *gemv, const tern_kernel_variant *gemm, int64_t K, int64_t N,
+               const tern_node *node, int ith, int nth, void *scratch)
+{
+    const tern_tensor *x = node->src[0];
+    int64_t n_tok = tern_tensor_nrows(x);
+    tern_kernel_call call = {sizeof call, x->data, x->nb[1], node->src[1]->data, node->dst->data,
+                             node->dst->nb[1], K, N, n_tok, node->src[1]->scale};
+    (n_tok == 1 ? gemv : gemm)->kernel(&call, ith, nth, scratch);
 }
