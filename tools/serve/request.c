@@ -13,12 +13,17 @@
 #include "serve.h"
 
 static int fail(char *msg, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A refusal: 400 and a one-line message. Keys and jansson's error text
+ * quote the client's bytes, which may hold newlines or other controls:
+ * those become '?'. */
 static int fail(char *msg, size_t n, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, n, fmt, ap);
     va_end(ap);
+    for (char *c = msg; n && *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
     return 400;
 }
 
