@@ -254,8 +254,23 @@ static tern_status build_program(ocl_ctx *c, char *err, size_t errlen)
     cl_device_fp_config fp = 0;
     clGetDeviceInfo(c->device, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL);
     int cr_div = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
+    /* the rows norm_quant_row keeps in local memory: what tmv (about 12 KB
+     * of its own) and attention (about 16 KB) leave of the device's local
+     * memory (40 KB at least, ocl_list_devices), in floats */
+    cl_ulong local = 0;
+    clGetDeviceInfo(c->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local, &local, NULL);
+    long norm_local = (long)((local - 12 * 1024) / 4) / 256 * 256, norm_att = (long)((local - 16 * 1024) / 4) / 256 * 256;
+    norm_local = norm_local > 8192 ? 8192 : norm_local;
+    norm_att = norm_att > 4096 ? 4096 : norm_att;
+    const char *cap = getenv("TERN_OPENCL_NORM_LOCAL"); /* diagnostics: a lower cap, 0 = the global path */
+    if (cap && *cap) {
+        long v = strtol(cap, NULL, 10) / 4 * 4;
+        norm_local = v >= 0 && v < norm_local ? v : norm_local;
+        norm_att = v >= 0 && v < norm_att ? v : norm_att;
+    }
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DROW_WG=%d -DATT_WG=%d -DATT_SLICES=%d -DMV_WG=%d -DMV_ROWS=%d "
-             "-DMV_TOK=%d -DHD_MAX=%d%s%s%s", c->row_wg, c->att_wg, c->att_wg >= 64 ? c->att_wg / 32 : 1, OCL_MV_WG, OCL_MV_ROWS, OCL_MV_TOK, OCL_HD_MAX,
+             "-DMV_TOK=%d -DHD_MAX=%d -DNORM_LOCAL=%ld -DNORM_LOCAL_ATT=%ld%s%s%s", c->row_wg, c->att_wg,
+             c->att_wg >= 64 ? c->att_wg / 32 : 1, OCL_MV_WG, OCL_MV_ROWS, OCL_MV_TOK, OCL_HD_MAX, norm_local, norm_att,
              c->fp64 ? " -DTERN_FP64" : "", cr_div ? " -cl-fp32-correctly-rounded-divide-sqrt -DTERN_CR_DIV" : "",
              c->nv_dp4a ? " -DTERN_NV_DP4A" : "");
     if (!c->fp64 && !cr_div)

@@ -156,6 +156,7 @@ kernel void attention(global const uchar *qb, ulong qo, global const uchar *kb, 
     local acc_t tpart[NORM_LANES];
     local float redf[ATT_WG];
     local int redi[ATT_WG];
+    local float nbuf[NORM_LOCAL_ATT + 4]; /* the tail's row (norm_quant_row; + 4: never empty) */
     local int lastg;
     int r = get_group_id(0), lid = get_local_id(0);
     int t = r / n_head, h = r % n_head, kvh = h / (n_head / n_kv);
@@ -219,5 +220,5 @@ kernel void attention(global const uchar *qb, ulong qo, global const uchar *kb, 
     mem_fence(CLK_GLOBAL_MEM_FENCE);
     for (int tt = 0; tail && tt < T; tt++)
         norm_quant_row(CAT(float, yb, yo) + (ulong)tt * n, CAT(float, nwb, nwo), has_nw, AT(float, ynb, yno) + (ulong)tt * n,
-                       n, eps, 1, qqb + qqo + (ulong)tt * qrow, qrow, active, tpart, redf, redi);
+                       n, eps, 1, qqb + qqo + (ulong)tt * qrow, qrow, active, tpart, redf, redi, nbuf, NORM_LOCAL_ATT);
 }

@@ -100,73 +100,114 @@ int wg_sumi(int v, local int *red) { RED_LEVEL(int, ADD) }
  * same bits: NORM_LANES partials, partial l over k = l, l + NORM_LANES, ...
  * in order, then sums of eight partials, those in order. */
 #define NORM_LANES 128
-acc_t row_ss(global const float *x, int n, local acc_t *part)
-{
-    int lid = get_local_id(0), wg = get_local_size(0);
-    for (int l = lid; l < NORM_LANES; l += wg) {
-        acc_t s = 0;
-        int k = l;
-        for (; k + 7 * NORM_LANES < n; k += 8 * NORM_LANES) { /* eight loads in flight, then the sums in order */
-            float v[8];
-#pragma unroll
-            for (int i = 0; i < 8; i++) v[i] = x[k + i * NORM_LANES];
-#pragma unroll
-            for (int i = 0; i < 8; i++) s += (acc_t)v[i] * (acc_t)v[i];
-        }
-        for (; k < n; k += NORM_LANES) s += (acc_t)x[k] * (acc_t)x[k];
-        part[l] = s;
+#define ROW_SS(NAME, SPACE)                                                                          \
+    acc_t NAME(SPACE const float *x, int n, local acc_t *part)                                     \
+    {                                                                                              \
+        int lid = get_local_id(0), wg = get_local_size(0);                                         \
+        for (int l = lid; l < NORM_LANES; l += wg) {                                               \
+            acc_t s = 0;                                                                           \
+            int k = l;                                                                             \
+            for (; k + 7 * NORM_LANES < n; k += 8 * NORM_LANES) { /* 8 loads in flight, sums in order */ \
+                float v[8];                                                                        \
+                _Pragma("unroll") for (int i = 0; i < 8; i++) v[i] = x[k + i * NORM_LANES];         \
+                _Pragma("unroll") for (int i = 0; i < 8; i++) s += (acc_t)v[i] * (acc_t)v[i];       \
+            }                                                                                      \
+            for (; k < n; k += NORM_LANES) s += (acc_t)x[k] * (acc_t)x[k];                         \
+            part[l] = s;                                                                           \
+        }                                                                                          \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                              \
+        acc_t ss = 0; /* sixteen sums of eight partials, then those in order */                    \
+        for (int b = 0; b < 16; b++) {                                                             \
+            acc_t p = part[8 * b];                                                                 \
+            for (int i = 1; i < 8; i++) p += part[8 * b + i];                                      \
+            ss += p;                                                                               \
+        }                                                                                          \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                              \
+        return ss;                                                                                 \
     }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    acc_t ss = 0; /* sixteen sums of eight partials, then those in order */
-    for (int b = 0; b < 16; b++) {
-        acc_t p = part[8 * b];
-        for (int i = 1; i < 8; i++) p += part[8 * b + i];
-        ss += p;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return ss;
-}
+ROW_SS(row_ss, global)
+ROW_SS(row_ss_l, local)
 
 /* ---- per-token int8 activations (tern_q8tok_header) ----
  * One Q8_TOK row from K floats whose absmax (floored at 1e-5) is amax:
  * inv = 127 / amax, q = clamp(rint(x * inv), -128, 127) (NaN -> 0), then
  * the header (inv, sum, zero pad) and zero padding to row_bytes. */
-void quantize_row(global const float *x, int K, float amax, global uchar *row, int row_bytes,
-                  local int *redi, int store)
-{
-    int lid = get_local_id(0), n = get_local_size(0);
-    float inv = div_rn(127.0f, amax);
-    global char *q = (global char *)(row + 64);
-    int sum = 0;
-#pragma unroll 8
-    for (int k = lid; store && k < row_bytes - 64; k += n) {
-        int v = 0;
-        if (k < K) {
-            float f = rint(x[k] * inv);
-            v = isnan(f) ? 0 : f > 127.0f ? 127 : f < -128.0f ? -128 : (int)f;
-        }
-        q[k] = (char)v;
-        sum += v;
+#define QUANTIZE_ROW(NAME, SPACE)                                                                    \
+    void NAME(SPACE const float *x, int K, float amax, global uchar *row, int row_bytes, local int *redi,   \
+              int store)                                                                                 \
+    {                                                                                                    \
+        int lid = get_local_id(0), n = get_local_size(0);                                                \
+        float inv = div_rn(127.0f, amax);                                                                \
+        global char *q = (global char *)(row + 64);                                                      \
+        int sum = 0;                                                                                     \
+        _Pragma("unroll 8") for (int k = lid; store && k < row_bytes - 64; k += n) {                      \
+            int v = 0;                                                                                   \
+            if (k < K) {                                                                                 \
+                float f = rint(x[k] * inv);                                                              \
+                v = isnan(f) ? 0 : f > 127.0f ? 127 : f < -128.0f ? -128 : (int)f;                       \
+            }                                                                                            \
+            q[k] = (char)v;                                                                              \
+            sum += v;                                                                                    \
+        }                                                                                                \
+        sum = wg_sumi(sum, redi); /* every item, store or not: barriers are never conditional */         \
+        if (store && lid < 16) ((global int *)row)[lid] = lid == 0 ? as_int(inv) : lid == 1 ? sum : 0;  \
     }
-    sum = wg_sumi(sum, redi); /* every item, store or not: barriers are never conditional */
-    if (store && lid < 16) ((global int *)row)[lid] = lid == 0 ? as_int(inv) : lid == 1 ? sum : 0;
-}
+QUANTIZE_ROW(quantize_row, global)
+QUANTIZE_ROW(quantize_row_l, local)
 
 /* The RMS norm of row x (n values) into y, then with quant the Q8_TOK row
  * q of y: TERN_OP_RMS_NORM then TERN_OP_QUANTIZE_ACT, step for step, for
  * rms_norm_q and the fused tails of tmv and attention. var = f32(sum x^2 /
- * n) (row_ss), s = 1/sqrtf(var + eps), y = f32(x s) * w; y is read back
- * after a global barrier, so q may take the place of x. Every item of the
- * group calls it (it holds barriers); active = 0 only takes part in them. */
+ * n) (row_ss), s = 1/sqrtf(var + eps), y = f32(x s) * w. Every item of the
+ * group calls it (it holds barriers); active = 0 only takes part in them.
+ * A row of up to buf_len values is read from global memory once, four
+ * values a load, into buf (local), and normed and quantized there: a
+ * group of 128 items over a 6912-wide row otherwise waits on about twenty
+ * dependent rounds of global loads (x for the sum, x and w for y, y for q).
+ * Longer rows take that path: y is read back after a global barrier, so q
+ * may take the place of x. Both give the same bits (the same operations in
+ * the same order; only where the operands wait differs). */
 void norm_quant_row(global const float *x, global const float *w, int has_w, global float *y, int n,
                     float eps, int quant, global uchar *q, int qrow, int active, local acc_t *part,
-                    local float *redf, local int *redi)
+                    local float *redf, local int *redi, local float *buf, int buf_len)
 {
-    int lid = get_local_id(0), wg = get_local_size(0);
+    int lid = get_local_id(0), wg = get_local_size(0), n4 = n / 4;
+    float amax = 1e-5f;
+    if (n <= buf_len) {
+#pragma unroll 8
+        for (int k = lid; active && k < n4; k += wg) vstore4(vload4(k, x), k, buf);
+        for (int k = 4 * n4 + lid; active && k < n; k += wg) buf[k] = x[k];
+        barrier(CLK_LOCAL_MEM_FENCE);
+        acc_t ss = row_ss_l(buf, active ? n : 0, part);
+        float s = rsqrt_rn((float)(ss / (acc_t)n) + eps);
+#pragma unroll 4
+        for (int k = lid; active && k < n4; k += wg) {
+            float4 v = vload4(k, buf) * s;
+            if (has_w) v = v * vload4(k, w);
+            vstore4(v, k, y);
+            vstore4(v, k, buf);
+            float4 a = fabs(v);
+            amax = a.x > amax ? a.x : amax;
+            amax = a.y > amax ? a.y : amax;
+            amax = a.z > amax ? a.z : amax;
+            amax = a.w > amax ? a.w : amax;
+        }
+        for (int k = 4 * n4 + lid; active && k < n; k += wg) {
+            float v = buf[k] * s;
+            if (has_w) v = v * w[k];
+            y[k] = v;
+            buf[k] = v;
+            float a = fabs(v);
+            amax = a > amax ? a : amax;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        amax = wg_maxf(amax, redf);
+        quantize_row_l(buf, n, amax, q, qrow, redi, quant && active);
+        return;
+    }
     acc_t ss = row_ss(x, active ? n : 0, part);
     float var = (float)(ss / (acc_t)n);
     float s = rsqrt_rn(var + eps);
-    float amax = 1e-5f;
 #pragma unroll 8
     for (int k = lid; active && k < n; k += wg) {
         float v = x[k] * s;

@@ -82,6 +82,7 @@ kernel void tmv(global const uchar *xb, ulong xo, int xrow, int T, int ku, int m
     local acc_t tpart[NORM_LANES];
     local float redf[MV_WG];
     local int redi[MV_WG];
+    local float nbuf[NORM_LOCAL + 4]; /* the tail's row (norm_quant_row; + 4: never empty) */
     local int last;
     int lid = get_local_id(0), warp = lid / MV_LANES, lane = lid % MV_LANES;
     int g = get_group_id(0);
@@ -160,7 +161,7 @@ kernel void tmv(global const uchar *xb, ulong xo, int xrow, int T, int ku, int m
     for (int tt = 0; (tail & 2) && tt < T; tt++)
         norm_quant_row(CAT(float, zb, zo) + (ulong)tt * N, CAT(float, nwb, nwo), has_nw,
                        AT(float, ynb, yno) + (ulong)tt * N, N, eps, 1, qb + qo + (ulong)tt * qrow, qrow, active,
-                       tpart, redf, redi);
+                       tpart, redf, redi, nbuf, NORM_LOCAL);
 }
 
 /* Ternary GEMM: a 64-row x 64-token tile per group of 8 x 8 items, each

@@ -115,10 +115,11 @@ kernel void rms_norm_q(global const uchar *xb, ulong xo, global const uchar *wb,
     local acc_t part[NORM_LANES];
     local float redf[ROW_WG];
     local int redi[ROW_WG];
+    local float nbuf[NORM_LOCAL + 4];
     int r = get_group_id(0);
     norm_quant_row(CAT(float, xb, xo + (ulong)r * (ulong)n * 4), CAT(float, wb, wo), has_w,
                    AT(float, yb, yo + (ulong)r * (ulong)n * 4), n, eps, quant, qb + qo + (ulong)r * (ulong)qrow,
-                   qrow, 1, part, redf, redi);
+                   qrow, 1, part, redf, redi, nbuf, NORM_LOCAL);
 }
 
 /* Per-token absmax int8 of row r (TERN_OP_QUANTIZE_ACT). */
