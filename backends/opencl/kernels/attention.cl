@@ -92,14 +92,16 @@ kernel void rope_kv(int mode, int n_dims, int hd, float fscale, global const flo
             cache_put(cc + cco + (((ulong)p * heads_c + r % heads_c) * hd) * (f16_c ? 2 : 4), f16_c, d, v);
         }
     }
-    /* the tail: every group takes part in its barriers, the last works */
+    /* the tail: the last group to count itself works, the others leave */
+    if (!tail_b) return;
     mem_fence(CLK_GLOBAL_MEM_FENCE);
     barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
     int lid = get_local_id(0);
-    if (lid == 0) last = tail_b && atomic_inc(&ctrs[ctr]) == (int)get_num_groups(0) - 1;
+    if (lid == 0) last = atomic_inc(&ctrs[ctr]) == (int)get_num_groups(0) - 1;
     barrier(CLK_LOCAL_MEM_FENCE);
-    if (last && lid == 0) ctrs[ctr] = 0;
-    for (ulong i = lid; last && i < (ulong)rows_b * P; i += get_local_size(0))
+    if (!last) return;
+    if (lid == 0) ctrs[ctr] = 0;
+    for (ulong i = lid; i < (ulong)rows_b * P; i += get_local_size(0))
         rope_row_item(CAT(float, xb, xbo), AT(float, yb, ybo), i / P, i % P, heads_b, mode, n_dims, hd, fscale,
                       inv_freq, pos, store_b, cb + cbo, f16_b, node_b, n_ctx, err);
 }
@@ -210,15 +212,18 @@ kernel void attention(global const uchar *qb, ulong qo, global const uchar *kb, 
         for (int s = 0; s < ATT_SLICES; s++) acc += accp[s][d];
         y[d] = last < 0 ? NAN : (float)(acc / sum);
     }
-    /* the tail (every group takes part in its barriers, the last works) */
+    /* the tail: the last group to count itself works, the others leave at
+     * once (as tmv's) */
+    if (!tail) return;
     mem_fence(CLK_GLOBAL_MEM_FENCE);
     barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
-    if (lid == 0) lastg = tail && atomic_inc(&ctrs[ctr]) == (int)get_num_groups(0) - 1;
+    if (lid == 0) lastg = atomic_inc(&ctrs[ctr]) == (int)get_num_groups(0) - 1;
     barrier(CLK_LOCAL_MEM_FENCE);
-    int active = lastg, n = hd * n_head, T = get_num_groups(0) / n_head;
-    if (active && lid == 0) ctrs[ctr] = 0;
+    if (!lastg) return;
+    int n = hd * n_head, T = get_num_groups(0) / n_head;
+    if (lid == 0) ctrs[ctr] = 0;
     mem_fence(CLK_GLOBAL_MEM_FENCE);
-    for (int tt = 0; tail && tt < T; tt++)
+    for (int tt = 0; tt < T; tt++)
         norm_quant_row(CAT(float, yb, yo) + (ulong)tt * n, CAT(float, nwb, nwo), has_nw, AT(float, ynb, yno) + (ulong)tt * n,
-                       n, eps, 1, qqb + qqo + (ulong)tt * qrow, qrow, active, tpart, redf, redi, nbuf, NORM_LOCAL_ATT);
+                       n, eps, 1, qqb + qqo + (ulong)tt * qrow, qrow, tpart, redf, redi, nbuf, NORM_LOCAL_ATT);
 }

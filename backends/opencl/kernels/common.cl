@@ -159,7 +159,7 @@ QUANTIZE_ROW(quantize_row_l, local)
  * q of y: TERN_OP_RMS_NORM then TERN_OP_QUANTIZE_ACT, step for step, for
  * rms_norm_q and the fused tails of tmv and attention. var = f32(sum x^2 /
  * n) (row_ss), s = 1/sqrtf(var + eps), y = f32(x s) * w. Every item of the
- * group calls it (it holds barriers); active = 0 only takes part in them.
+ * group calls it (it holds barriers).
  * A row of up to buf_len values is read from global memory once, four
  * values a load, into buf (local), and normed and quantized there: a
  * group of 128 items over a 6912-wide row otherwise waits on about twenty
@@ -168,20 +168,20 @@ QUANTIZE_ROW(quantize_row_l, local)
  * may take the place of x. Both give the same bits (the same operations in
  * the same order; only where the operands wait differs). */
 void norm_quant_row(global const float *x, global const float *w, int has_w, global float *y, int n,
-                    float eps, int quant, global uchar *q, int qrow, int active, local acc_t *part,
+                    float eps, int quant, global uchar *q, int qrow, local acc_t *part,
                     local float *redf, local int *redi, local float *buf, int buf_len)
 {
     int lid = get_local_id(0), wg = get_local_size(0), n4 = n / 4;
     float amax = 1e-5f;
     if (n <= buf_len) {
 #pragma unroll 8
-        for (int k = lid; active && k < n4; k += wg) vstore4(vload4(k, x), k, buf);
-        for (int k = 4 * n4 + lid; active && k < n; k += wg) buf[k] = x[k];
+        for (int k = lid; k < n4; k += wg) vstore4(vload4(k, x), k, buf);
+        for (int k = 4 * n4 + lid; k < n; k += wg) buf[k] = x[k];
         barrier(CLK_LOCAL_MEM_FENCE);
-        acc_t ss = row_ss_l(buf, active ? n : 0, part);
+        acc_t ss = row_ss_l(buf, n, part);
         float s = rsqrt_rn((float)(ss / (acc_t)n) + eps);
 #pragma unroll 4
-        for (int k = lid; active && k < n4; k += wg) {
+        for (int k = lid; k < n4; k += wg) {
             float4 v = vload4(k, buf) * s;
             if (has_w) v = v * vload4(k, w);
             vstore4(v, k, y);
@@ -192,7 +192,7 @@ void norm_quant_row(global const float *x, global const float *w, int has_w, glo
             amax = a.z > amax ? a.z : amax;
             amax = a.w > amax ? a.w : amax;
         }
-        for (int k = 4 * n4 + lid; active && k < n; k += wg) {
+        for (int k = 4 * n4 + lid; k < n; k += wg) {
             float v = buf[k] * s;
             if (has_w) v = v * w[k];
             y[k] = v;
@@ -202,14 +202,14 @@ void norm_quant_row(global const float *x, global const float *w, int has_w, glo
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         amax = wg_maxf(amax, redf);
-        quantize_row_l(buf, n, amax, q, qrow, redi, quant && active);
+        quantize_row_l(buf, n, amax, q, qrow, redi, quant);
         return;
     }
-    acc_t ss = row_ss(x, active ? n : 0, part);
+    acc_t ss = row_ss(x, n, part);
     float var = (float)(ss / (acc_t)n);
     float s = rsqrt_rn(var + eps);
 #pragma unroll 8
-    for (int k = lid; active && k < n; k += wg) {
+    for (int k = lid; k < n; k += wg) {
         float v = x[k] * s;
         if (has_w) v = v * w[k];
         y[k] = v;
@@ -218,7 +218,7 @@ void norm_quant_row(global const float *x, global const float *w, int has_w, glo
     }
     barrier(CLK_GLOBAL_MEM_FENCE);
     amax = wg_maxf(amax, redf);
-    quantize_row(y, n, amax, q, qrow, redi, quant && active);
+    quantize_row(y, n, amax, q, qrow, redi, quant);
 }
 
 /* ---- elementwise functions as op.h defines them ---- */

@@ -146,22 +146,24 @@ kernel void tmv(global const uchar *xb, ulong xo, int xrow, int T, int ku, int m
         if (wmask & 16) AT(float, gb, go)[at] = a;
         if (wmask & 8) AT(float, zb, zo)[at] = a * res[warp][1][lane];
     }
-    /* the tail: every group takes part in its barriers, the last one works */
+    /* the tail: the last group to count itself works, the others leave at
+     * once (whole groups leave, so no barrier misses part of a group) */
+    if (!tail) return;
     mem_fence(CLK_GLOBAL_MEM_FENCE);
     barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
-    if (lid == 0) last = tail && atomic_inc(&ctrs[ctr]) == (int)get_num_groups(0) - 1;
+    if (lid == 0) last = atomic_inc(&ctrs[ctr]) == (int)get_num_groups(0) - 1;
     barrier(CLK_LOCAL_MEM_FENCE);
-    int active = last;
-    if (active && lid == 0) ctrs[ctr] = 0;
+    if (!last) return;
+    if (lid == 0) ctrs[ctr] = 0;
     mem_fence(CLK_GLOBAL_MEM_FENCE);
     global const float *yv = CAT(float, y0b, y0o);
 #pragma unroll 4
-    for (int k = lid; active && (tail & 1) && k < T * N; k += MV_WG) AT(float, zb, zo)[k] = CAT(float, ab, ao)[k] + yv[k];
+    for (int k = lid; (tail & 1) && k < T * N; k += MV_WG) AT(float, zb, zo)[k] = CAT(float, ab, ao)[k] + yv[k];
     barrier(CLK_GLOBAL_MEM_FENCE);
     for (int tt = 0; (tail & 2) && tt < T; tt++)
         norm_quant_row(CAT(float, zb, zo) + (ulong)tt * N, CAT(float, nwb, nwo), has_nw,
-                       AT(float, ynb, yno) + (ulong)tt * N, N, eps, 1, qb + qo + (ulong)tt * qrow, qrow, active,
-                       tpart, redf, redi, nbuf, NORM_LOCAL);
+                       AT(float, ynb, yno) + (ulong)tt * N, N, eps, 1, qb + qo + (ulong)tt * qrow, qrow, tpart,
+                       redf, redi, nbuf, NORM_LOCAL);
 }
 
 /* Ternary GEMM: a 64-row x 64-token tile per group of 8 x 8 items, each

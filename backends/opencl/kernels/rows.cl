@@ -119,7 +119,7 @@ kernel void rms_norm_q(global const uchar *xb, ulong xo, global const uchar *wb,
     int r = get_group_id(0);
     norm_quant_row(CAT(float, xb, xo + (ulong)r * (ulong)n * 4), CAT(float, wb, wo), has_w,
                    AT(float, yb, yo + (ulong)r * (ulong)n * 4), n, eps, quant, qb + qo + (ulong)r * (ulong)qrow,
-                   qrow, 1, part, redf, redi, nbuf, NORM_LOCAL);
+                   qrow, part, redf, redi, nbuf, NORM_LOCAL);
 }
 
 /* Per-token absmax int8 of row r (TERN_OP_QUANTIZE_ACT). */
