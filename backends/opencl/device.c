@@ -21,7 +21,7 @@ const char *const ocl_kernel_names[K_COUNT] = {
     [K_GET_ROWS] = "get_rows",   [K_RMS_NORM_Q] = "rms_norm_q", [K_QUANTIZE_ACT] = "quantize_act",
     [K_ELTWISE] = "eltwise",     [K_SOFTMAX] = "softmax",       [K_ROPE_KV] = "rope_kv",
     [K_ATTENTION] = "attention", [K_TMV] = "tmv",               [K_TMM] = "tmm",
-    [K_FMV] = "fmv",             [K_Q8ACT] = "q8act",           [K_Q8MV] = "q8mv",
+    [K_FMV] = "fmv",             [K_FMV1] = "fmv1",             [K_Q8ACT] = "q8act",           [K_Q8MV] = "q8mv",
     [K_TMV_CPU] = "tmv_cpu",     [K_FMV_CPU] = "fmv_cpu",
 };
 
@@ -216,13 +216,15 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* 1 when the NVIDIA compiler takes dp4a as inline PTX (its OpenCL has no
- * integer dot product extension). */
+/* 1 when the NVIDIA compiler takes dp4a and cvt.f32.f16 as inline PTX
+ * (its OpenCL has neither the integer dot product nor the fp16 extension). */
 static int probe_dp4a(ocl_ctx *c)
 {
     static const char *src =
-        "kernel void t(global int *p) { int d; uint a = p[0], b = p[1];\n"
-        " asm(\"dp4a.s32.s32 %0, %1, %2, %3;\" : \"=r\"(d) : \"r\"(a), \"r\"(b), \"r\"(0)); p[2] = d; }\n";
+        "kernel void t(global int *p) { int d; uint a = p[0], b = p[1]; float f, g;\n"
+        " asm(\"dp4a.s32.s32 %0, %1, %2, %3;\" : \"=r\"(d) : \"r\"(a), \"r\"(b), \"r\"(0)); p[2] = d;\n"
+        " asm(\"{ .reg .b16 l, h; mov.b32 {l, h}, %2; cvt.f32.f16 %0, l; cvt.f32.f16 %1, h; }\"\n"
+        "     : \"=f\"(f), \"=f\"(g) : \"r\"(a)); p[3] = as_int(f + g); }\n";
     cl_int e;
     cl_program p = clCreateProgramWithSource(c->context, 1, &src, NULL, &e);
     if (e != CL_SUCCESS) return 0;

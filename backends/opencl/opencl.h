@@ -45,6 +45,7 @@ enum {
     K_TMV,
     K_TMM,
     K_FMV,
+    K_FMV1,
     K_Q8ACT,
     K_Q8MV,
     K_TMV_CPU,

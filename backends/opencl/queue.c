@@ -633,7 +633,7 @@ static void l_matmul(ocl_ctx *c, int i)
     size_t gcpu = round_up((size_t)w->N, 16), lcpu = 16;
     size_t gf[2] = {(size_t)(w->N + OCL_MV_WG / 8 - 1) / (OCL_MV_WG / 8) * OCL_MV_WG, gws[1]}; /* 8 lanes a row */
     if (w->kind == W_FLOAT) {
-        args a = args_of(c, c->cpu_kernels ? K_FMV_CPU : K_FMV);
+        args a = args_of(c, c->cpu_kernels ? K_FMV_CPU : T == 1 ? K_FMV1 : K_FMV);
         a_i32(&a, q->node.src[1]->type);
         a_t(&a, x);
         a_i32(&a, K);

@@ -238,9 +238,22 @@ float silu(float x)
 #endif
 }
 
-/* Eight halves (f16 bits) to f32, exactly, in registers: the magnitude
- * moved into an f32's fields and scaled by 2^112 (subnormals too), inf
- * and NaN set apart, then the sign. */
+/* Eight halves (f16 bits) to f32, exactly. On NVIDIA (TERN_NV_DP4A: its
+ * inline PTX builds) by the hardware conversion, two a word, instead of
+ * the bit arithmetic below (about six integer operations a half): the
+ * 2B4T head's GEMV 287 -> 257 us on an H100. */
+#ifdef TERN_NV_DP4A
+float2 h2f(uint w)
+{
+    float a, b;
+    asm("{ .reg .b16 l, h; mov.b32 {l, h}, %2; cvt.f32.f16 %0, l; cvt.f32.f16 %1, h; }" : "=f"(a), "=f"(b) : "r"(w));
+    return (float2)(a, b);
+}
+
+float8 h8f(uint4 r) { return (float8)(h2f(r.x), h2f(r.y), h2f(r.z), h2f(r.w)); }
+#else
+/* In registers: the magnitude moved into an f32's fields and scaled by
+ * 2^112 (subnormals too), inf and NaN set apart, then the sign. */
 float8 h8f(uint4 r)
 {
     uint8 h = convert_uint8(as_ushort8(r)), mag = (h & 0x7fffu) << 13;
@@ -248,6 +261,7 @@ float8 h8f(uint4 r)
     f = select(f, as_float8(mag | 0x7f800000u), (h & 0x7c00u) == 0x7c00u);
     return as_float8(as_uint8(f) | ((h & 0x8000u) << 16));
 }
+#endif
 
 /* A KV cache value: F16 (f16 != 0) or F32 element i of the bytes at p. */
 acc_t cache_at(global const uchar *p, int f16, ulong i)

@@ -296,38 +296,47 @@ float fma8(float8 a, float8 v, float acc)
     return fma(a.s7, v.s7, acc);
 }
 
-/* Float GEMV over tokens [MV_TOK * group_id(1), + MV_TOK): 8 lanes a
- * row, 4 rows a lane-group, 16 rows a group (long loops with many loads
- * in flight and a short reduction: the head is the largest read of a
- * decode step). Lane l of a row takes k = 8(l + 8i) .. + 7, an fma chain
- * in k order; its 8 lanes are added 0..7. */
+/* Float GEMV over tokens [NTOK * group_id(1), + NTOK): 8 lanes a row, 4
+ * rows a lane-group, 16 rows a group (long loops with many loads in
+ * flight and a short reduction: the head is the largest read of a decode
+ * step). Lane l of a row takes k = 8(l + 8i) .. + 7, an fma chain in k
+ * order; its 8 lanes are added 0..7. fmv takes MV_TOK tokens a group;
+ * fmv1, for one token (decode), holds one accumulator and keeps twice the
+ * weight loads in flight: the same sums in the same order. */
 #define FMV_LPR 8
+#define FMV_BODY(NTOK, UNROLL)                                                                     \
+    local float part[MV_WG / FMV_LPR][NTOK][FMV_LPR + 1];                                          \
+    int lid = get_local_id(0), slot = lid / FMV_LPR, lane = lid % FMV_LPR;                         \
+    int row = get_group_id(0) * (MV_WG / FMV_LPR) + slot, t0 = get_group_id(1) * NTOK;             \
+    int tc = T - t0 < NTOK ? T - t0 : NTOK, wide = K % 8 == 0;                                     \
+    global const uchar *rw = wb + wo + (ulong)(row < N ? row : 0) * wrow;                          \
+    global const float *x = CAT(float, xb, xo) + (ulong)t0 * K;                                   \
+    float acc[NTOK];                                                                               \
+    for (int t = 0; t < NTOK; t++) acc[t] = 0.0f;                                                  \
+    _Pragma(UNROLL) for (int k = 8 * lane; k < K; k += 8 * FMV_LPR) {                              \
+        float8 a = wload8(type, rw, k, K, wide);                                                   \
+        _Pragma("unroll") for (int t = 0; t < NTOK; t++)                                           \
+            if (t < tc) acc[t] = fma8(a, xload8(x + (ulong)t * K, k, K, wide), acc[t]);            \
+    }                                                                                              \
+    for (int t = 0; t < NTOK; t++) part[slot][t][lane] = acc[t];                                   \
+    barrier(CLK_LOCAL_MEM_FENCE);                                                                  \
+    int t = lane; /* lane t of the row sums token t */                                             \
+    if (t < tc && row < N) {                                                                       \
+        float s = 0.0f;                                                                            \
+        for (int i = 0; i < FMV_LPR; i++) s += part[slot][t][i];                                   \
+        AT(float, yb, yo)[(ulong)(t0 + t) * N + row] = s;                                          \
+    }
+
 kernel void fmv(int type, global const uchar *xb, ulong xo, int K, int T, global const uchar *wb,
                 ulong wo, ulong wrow, int N, global uchar *yb, ulong yo)
 {
-    local float part[MV_WG / FMV_LPR][MV_TOK][FMV_LPR + 1];
-    int lid = get_local_id(0), slot = lid / FMV_LPR, lane = lid % FMV_LPR;
-    int row = get_group_id(0) * (MV_WG / FMV_LPR) + slot, t0 = get_group_id(1) * MV_TOK;
-    int tc = T - t0 < MV_TOK ? T - t0 : MV_TOK, wide = K % 8 == 0;
-    global const uchar *rw = wb + wo + (ulong)(row < N ? row : 0) * wrow;
-    global const float *x = CAT(float, xb, xo) + (ulong)t0 * K;
-    float acc[MV_TOK];
-    for (int t = 0; t < MV_TOK; t++) acc[t] = 0.0f;
-#pragma unroll 2
-    for (int k = 8 * lane; k < K; k += 8 * FMV_LPR) {
-        float8 a = wload8(type, rw, k, K, wide);
-#pragma unroll
-        for (int t = 0; t < MV_TOK; t++)
-            if (t < tc) acc[t] = fma8(a, xload8(x + (ulong)t * K, k, K, wide), acc[t]);
-    }
-    for (int t = 0; t < MV_TOK; t++) part[slot][t][lane] = acc[t];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    int t = lane; /* lane t of the row sums token t */
-    if (t < tc && row < N) {
-        float s = 0.0f;
-        for (int i = 0; i < FMV_LPR; i++) s += part[slot][t][i];
-        AT(float, yb, yo)[(ulong)(t0 + t) * N + row] = s;
-    }
+    FMV_BODY(MV_TOK, "unroll 2")
+}
+
+kernel void fmv1(int type, global const uchar *xb, ulong xo, int K, int T, global const uchar *wb,
+                 ulong wo, ulong wrow, int N, global uchar *yb, ulong yo)
+{
+    FMV_BODY(1, "unroll 4")
 }
 
 /* Q8_0 activations: item (block b, token t): d = amax / 127, codes
