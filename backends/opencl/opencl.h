@@ -46,6 +46,8 @@ enum {
     K_TMM,
     K_FMV,
     K_FMV1,
+    K_FMV2,
+    K_FMV4,
     K_Q8ACT,
     K_Q8MV,
     K_TMV_CPU,

@@ -302,8 +302,14 @@ float fma8(float8 a, float8 v, float acc)
  * step). Lane l of a row takes k = 8(l + 8i) .. + 7, an fma chain in k
  * order; its 8 lanes are added 0..7. fmv takes MV_TOK tokens a group;
  * fmv1, for one token (decode), holds one accumulator and keeps twice the
- * weight loads in flight: the same sums in the same order. */
+ * weight loads in flight, fmv2 and fmv4 two and four tokens: the same sums
+ * in the same order whatever the kernel. */
 #define FMV_LPR 8
+#ifndef FMV1_UNROLL
+#define FMV1_UNROLL 4
+#endif
+#define FMV_STR(x) #x
+#define FMV_UNROLL_PRAGMA(n) FMV_STR(unroll n)
 #define FMV_BODY(NTOK, UNROLL)                                                                     \
     local float part[MV_WG / FMV_LPR][NTOK][FMV_LPR + 1];                                          \
     int lid = get_local_id(0), slot = lid / FMV_LPR, lane = lid % FMV_LPR;                         \
@@ -313,7 +319,20 @@ float fma8(float8 a, float8 v, float acc)
     global const float *x = CAT(float, xb, xo) + (ulong)t0 * K;                                   \
     float acc[NTOK];                                                                               \
     for (int t = 0; t < NTOK; t++) acc[t] = 0.0f;                                                  \
-    _Pragma(UNROLL) for (int k = 8 * lane; k < K; k += 8 * FMV_LPR) {                              \
+    int k0 = 8 * lane;                                                                             \
+    if (wide && type == WT_F16) { /* four weight loads issued before their sums use them */        \
+        for (; k0 + 3 * 8 * FMV_LPR + 8 <= K; k0 += 4 * 8 * FMV_LPR) {                             \
+            uint4 r[4];                                                                            \
+            _Pragma("unroll") for (int j = 0; j < 4; j++)                                          \
+                r[j] = *(global const uint4 *)(rw + 2 * (ulong)(k0 + j * 8 * FMV_LPR));            \
+            _Pragma("unroll") for (int j = 0; j < 4; j++) {                                        \
+                float8 a = h8f(r[j]);                                                              \
+                _Pragma("unroll") for (int t = 0; t < NTOK; t++)                                   \
+                    if (t < tc) acc[t] = fma8(a, xload8(x + (ulong)t * K, k0 + j * 8 * FMV_LPR, K, 1), acc[t]); \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+    _Pragma(UNROLL) for (int k = k0; k < K; k += 8 * FMV_LPR) {                                    \
         float8 a = wload8(type, rw, k, K, wide);                                                   \
         _Pragma("unroll") for (int t = 0; t < NTOK; t++)                                           \
             if (t < tc) acc[t] = fma8(a, xload8(x + (ulong)t * K, k, K, wide), acc[t]);            \
@@ -336,7 +355,21 @@ kernel void fmv(int type, global const uchar *xb, ulong xo, int K, int T, global
 kernel void fmv1(int type, global const uchar *xb, ulong xo, int K, int T, global const uchar *wb,
                  ulong wo, ulong wrow, int N, global uchar *yb, ulong yo)
 {
-    FMV_BODY(1, "unroll 4")
+    FMV_BODY(1, FMV_UNROLL_PRAGMA(FMV1_UNROLL))
+}
+
+/* two and four tokens (a speculative verify, a few server slots): the
+ * weights read once for all of them, as few accumulators as they need */
+kernel void fmv2(int type, global const uchar *xb, ulong xo, int K, int T, global const uchar *wb,
+                 ulong wo, ulong wrow, int N, global uchar *yb, ulong yo)
+{
+    FMV_BODY(2, "unroll 4")
+}
+
+kernel void fmv4(int type, global const uchar *xb, ulong xo, int K, int T, global const uchar *wb,
+                 ulong wo, ulong wrow, int N, global uchar *yb, ulong yo)
+{
+    FMV_BODY(4, "unroll 2")
 }
 
 /* Q8_0 activations: item (block b, token t): d = amax / 127, codes
