@@ -301,3 +301,9 @@ void tk_matmul(const tern_kernel_variant *gemv, const tern_kernel_variant *gemm,
                              node->dst->nb[1], K, N, n_tok, node->src[1]->scale};
     (n_tok == 1 ? gemv : gemm)->kernel(&call, ith, nth, scratch);
 }
+
+size_t tk_matmul_scratch(const tern_kernel_variant *gemv, const tern_kernel_variant *gemm, int64_t K, int64_t n_tok)
+{
+    size_t a = gemv->scratch_size(K, n_tok), b = gemm->scratch_size(K, n_tok);
+    return a > b ? a : b;
+}

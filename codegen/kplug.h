@@ -63,6 +63,8 @@ int tk_set_choose(tk_set *s, int64_t K, int64_t N, const tern_kernel_variant **g
  * packed for gemv/gemm: gemv runs one token, gemm a batch. */
 void tk_matmul(const tern_kernel_variant *gemv, const tern_kernel_variant *gemm, int64_t K, int64_t N,
                const tern_node *node, int ith, int nth, void *scratch);
+/* The scratch one thread of tk_matmul needs for n_tok tokens. */
+size_t tk_matmul_scratch(const tern_kernel_variant *gemv, const tern_kernel_variant *gemm, int64_t K, int64_t n_tok);
 /* Appends "; kernels K x N: 2560x640: gemv / gemm (why); ..." at buf + k
  * (n bytes in all), naming a shape the backend's built-in kernels run by
  * builtin(ctx, K, N). Returns the new length, as snprintf counts. */

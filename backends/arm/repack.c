@@ -396,10 +396,7 @@ size_t arm_tmm_scratch(const tern_node *node)
     const tern_tensor *x = node->src[0], *w = node->src[1];
     if (!x || !w || !arm_tag_is(w, &arm_tmat_tag)) return 0;
     const arm_tmat *m = w->extra;
-    if (m->gemv) {
-        size_t a = m->gemv->scratch_size(m->K, tern_tensor_nrows(x)), b = m->gemm->scratch_size(m->K, tern_tensor_nrows(x));
-        return a > b ? a : b;
-    }
+    if (m->gemv) return tk_matmul_scratch(m->gemv, m->gemm, m->K, tern_tensor_nrows(x));
     if (m->v->family != ARM_FAM_LUT) return 0;
     size_t n_tok = (size_t)tern_tensor_nrows(x), tb = n_tok < ARM_LUT_TOKENS ? n_tok : ARM_LUT_TOKENS;
     return tb * (size_t)(m->Kp / 2) * ARM_LUT_PAIR_BYTES + 64;

@@ -498,10 +498,7 @@ size_t x86_tmm_scratch(const tern_node *node)
     if (!x || !w || !w->extra) return 0;
     const x86_tmat *m = w->extra;
     size_t n_tok = (size_t)tern_tensor_nrows(x);
-    if (m->family == X86_FAM_PLUGIN) {
-        size_t a = m->gemv->scratch_size(m->K, (int64_t)n_tok), b = m->gemm->scratch_size(m->K, (int64_t)n_tok);
-        return a > b ? a : b;
-    }
+    if (m->family == X86_FAM_PLUGIN) return tk_matmul_scratch(m->gemv, m->gemm, m->K, (int64_t)n_tok);
     if (m->family == X86_FAM_BITSERIAL) return n_tok * (size_t)m->Kp; /* 8 bit planes */
     if (m->family == X86_FAM_LUT) {
         size_t tb = n_tok < X86_LUT_TOKENS ? n_tok : X86_LUT_TOKENS;
