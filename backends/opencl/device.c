@@ -264,10 +264,6 @@ static tern_status build_program(ocl_ctx *c, char *err, size_t errlen)
     long norm_local = (long)((local - 12 * 1024) / 4) / 256 * 256, norm_att = (long)((local - 16 * 1024) / 4) / 256 * 256;
     norm_local = norm_local > 8192 ? 8192 : norm_local;
     norm_att = norm_att > 4096 ? 4096 : norm_att;
-    char extra[64] = "";
-    const char *unroll = getenv("TERN_OPENCL_FMV1_UNROLL"); /* diagnostics: fmv1's loop unrolling */
-    if (unroll && *unroll && strspn(unroll, "0123456789") == strlen(unroll) && strlen(unroll) < 4)
-        snprintf(extra, sizeof extra, " -DFMV1_UNROLL=%s", unroll);
     const char *cap = getenv("TERN_OPENCL_NORM_LOCAL"); /* diagnostics: a lower cap, 0 = the global path */
     if (cap && *cap) {
         long v = strtol(cap, NULL, 10) / 4 * 4;
@@ -275,10 +271,10 @@ static tern_status build_program(ocl_ctx *c, char *err, size_t errlen)
         norm_att = v >= 0 && v < norm_att ? v : norm_att;
     }
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DROW_WG=%d -DATT_WG=%d -DATT_SLICES=%d -DMV_WG=%d -DMV_ROWS=%d "
-             "-DMV_TOK=%d -DHD_MAX=%d -DNORM_LOCAL=%ld -DNORM_LOCAL_ATT=%ld%s%s%s%s", c->row_wg, c->att_wg,
+             "-DMV_TOK=%d -DHD_MAX=%d -DNORM_LOCAL=%ld -DNORM_LOCAL_ATT=%ld%s%s%s", c->row_wg, c->att_wg,
              c->att_wg >= 64 ? c->att_wg / 32 : 1, OCL_MV_WG, OCL_MV_ROWS, OCL_MV_TOK, OCL_HD_MAX, norm_local, norm_att,
              c->fp64 ? " -DTERN_FP64" : "", cr_div ? " -cl-fp32-correctly-rounded-divide-sqrt -DTERN_CR_DIV" : "",
-             c->nv_dp4a ? " -DTERN_NV_DP4A" : "", extra);
+             c->nv_dp4a ? " -DTERN_NV_DP4A" : "");
     if (!c->fp64 && !cr_div)
         c->host->log(TERN_LOG_WARN, "opencl: %s has neither fp64 nor correctly rounded f32 division: "
                      "integer paths may differ from scalar in the last bit of their scale", c->device_name);

@@ -628,13 +628,15 @@ static void l_matmul(ocl_ctx *c, int i)
     const tern_tensor *x = q->node.src[0];
     const ocl_weight *w = ocl_weight_of(q->node.src[1]);
     int K = (int)x->ne[0], T = n_tok(x);
-    size_t lws[2] = {OCL_MV_WG, 1};
-    size_t gcpu = round_up((size_t)w->N, 16), lcpu = 16;
-    /* the float GEMV taking the fewest tokens that hold T (8 lanes a row) */
-    int fk = T == 1 ? K_FMV1 : T == 2 ? K_FMV2 : T <= 4 ? K_FMV4 : K_FMV, ft = T == 1 ? 1 : T == 2 ? 2 : T <= 4 ? 4 : OCL_MV_TOK;
-    size_t gf[2] = {(size_t)(w->N + OCL_MV_WG / 8 - 1) / (OCL_MV_WG / 8) * OCL_MV_WG, (size_t)(T + ft - 1) / ft};
     if (w->kind == W_FLOAT) {
-        args a = args_of(c, c->cpu_kernels ? K_FMV_CPU : fk);
+        /* the float GEMV for the fewest tokens a group that hold T (8 lanes a row) */
+        static const struct { int tokens, kernel; } fmvs[] = {{1, K_FMV1}, {2, K_FMV2}, {4, K_FMV4}, {OCL_MV_TOK, K_FMV}};
+        int f = 0, last = (int)(sizeof fmvs / sizeof fmvs[0]) - 1;
+        while (f < last && fmvs[f].tokens < T) f++;
+        size_t gf[2] = {(size_t)(w->N + OCL_MV_WG / 8 - 1) / (OCL_MV_WG / 8) * OCL_MV_WG,
+                        (size_t)(T + fmvs[f].tokens - 1) / fmvs[f].tokens};
+        size_t lws[2] = {OCL_MV_WG, 1}, gcpu = round_up((size_t)w->N, 16), lcpu = 16;
+        args a = args_of(c, c->cpu_kernels ? K_FMV_CPU : fmvs[f].kernel);
         a_i32(&a, q->node.src[1]->type);
         a_t(&a, x);
         a_i32(&a, K);

@@ -305,11 +305,6 @@ float fma8(float8 a, float8 v, float acc)
  * weight loads in flight, fmv2 and fmv4 two and four tokens: the same sums
  * in the same order whatever the kernel. */
 #define FMV_LPR 8
-#ifndef FMV1_UNROLL
-#define FMV1_UNROLL 4
-#endif
-#define FMV_STR(x) #x
-#define FMV_UNROLL_PRAGMA(n) FMV_STR(unroll n)
 #define FMV_BODY(NTOK, UNROLL)                                                                     \
     local float part[MV_WG / FMV_LPR][NTOK][FMV_LPR + 1];                                          \
     int lid = get_local_id(0), slot = lid / FMV_LPR, lane = lid % FMV_LPR;                         \
@@ -355,7 +350,7 @@ kernel void fmv(int type, global const uchar *xb, ulong xo, int K, int T, global
 kernel void fmv1(int type, global const uchar *xb, ulong xo, int K, int T, global const uchar *wb,
                  ulong wo, ulong wrow, int N, global uchar *yb, ulong yo)
 {
-    FMV_BODY(1, FMV_UNROLL_PRAGMA(FMV1_UNROLL))
+    FMV_BODY(1, "unroll 4")
 }
 
 /* two and four tokens (a speculative verify, a few server slots): the
