@@ -490,12 +490,16 @@ static int tune_shape(const tune_opts *o, const tern_plugin_info *x86, const ter
            cands[0].n_gemv);
     printf("  %-18s %-26s %-22s %-26s %-22s %-22s\n", "family", "best gemv variant", "gemv ms", "best gemm variant",
            "gemm 4 tok ms", "gemm 128 tok ms");
-    const char *fams[] = {"built-in mad", "built-in lut", "built-in bitserial", "mad", "dense5", "lut2", "lut3", "lut4"};
-    for (int f = 0; f < (int)(sizeof fams / sizeof fams[0]); f++) {
+    /* a row per family, in the candidates' order (built-ins, then the plugin's) */
+    for (int f = 0; f < n_cand; f++) {
+        const char *fam = cands[f].family;
+        int seen = 0;
+        for (int i = 0; i < f && !seen; i++) seen = !strcmp(cands[i].family, fam);
+        if (seen) continue;
         int gv = -1, gm = -1;
-        for (int i = 0; i < n_cand; i++) {
+        for (int i = f; i < n_cand; i++) {
             cand *c = &cands[i];
-            if (!c->ok || strcmp(c->family, fams[f])) continue;
+            if (!c->ok || strcmp(c->family, fam)) continue;
             if (c->builtin || c->tokens == 1)
                 if (gv < 0 || c->gemv[MAX_REPS - 2] < cands[gv].gemv[MAX_REPS - 2]) gv = i;
             if (c->builtin || c->tokens > 1)
@@ -513,7 +517,7 @@ static int tune_shape(const tune_opts *o, const tern_plugin_info *x86, const ter
             snprintf(sb, sizeof sb, "%.3f (%.3f-%.3f)", cands[gm].small[MAX_REPS - 1], cands[gm].small[0],
                      cands[gm].small[cands[gm].n_small - 1]);
         }
-        printf("  %-18s %-26s %-22s %-26s %-22s %-22s\n", fams[f], gv >= 0 ? cands[gv].name : "-", a,
+        printf("  %-18s %-26s %-22s %-26s %-22s %-22s\n", fam, gv >= 0 ? cands[gv].name : "-", a,
                gm >= 0 ? cands[gm].name : "-", sb, b);
     }
     if (res->best_gemv >= 0)
