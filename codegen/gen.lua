@@ -461,18 +461,17 @@ end
 local function lut_tables(fam)
     local L = LUT[fam]
     local g, S, E, kstep = L.g, L.S, L.E, KBLOCK[fam]
-    local idx, dig = {}, {}
+    -- laid out [chunk of 32 entries][digit p][lane]: entry e, digit p
+    local idx, dig, codes = {}, {}, math.tointeger(3 ^ g)
     for e = 0, E - 1 do
         local G, c = e // S, e % S
         for p = 0, g - 1 do
-            idx[#idx + 1] = { e = e, p = p, v = G * g + p }
-            dig[#dig + 1] = { e = e, p = p, v = c < 3 ^ g and (c // (3 ^ p) % 3 - 1) or 0 }
+            local at = (e // 32) * g * 32 + p * 32 + e % 32 + 1
+            idx[at] = G * g + p
+            dig[at] = c < codes and c // math.tointeger(3 ^ p) % 3 - 1 or 0
         end
     end
-    local function table_of(name, list)
-        -- [chunk][digit][32 lanes]
-        local v = {}
-        for _, x in ipairs(list) do v[(x.e // 32) * g * 32 + x.p * 32 + x.e % 32 + 1] = math.tointeger(x.v) end
+    local function table_of(name, v)
         emit("static const int16_t %s[%d] __attribute__((aligned(64))) = {", name, E * g)
         for row = 0, E * g // 32 - 1 do
             local t = {}
@@ -919,40 +918,36 @@ EXPORT const tern_kernels_table *tern_kernels_entry(void) { return &tk_table; }]
     return table.concat(out, "\n") .. "\n"
 end
 
+-- Adds family f to grid g: a GEMV variant for each tile count x prefetch,
+-- a GEMM variant for each {tiles, tokens}.
+local function add_family(g, f, tiles, prefetches, gemms)
+    for _, nt in ipairs(tiles) do
+        for _, pf in ipairs(prefetches) do g[#g + 1] = { family = f, tiles = nt, tokens = 1, prefetch = pf } end
+    end
+    for _, b in ipairs(gemms) do g[#g + 1] = { family = f, tiles = b[1], tokens = b[2], prefetch = 0 } end
+end
+
 -- The grid `tern tune` and the tests search, per isa and patience.
 function M.grid(isa, patience)
-    local g = {}
+    local g, est, exh = {}, patience == "estimate", patience == "exhaustive"
     if isa == "neon" or isa == "sve2" then
         -- NEON: four registers a tile and token, so at most 6 of them
-        local gv = patience == "estimate" and { 1 } or { 1, 2 }
-        local gpf = patience == "estimate" and { 0 } or { 0, 1024 }
-        local gm = patience == "estimate" and { { 1, 4 } } or { { 1, 2 }, { 1, 4 }, { 2, 2 }, { 1, 6 }, { 2, 3 } }
-        for _, nt in ipairs(gv) do
-            for _, pf in ipairs(gpf) do g[#g + 1] = { family = "mad", tiles = nt, tokens = 1, prefetch = pf } end
-        end
-        for _, b in ipairs(gm) do g[#g + 1] = { family = "mad", tiles = b[1], tokens = b[2], prefetch = 0 } end
+        add_family(g, "mad", est and { 1 } or { 1, 2 }, est and { 0 } or { 0, 1024 },
+                   est and { { 1, 4 } } or { { 1, 2 }, { 1, 4 }, { 2, 2 }, { 1, 6 }, { 2, 3 } })
         return g
     end
-    local fams = isa == "avx512" and { "mad", "dense5" } or { "mad" }
-    local pfs = patience == "estimate" and { 4096 } or { 0, 2048, 4096 }
-    local gemm = patience == "estimate" and { { 4, 4 } } or { { 2, 4 }, { 4, 4 }, { 3, 6 }, { 2, 8 } }
-    if patience == "exhaustive" then pfs = { 0, 1024, 2048, 4096, 8192 }; gemm[#gemm + 1] = { 4, 6 }; gemm[#gemm + 1] = { 1, 8 } end
-    for _, f in ipairs(fams) do
-        for _, nt in ipairs(patience == "estimate" and { 2 } or { 1, 2, 4 }) do
-            for _, pf in ipairs(pfs) do g[#g + 1] = { family = f, tiles = nt, tokens = 1, prefetch = pf } end
-        end
-        for _, b in ipairs(gemm) do g[#g + 1] = { family = f, tiles = b[1], tokens = b[2], prefetch = 0 } end
+    local pfs = est and { 4096 } or exh and { 0, 1024, 2048, 4096, 8192 } or { 0, 2048, 4096 }
+    local gemm = est and { { 4, 4 } } or { { 2, 4 }, { 4, 4 }, { 3, 6 }, { 2, 8 } }
+    if exh then gemm[#gemm + 1] = { 4, 6 }; gemm[#gemm + 1] = { 1, 8 } end
+    for _, f in ipairs(isa == "avx512" and { "mad", "dense5" } or { "mad" }) do
+        add_family(g, f, est and { 2 } or { 1, 2, 4 }, pfs, gemm)
     end
     if isa ~= "avx512" then return g end
     -- LUT families: two accumulators a tile and token, so smaller blocks;
     -- their lookups, not the weight bytes, bound them: no prefetch grid
-    local lgemv = patience == "estimate" and { 2 } or { 1, 2, 4 }
-    local lgemm = patience == "estimate" and { { 2, 4 } } or { { 1, 4 }, { 2, 4 }, { 3, 4 }, { 1, 8 } }
-    if patience == "exhaustive" then lgemm[#lgemm + 1] = { 2, 6 } end
-    for _, f in ipairs({ "lut2", "lut3", "lut4" }) do
-        for _, nt in ipairs(lgemv) do g[#g + 1] = { family = f, tiles = nt, tokens = 1, prefetch = 0 } end
-        for _, b in ipairs(lgemm) do g[#g + 1] = { family = f, tiles = b[1], tokens = b[2], prefetch = 0 } end
-    end
+    local lgemm = est and { { 2, 4 } } or { { 1, 4 }, { 2, 4 }, { 3, 4 }, { 1, 8 } }
+    if exh then lgemm[#lgemm + 1] = { 2, 6 } end
+    for _, f in ipairs({ "lut2", "lut3", "lut4" }) do add_family(g, f, est and { 2 } or { 1, 2, 4 }, { 0 }, lgemm) end
     return g
 end
 
