@@ -89,6 +89,14 @@ static conf_case *ternary_case(conf_list *l, int type, int64_t K, int64_t N, int
     return c;
 }
 
+/* out (case c's result by what on nth threads) equals ref byte for byte. */
+static void same_bytes(const uint8_t *ref, const uint8_t *out, const conf_case *c, const char *what, int nth)
+{
+    for (size_t i = 0; i < c->dst_bytes; i += 4)
+        ck_assert_msg(!memcmp(ref + i, out + i, 4), "%s [%s] nth=%d: output %zu: %a vs %a", what, c->label, nth, i / 4,
+                      (double)((const float *)out)[i / 4], (double)((const float *)ref)[i / 4]);
+}
+
 /* c on be with nth 1..3 equals scalar byte for byte. */
 static void expect_exact(const tern_backend *sc, const tern_backend *be, const conf_case *c, const char *what,
                          int nth_max)
@@ -100,9 +108,7 @@ static void expect_exact(const tern_backend *sc, const tern_backend *be, const c
         conf_run_status rs = conf_run(be, c, nth, out, why, sizeof why);
         ck_assert_msg(rs == CONF_RUN_OK, "%s [%s] nth=%d: %s", what, c->label, nth,
                       rs == CONF_RUN_FALLBACK ? "fell back" : why);
-        for (size_t i = 0; i < c->dst_bytes; i += 4)
-            ck_assert_msg(!memcmp(ref + i, out + i, 4), "%s [%s] nth=%d: output %zu: %a vs %a", what, c->label, nth,
-                          i / 4, (double)((float *)out)[i / 4], (double)((float *)ref)[i / 4]);
+        same_bytes(ref, out, c, what, nth);
     }
     free(ref);
     free(out);
@@ -196,8 +202,8 @@ END_TEST
 
 /* Every variant called through the kernel ABI alone, against the scalar
  * backend: its packed_size, its repack tile by tile into that many bytes
- * (rounded up to 64 for aligned_alloc), its scratch_size, then its kernel for each share ith of nth as a
- * backend's threads would; what a backend adds (pack cache, planning) is
+ * (rounded up to 64 for aligned_alloc), its scratch_size, then its kernel
+ * for each share ith of nth as a backend's threads would; what a backend adds (pack cache, planning) is
  * not in the way of what the ABI promises. */
 START_TEST(test_every_variant_direct)
 {
@@ -242,10 +248,7 @@ START_TEST(test_every_variant_direct)
                     tern_kernel_call call = {sizeof call, x->data, x->nb[1], w, (float *)out, c->dst.nb[1],
                                              K, N, T, c->src[1].scale};
                     for (int ith = 0; ith < nth; ith++) v->kernel(&call, ith, nth, scratch);
-                    for (size_t b = 0; b < c->dst_bytes; b += 4)
-                        ck_assert_msg(!memcmp(ref + b, out + b, 4), "%s [%s] nth=%d: output %zu: %a vs %a", v->name,
-                                      c->label, nth, b / 4, (double)((float *)out)[b / 4],
-                                      (double)((float *)ref)[b / 4]);
+                    same_bytes(ref, out, c, v->name, nth);
                 }
                 free(scratch);
                 free(w);
