@@ -140,7 +140,7 @@ static int l_load_model(lua_State *L)
     if (!o.backend) return raise_msg(L, backends);
     o.n_threads = (int)opt_int(L, 2, "threads", 0);
     o.kernel = opt_string(L, 2, "kernel", "auto");
-    o.head = opt_string(L, 2, "head", "f16");
+    o.head = opt_string(L, 2, "head", o.head);
     o.device = (int)opt_int(L, 2, "device", -1);
     tern_load_progress progress = {0};
     lua_getfield(L, 2, "progress");

@@ -20,7 +20,7 @@ tern_model_options tern_model_default_options(void)
     o.backend = "auto";
     o.n_threads = 0; /* the physical cores */
     o.kernel = "auto";
-    o.head = "f16";
+    o.head = TERN_HEAD_DEFAULT;
     o.device = -1;
     return o;
 }
@@ -262,12 +262,12 @@ static tern_status pack_cached(tern_model *m, tern_error *err)
     file_identity(be->plugin->path, plug, sizeof plug);
     snprintf(key, sizeof key, "tern %s pack cache\nmodel %s\n%s\nbackend %s %s\n%s\nkernel %s head %s\n",
              tern_install_version(), real, ident, be->plugin->name, be->plugin->path, plug,
-             m->opt.kernel ? m->opt.kernel : "auto", m->opt.head ? m->opt.head : "f16");
+             m->opt.kernel ? m->opt.kernel : "auto", m->opt.head);
     /* one file per model path and backend options: a changed model
      * replaces its old cache instead of leaving it behind */
     char naming[4400];
     snprintf(naming, sizeof naming, "%s\n%s\n%s\n%s", real, be->plugin->name,
-             m->opt.kernel ? m->opt.kernel : "auto", m->opt.head ? m->opt.head : "f16");
+             m->opt.kernel ? m->opt.kernel : "auto", m->opt.head);
     snprintf(name, sizeof name, "%016llx.pack",
              (unsigned long long)tern_packcache_hash(naming, strlen(naming), 0));
     snprintf(dir, sizeof dir, "%s/packed", cache);
@@ -422,6 +422,7 @@ tern_status tern_model_load(const char *path, const tern_model_options *opt, ter
     if (!m) return tern_error_set(err, TERN_ENOMEM, "out of memory loading %s", path);
     pthread_mutex_init(&m->mu, NULL);
     m->opt = opt ? *opt : tern_model_default_options();
+    if (!m->opt.head || !*m->opt.head) m->opt.head = TERN_HEAD_DEFAULT;
     if (m->opt.n_threads < 1) m->opt.n_threads = tern_cpu_physical_cores();
     snprintf(m->path, sizeof m->path, "%s", path);
     tern_status st = tern_threadpool_acquire(m->opt.n_threads, &m->pool, err);
@@ -443,7 +444,7 @@ tern_status tern_model_load(const char *path, const tern_model_options *opt, ter
         tern_gguf_tensor_view(w->gt, &w->file);
     }
     if (!st) {
-        const char *head = m->opt.head ? m->opt.head : "f16";
+        const char *head = m->opt.head;
         tern_model_weight *hw = head_weight(m);
         if (hw) hw->is_head = 1;
         snprintf(m->head_desc, sizeof m->head_desc, "%s%s (%s)", hw ? hw->gt->name_z : "?",

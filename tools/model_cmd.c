@@ -19,7 +19,7 @@ int mc_open(const tern_opts *o, const char *cmd, tern_model **m, tern_session **
     mo.backend = opt_backends(o, "backend");
     mo.n_threads = (int)opt_int(o, "threads", 0); /* 0: the physical cores */
     mo.kernel = opt_str(o, "kernel", "auto");
-    mo.head = opt_str(o, "head", "f16");
+    mo.head = opt_str(o, "head", mo.head);
     mo.device = (int)opt_int(o, "device", -1);
     tern_load_progress progress = {0};
     mo.progress = tern_load_progress_stderr;

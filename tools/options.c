@@ -128,7 +128,7 @@ static const tern_flag flags[] = {
     {NULL, "--backend", "backend", "backend: auto (default), scalar, x86, ... or a list 'x86,scalar'"},
     {NULL, "--kernel", "kernel", "kernel family of the backend (x86: auto, mad, bitserial, lut; arm: auto, mad, lut, or lut-neon and the like to cap the tier)"},
     {NULL, "--device", "device", "device backends (opencl): device index, as tern info lists them"},
-    {NULL, "--head", "head", "output head storage: f16 (as stored) or q8"},
+    {NULL, "--head", "head", "output head storage: q8 (the default: quantized to Q8_0 at load) or f16 (as stored)"},
     {"-ctk", "--cache-type-k", "cache_type_k", "KV cache type for K: f16 (default) or f32"},
     {"-ctv", "--cache-type-v", "cache_type_v", "KV cache type for V: f16 (default) or f32"},
     {NULL, "--config", "config", "read options from a config.lua file"},

@@ -29,6 +29,13 @@ static tern_status scalar_init(const tern_host_api *host, const tern_backend_opt
     /* an older runtime's options may end before a member: read what is there */
     c->n_threads = opt && TERN_STRUCT_HAS(opt, tern_backend_options, n_threads) && opt->n_threads > 0
                        ? opt->n_threads : 1;
+    const char *head = opt && TERN_STRUCT_HAS(opt, tern_backend_options, head) ? opt->head : NULL;
+    if (head && *head && strcmp(head, "f16") && strcmp(head, "q8")) {
+        host->free(c);
+        snprintf(err, errlen, "scalar: unknown head '%s' (f16, q8)", head);
+        return TERN_EINVAL;
+    }
+    c->head_q8 = head && !strcmp(head, "q8");
     *ctx = c;
     return TERN_OK;
 }
@@ -42,8 +49,9 @@ static void scalar_free(void *ctx)
 
 static void scalar_describe(void *ctx, char *buf, size_t n)
 {
-    (void)ctx;
-    snprintf(buf, n, "scalar reference kernels");
+    scalar_ctx *c = ctx;
+    snprintf(buf, n, "scalar reference kernels, head %s",
+             c->n_head_q8 ? "q8 (quantized to q8_0)" : c->head_q8 ? "q8 requested" : "as stored");
 }
 
 const tern_backend_api scalar_api = {

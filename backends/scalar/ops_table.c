@@ -33,7 +33,8 @@ int scalar_supports_op(void *ctx, const tern_node *nd)
     if (nd->op == TERN_OP_MATMUL_TERNARY)
         return w->layout == TERN_LAYOUT_BACKEND && w->owner == &scalar_api && w->extra == &scalar_ternary_tag;
     if (nd->op == TERN_OP_MATMUL)
-        return w->layout == TERN_LAYOUT_FILE && !w->extra && tern_op_is_float_weight(w->type);
+        return w->layout == TERN_LAYOUT_FILE && (!w->extra || w->extra == &scalar_q8_head_tag) &&
+               tern_op_is_float_weight(w->type);
     return 1;
 }
 

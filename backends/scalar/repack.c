@@ -4,13 +4,17 @@
  * weight, [N][K], with the single per-tensor scale beside it: 1 byte per
  * weight, simple to read and to check. TERN_REPACK_MATMUL keeps F32, F16,
  * BF16 and Q8_0 as stored: the matmul decodes one weight row at a time with
- * the reference decoder, so no second copy of a large head is made. */
+ * the reference decoder, so no second copy of a large head is made.
+ * TERN_REPACK_HEAD does the same unless options.head is "q8": then a float
+ * head is quantized to Q8_0 rows (tern_quantize_q8_0), the definition every
+ * backend's q8 head is checked against. */
 #include <stdio.h>
 
 #include "tern/checked.h"
 #include "scalar.h"
 
 const char scalar_ternary_tag = 's';
+const char scalar_q8_head_tag = 'q';
 
 static tern_status repack_ternary(scalar_ctx *c, const tern_tensor *src, tern_tensor *dst,
                                   char *err, size_t errlen)
@@ -52,6 +56,47 @@ static tern_status repack_ternary(scalar_ctx *c, const tern_tensor *src, tern_te
     return TERN_OK;
 }
 
+/* The q8 head: each row decoded to f32 by the reference decoder, then
+ * quantized as llama.cpp writes Q8_0. Heads whose K is not whole blocks of
+ * 32 (or that are Q8_0 already) stay as stored. */
+static tern_status repack_head_q8(scalar_ctx *c, const tern_tensor *src, tern_tensor *dst, char *err,
+                                  size_t errlen)
+{
+    const char *name = src->name ? src->name : "?";
+    int64_t K = src->ne[0], N = tern_tensor_nrows(src);
+    size_t row_bytes = (size_t)(K / 32) * 34, bytes;
+    if (N <= 0 || tern_mul_overflows(row_bytes, (size_t)N, &bytes)) {
+        snprintf(err, errlen, "tensor '%s': bad shape %lld x %lld", name, (long long)K, (long long)N);
+        return TERN_EINVAL;
+    }
+    uint8_t *rows = c->host->alloc(bytes, 64);
+    float *row = c->host->alloc((size_t)K * sizeof(float), 64);
+    if (!rows || !row) {
+        c->host->free(rows);
+        c->host->free(row);
+        snprintf(err, errlen, "tensor '%s': out of memory quantizing the head (%zu bytes)", name, bytes);
+        return TERN_ENOMEM;
+    }
+    for (int64_t n = 0; n < N; n++) {
+        tern_error e;
+        if (tern_dequantize_rows(src, n, 1, row, &e) != TERN_OK) {
+            c->host->free(rows);
+            c->host->free(row);
+            snprintf(err, errlen, "%s", e.msg);
+            return e.status;
+        }
+        tern_quantize_q8_0(row, K, rows + (size_t)n * row_bytes);
+    }
+    c->host->free(row);
+    tern_tensor_init(dst, TERN_TYPE_Q8_0, 2, (int64_t[]){K, N});
+    dst->owner = &scalar_api;
+    dst->data = rows;
+    dst->extra = (void *)&scalar_q8_head_tag; /* file layout; only says the bytes are ours */
+    dst->name = src->name;
+    c->n_head_q8++;
+    return TERN_OK;
+}
+
 tern_status scalar_repack(void *ctx, const tern_tensor *src, int purpose, tern_tensor *dst,
                           char *err, size_t errlen)
 {
@@ -66,6 +111,9 @@ tern_status scalar_repack(void *ctx, const tern_tensor *src, int purpose, tern_t
         (t == TERN_TYPE_TQ1_0 || t == TERN_TYPE_TQ2_0 || t == TERN_TYPE_I2_S))
         return repack_ternary(c, src, dst, err, errlen);
     if ((purpose == TERN_REPACK_MATMUL || purpose == TERN_REPACK_HEAD) && tern_op_is_float_weight(t)) {
+        if (purpose == TERN_REPACK_HEAD && c->head_q8 && t != TERN_TYPE_Q8_0 && src->ne[0] > 0 &&
+            src->ne[0] % 32 == 0 && src->ne[2] == 1 && src->ne[3] == 1)
+            return repack_head_q8(c, src, dst, err, errlen);
         *dst = *src;
         return TERN_OK;
     }
@@ -78,7 +126,8 @@ tern_status scalar_repack(void *ctx, const tern_tensor *src, int purpose, tern_t
 void scalar_release(void *ctx, tern_tensor *t)
 {
     scalar_ctx *c = ctx;
-    if (!t || t->owner != &scalar_api || t->extra != &scalar_ternary_tag) return; /* not ours */
+    if (!t || t->owner != &scalar_api || (t->extra != &scalar_ternary_tag && t->extra != &scalar_q8_head_tag))
+        return; /* not ours */
     c->host->free(t->data);
     t->data = NULL;
     t->extra = NULL;

@@ -20,6 +20,8 @@
 typedef struct scalar_ctx {
     const tern_host_api *host;
     int n_threads;
+    int head_q8;   /* options.head is "q8" */
+    int n_head_q8; /* heads quantized (describe) */
 } scalar_ctx;
 
 /* Repacked ternary weights (TERN_REPACK_TERNARY): type I8, layout
@@ -29,6 +31,10 @@ typedef struct scalar_ctx {
  * it. Float weights (TERN_REPACK_MATMUL) stay as stored in the file: the
  * descriptor is copied and data points at the source; release does nothing. */
 extern const char scalar_ternary_tag;
+/* The q8 head (options.head "q8", TERN_REPACK_HEAD): a float head quantized
+ * to Q8_0 rows, type Q8_0 in file layout, bytes owned by this backend:
+ * extra == &scalar_q8_head_tag. */
+extern const char scalar_q8_head_tag;
 /* This plugin's table: the owner of every tensor it repacks. */
 extern const tern_backend_api scalar_api;
 

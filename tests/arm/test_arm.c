@@ -158,29 +158,6 @@ START_TEST(test_ternary_families)
 }
 END_TEST
 
-static conf_case *float_case(conf_list *l, int type, int64_t K, int64_t N, int64_t T, const char *name,
-                             unsigned long long *rng)
-{
-    conf_case *c = conf_new(l, TERN_OP_MATMUL, "%s K=%lld N=%lld tok=%lld", tern_type_name(type),
-                            (long long)K, (long long)N, (long long)T);
-    int64_t xne[2] = {K, T}, wne[2] = {K, N}, dne[2] = {N, T};
-    float *x = conf_src(c, 0, TERN_TYPE_F32, 2, xne);
-    for (int64_t i = 0; i < K * T; i++) x[i] = tu_randf(rng);
-    uint8_t *w = conf_src(c, 1, type, 2, wne);
-    float *v = xalloc((size_t)(K * N) * 4);
-    for (int64_t i = 0; i < K * N; i++) v[i] = 0.05f * tu_randf(rng) * (i % 31 == 0 ? 8.0f : 1.0f);
-    if (type == TERN_TYPE_F16) tern_quantize_f16(v, K * N, w);
-    if (type == TERN_TYPE_BF16) tern_quantize_bf16(v, K * N, w);
-    if (type == TERN_TYPE_Q8_0) tern_quantize_q8_0(v, K * N, w);
-    if (type == TERN_TYPE_F32) memcpy(w, v, (size_t)(K * N) * 4);
-    free(v);
-    c->src[1].name = name;
-    c->weight = 1;
-    c->purpose = TERN_REPACK_MATMUL;
-    conf_dst(c, TERN_TYPE_F32, 2, dne);
-    return c;
-}
-
 static const char *const tiers[] = {"auto", "auto-neon"};
 
 /* Token t of a batch gets the same bits as token t alone: the float
@@ -196,7 +173,7 @@ START_TEST(test_matmul_batch_invariant)
     for (int ti = 0; ti < 4; ti++) {
         conf_list l = {0};
         int64_t K = 1000 + 24 * (ti == 3) + 3 * (ti == 0), N = 37, T = 7;
-        conf_case *all = float_case(&l, types[ti], K, N, T, "blk.0.w", &rng);
+        conf_case *all = conf_float_matmul(&l, types[ti], K, N, T, "blk.0.w", &rng);
         uint8_t *out = xalloc(all->dst_bytes), *one = xalloc((size_t)N * 4);
         char why[300];
         ck_assert_msg(conf_run(be, all, 2, out, why, sizeof why) == CONF_RUN_OK, "%s", why);
@@ -231,7 +208,7 @@ END_TEST
 
 /* The q8 head: an F16 head quantized to Q8_0 at load (tern_quantize_q8_0),
  * then the Q8_0 matmul: its outputs equal the definition run on the
- * requantized rows bit for bit (test_x86.c also bounds its distance from
+ * requantized rows and scalar's q8 head bit for bit (test_x86.c also bounds its distance from
  * the F16 result; the quantizer is the same). A tensor that is not the head
  * stays as stored. */
 START_TEST(test_q8_head)
@@ -245,11 +222,17 @@ START_TEST(test_q8_head)
     uint8_t *wq = xalloc((size_t)nb * 34);
     int8_t *xq = xalloc((size_t)K);
     conf_list l = {0};
-    conf_case *c = float_case(&l, TERN_TYPE_F16, K, N, T, "output.weight", &rng);
+    conf_case *c = conf_float_matmul(&l, TERN_TYPE_F16, K, N, T, "output.weight", &rng);
     c->purpose = TERN_REPACK_HEAD; /* the head is a purpose, not a name */
     uint8_t *out = xalloc(c->dst_bytes);
     char why[300];
     ck_assert_msg(conf_run(be, c, 2, out, why, sizeof why) == CONF_RUN_OK, "%s", why);
+    tern_backend *sq = create(p.scalar, NULL, "q8"); /* the oracle's q8 head: the same bytes */
+    uint8_t *ref_q8 = xalloc(c->dst_bytes);
+    ck_assert_msg(conf_run(sq, c, 1, ref_q8, why, sizeof why) == CONF_RUN_OK, "%s", why);
+    ck_assert_msg(!memcmp(ref_q8, out, c->dst_bytes), "q8 head: arm %s and scalar differ", tiers[_i]);
+    free(ref_q8);
+    tern_backend_free(sq);
     for (int64_t t = 0; t < T; t++) {
         tern_quantize_act_q8_0((const float *)c->src[0].data + t * K, K, xq, xd);
         for (int64_t n = 0; n < N; n++) {
@@ -265,7 +248,7 @@ START_TEST(test_q8_head)
     char desc[512];
     be->api->describe(be->ctx, desc, sizeof desc);
     ck_assert_msg(strstr(desc, "head q8") != NULL, "describe: %s", desc);
-    conf_case *other = float_case(&l, TERN_TYPE_F16, 256, 7, 1, "blk.0.ffn_up.weight", &rng);
+    conf_case *other = conf_float_matmul(&l, TERN_TYPE_F16, 256, 7, 1, "blk.0.ffn_up.weight", &rng);
     tern_tensor dst;
     char msg[256];
     ck_assert(be->api->repack(be->ctx, &other->src[1], TERN_REPACK_MATMUL, &dst, msg, sizeof msg) == TERN_OK);

@@ -118,9 +118,15 @@ const char *tu_default_model(void)
 
 tern_model *tu_load_model(const char *path, const char *backend, int threads)
 {
+    return tu_load_model_head(path, backend, threads, NULL);
+}
+
+tern_model *tu_load_model_head(const char *path, const char *backend, int threads, const char *head)
+{
     tern_model_options mo = tern_model_default_options();
     mo.backend = backend;
     mo.n_threads = threads;
+    if (head) mo.head = head;
     tern_model *m;
     tern_error err;
     ck_assert_msg(tern_model_load(path, &mo, &m, &err) == TERN_OK, "%s: %s", backend, err.msg);

@@ -32,6 +32,8 @@ const char *tu_default_model(void);
 /* Loads path on the backend list with n threads; fails the test (naming
  * the backend) when it cannot. */
 struct tern_model *tu_load_model(const char *path, const char *backend, int threads);
+/* The same with the output head option ("f16", "q8"; NULL: the default). */
+struct tern_model *tu_load_model_head(const char *path, const char *backend, int threads, const char *head);
 /* The loaded plugin of that name in reg (runnable or not), or NULL. */
 struct tern_plugin_info;
 struct tern_registry;

@@ -66,6 +66,29 @@ void conf_dst(conf_case *c, int type, int n_dims, const int64_t *ne)
     c->expect = xalloc(c->dst_bytes);
 }
 
+conf_case *conf_float_matmul(conf_list *l, int type, int64_t K, int64_t N, int64_t T, const char *name,
+                             unsigned long long *rng)
+{
+    conf_case *c = conf_new(l, TERN_OP_MATMUL, "%s K=%lld N=%lld tok=%lld", tern_type_name(type),
+                            (long long)K, (long long)N, (long long)T);
+    int64_t xne[2] = {K, T}, wne[2] = {K, N}, dne[2] = {N, T};
+    float *x = conf_src(c, 0, TERN_TYPE_F32, 2, xne);
+    for (int64_t i = 0; i < K * T; i++) x[i] = tu_randf(rng);
+    uint8_t *w = conf_src(c, 1, type, 2, wne);
+    float *v = xalloc((size_t)(K * N) * 4);
+    for (int64_t i = 0; i < K * N; i++) v[i] = 0.05f * tu_randf(rng) * (i % 31 == 0 ? 8.0f : 1.0f);
+    if (type == TERN_TYPE_F16) tern_quantize_f16(v, K * N, w);
+    if (type == TERN_TYPE_BF16) tern_quantize_bf16(v, K * N, w);
+    if (type == TERN_TYPE_Q8_0) tern_quantize_q8_0(v, K * N, w);
+    if (type == TERN_TYPE_F32) memcpy(w, v, (size_t)(K * N) * 4);
+    free(v);
+    c->src[1].name = name;
+    c->weight = 1;
+    c->purpose = TERN_REPACK_MATMUL;
+    conf_dst(c, TERN_TYPE_F32, 2, dne);
+    return c;
+}
+
 void conf_list_free(conf_list *l)
 {
     for (int i = 0; i < l->n; i++) {

@@ -68,6 +68,11 @@ conf_case *conf_new(conf_list *l, int op, const char *fmt, ...) __attribute__((f
 void *conf_src(conf_case *c, int i, int type, int n_dims, const int64_t *ne);
 void conf_dst(conf_case *c, int type, int n_dims, const int64_t *ne);
 void conf_list_free(conf_list *l);
+/* A MATMUL case over a float (F32/F16/BF16) or Q8_0 weight [K, N] named
+ * name (purpose MATMUL: set TERN_REPACK_HEAD for a head), T tokens of f32
+ * activations in [-1, 1), weights 0.05 x that with every 31st 8x larger. */
+conf_case *conf_float_matmul(conf_list *l, int type, int64_t K, int64_t N, int64_t T, const char *name,
+                             unsigned long long *rng);
 /* Test-side per-token quantizer, written apart from any backend: fills one
  * Q8_TOK row (header, values, zero padding). */
 void conf_quantize_row(const float *x, int64_t K, uint8_t *row);

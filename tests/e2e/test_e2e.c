@@ -112,7 +112,7 @@ static float *run_logits(tern_model *m, const int32_t *ids, int n, int batch, in
 /* One reference: the model file, the ids, the reference logits. */
 static void check_reference(const char *label, const char *model_rel, const int32_t *ids, int n,
                             const char *logits_rel, double tol, int require_margin_argmax,
-                            const char *backend)
+                            const char *backend, const char *head)
 {
     char mpath[4096], lpath[4096];
     tu_shared_path(mpath, sizeof mpath, model_rel);
@@ -120,7 +120,7 @@ static void check_reference(const char *label, const char *model_rel, const int3
     size_t size;
     float *ref = tu_read_file(lpath, &size);
     ck_assert_msg(ref != NULL, "cannot read %s", lpath);
-    tern_model *m = tu_load_model(mpath, backend, 2);
+    tern_model *m = tu_load_model_head(mpath, backend, 2, head);
     int64_t nv = tern_model_hparams(m)->n_vocab;
     ck_assert_uint_eq(size, (size_t)n * (size_t)nv * 4);
     const int batches[3] = {512, 7, 1};
@@ -128,8 +128,8 @@ static void check_reference(const char *label, const char *model_rel, const int3
     for (int b = 0; b < 3; b++) {
         float *got = run_logits(m, ids, n, batches[b], TERN_TYPE_F32);
         agreement a = compare(ref, got, n, nv);
-        printf("e2e %-28s %-7s batch %3d: max|d| %.2e  top1 %d/%d  (margin>0.05: %d/%d)  KL %.2e\n",
-               label, backend, batches[b] == 512 ? n : batches[b], a.max_abs, a.top1_same, a.rows,
+        printf("e2e %-28s %-7s head %-3s batch %3d: max|d| %.2e  top1 %d/%d  (margin>0.05: %d/%d)  KL %.2e\n",
+               label, backend, head, batches[b] == 512 ? n : batches[b], a.max_abs, a.top1_same, a.rows,
                a.top1_margin_same, a.margin_rows, a.kl);
         ck_assert_msg(a.max_abs <= tol, "%s: max |diff| %.4f > %.2f", label, a.max_abs, tol);
         if (require_margin_argmax)
@@ -164,6 +164,11 @@ static int read_ids(const char *rel, int32_t *ids, int max)
 
 static const char *const trained[] = {"tiny-bitnet", "tiny-llama"};
 static const double trained_tol[] = {0.12 /* BITNET_TOL, see above */, 0.05};
+/* With the default q8 head (the head's weights and its input quantized to
+ * Q8_0 blocks) against the same F16-head references: measured max |d|
+ * 0.082-0.117 (tiny-bitnet) and 0.102-0.109 (tiny-llama), the argmax kept
+ * wherever the reference's margin is clear. */
+#define Q8_HEAD_TOL 0.15
 
 START_TEST(test_trained_models)
 {
@@ -176,10 +181,12 @@ START_TEST(test_trained_models)
     snprintf(model_rel, sizeof model_rel, "models/%s.gguf", trained[mi]);
     snprintf(label, sizeof label, "%s p%d", trained[mi], p);
     int n = read_ids(rel, ids, 128);
-    check_reference(label, model_rel, ids, n, lrel, trained_tol[mi], 1, "scalar");
+    /* the head as stored (the references' own), then the default q8 head */
+    check_reference(label, model_rel, ids, n, lrel, trained_tol[mi], 1, "scalar", "f16");
+    check_reference(label, model_rel, ids, n, lrel, Q8_HEAD_TOL, 1, "scalar", "q8");
     if (mi == 0) { /* the I2_S conversion holds the same weights */
         snprintf(label, sizeof label, "tiny-bitnet-i2_s p%d", p);
-        check_reference(label, "models/tiny-bitnet-i2_s.gguf", ids, n, lrel, trained_tol[mi], 1, "scalar");
+        check_reference(label, "models/tiny-bitnet-i2_s.gguf", ids, n, lrel, trained_tol[mi], 1, "scalar", "f16");
     }
 }
 END_TEST
@@ -202,7 +209,7 @@ START_TEST(test_trained_models_opencl)
     snprintf(model_rel, sizeof model_rel, "models/%s.gguf", trained[mi]);
     snprintf(label, sizeof label, "%s p%d", trained[mi], p);
     int n = read_ids(rel, ids, 128);
-    check_reference(label, model_rel, ids, n, lrel, trained_tol[mi], 1, "opencl");
+    check_reference(label, model_rel, ids, n, lrel, trained_tol[mi], 1, "opencl", "f16");
 }
 END_TEST
 
@@ -230,7 +237,7 @@ START_TEST(test_peer_references)
     for (int i = 0; i < n; i++) ids[i] = (int32_t)v[i];
     snprintf(rel, sizeof rel, "%s/p%d.f32", refs[r].dir, p);
     snprintf(label, sizeof label, "%s p%d", strrchr(refs[r].dir, '/') + 1, p);
-    check_reference(label, refs[r].model, ids, n, rel, 0.3, 0, "scalar");
+    check_reference(label, refs[r].model, ids, n, rel, 0.3, 0, "scalar", "f16");
 }
 END_TEST
 
@@ -317,26 +324,35 @@ static int fast_backends(const char *out[2])
     return n;
 }
 
-static void greedy(const char *path, const char *backend, const int32_t *prompt, int n_prompt,
-                   int32_t *out, int n_gen)
+/* n_gen greedy tokens into out; returns the first step whose top-2
+ * margin is under 0.05 (n_gen: none). */
+static int greedy(const char *path, const char *backend, const int32_t *prompt, int n_prompt,
+                  int32_t *out, int n_gen)
 {
     tern_model *m = tu_load_model(path, backend, 2);
     int64_t nv = tern_model_hparams(m)->n_vocab;
     tern_session *s;
     tern_error err;
+    int first_tie = n_gen;
     ck_assert_int_eq(tern_session_create(m, NULL, &s, &err), TERN_OK);
     ck_assert_msg(tern_session_eval(s, prompt, (size_t)n_prompt, 0, &err) == TERN_OK, "%s", err.msg);
     for (int j = 0; j < n_gen; j++) {
-        out[j] = argmax(tern_session_logits(s, NULL), nv, NULL);
+        float gap;
+        out[j] = argmax(tern_session_logits(s, NULL), nv, &gap);
+        if (gap < 0.05f && first_tie == n_gen) first_tie = j;
         ck_assert_msg(tern_session_eval(s, &out[j], 1, 0, &err) == TERN_OK, "%s", err.msg);
     }
     tern_session_free(s);
     tern_model_free(m);
+    return first_tie;
 }
 
 /* Greedy decoding of 32 tokens after the prompt on scalar and on every
  * other backend here: the token sequences must be identical (issues 7,
- * 19). _i: model x prompt x {the CPU backends, opencl}. */
+ * 19); for the float model, up to scalar's first near-tie (top-2 margin
+ * under 0.05), where float paths within their tolerances may part (the
+ * ternary model's integer paths are bit-exact: identical throughout).
+ * _i: model x prompt x {the CPU backends, opencl}. */
 START_TEST(test_greedy_scalar_vs_backends)
 {
     TU_REQUIRE_SHARED();
@@ -351,7 +367,7 @@ START_TEST(test_greedy_scalar_vs_backends)
     int n = read_ids(rel, ids, 128);
     const int n_gen = 32, n_prompt = n - n_gen;
     snprintf(mpath, sizeof mpath, "%s/models/%s.gguf", tu_shared_dir(), trained[mi]);
-    greedy(mpath, "scalar", ids, n_prompt, a, n_gen);
+    int tie = greedy(mpath, "scalar", ids, n_prompt, a, n_gen);
     for (int i = 0; i < n_be; i++) {
         greedy(mpath, be[i], ids, n_prompt, b, n_gen);
         int same = 0, first_diff = n_gen;
@@ -359,10 +375,11 @@ START_TEST(test_greedy_scalar_vs_backends)
             if (a[j] == b[j]) same++;
             else if (first_diff == n_gen) first_diff = j;
         }
-        printf("greedy %s p%d scalar vs %s: %d/%d tokens equal, first difference at %d\n", trained[mi], p,
-               be[i], same, n_gen, first_diff);
-        ck_assert_msg(same == n_gen, "%s p%d: %s greedy parts from scalar at token %d", trained[mi], p,
-                      be[i], first_diff);
+        printf("greedy %s p%d scalar vs %s: %d/%d tokens equal, first difference at %d, scalar's first near-tie "
+               "at %d\n", trained[mi], p, be[i], same, n_gen, first_diff, tie);
+        ck_assert_msg(same == n_gen || (mi == 1 && first_diff >= tie),
+                      "%s p%d: %s greedy parts from scalar at token %d (first near-tie %d)", trained[mi], p, be[i],
+                      first_diff, tie);
     }
 }
 END_TEST
@@ -386,10 +403,10 @@ START_TEST(test_trained_models_backends)
     int n = read_ids(rel, ids, 128);
     for (int i = 0; i < n_be; i++) {
         snprintf(label, sizeof label, "%s p%d", trained[mi], p);
-        check_reference(label, model_rel, ids, n, lrel, trained_tol[mi], 1, be[i]);
+        check_reference(label, model_rel, ids, n, lrel, trained_tol[mi], 1, be[i], "f16");
         if (mi == 0) {
             snprintf(label, sizeof label, "tiny-bitnet-i2_s p%d", p);
-            check_reference(label, "models/tiny-bitnet-i2_s.gguf", ids, n, lrel, trained_tol[mi], 1, be[i]);
+            check_reference(label, "models/tiny-bitnet-i2_s.gguf", ids, n, lrel, trained_tol[mi], 1, be[i], "f16");
         }
     }
 }

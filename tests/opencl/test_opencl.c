@@ -68,14 +68,17 @@ static void prompt(int32_t *ids, int n)
     for (int i = 0; i < n; i++) ids[i] = 1 + (i * 37 + 11) % 4000;
 }
 
-static const tern_backend *create(const char *name, tern_registry **reg)
+/* head: the backend option (NULL: the backend's default, as stored) */
+static const tern_backend *create(const char *name, const char *head, tern_registry **reg)
 {
     tern_error err;
     const tern_plugin_info *p;
     ck_assert_msg(tern_registry_scan(reg, &err) == TERN_OK, "%s", err.msg);
     ck_assert_msg(tern_registry_select(*reg, name, &p, &err) == TERN_OK, "%s", err.msg);
+    tern_backend_options opt = tern_backend_default_options();
+    if (head) opt.head = head;
     tern_backend *be;
-    ck_assert_msg(tern_backend_create(p, NULL, NULL, &be, &err) == TERN_OK, "%s", err.msg);
+    ck_assert_msg(tern_backend_create(p, &opt, NULL, &be, &err) == TERN_OK, "%s", err.msg);
     return be;
 }
 
@@ -117,7 +120,7 @@ START_TEST(test_gpu_kernels)
     if (!opencl_here()) return;
     setenv("TERN_OPENCL_VARIANT", "gpu", 1);
     tern_registry *r1, *r2;
-    const tern_backend *sc = create("scalar", &r1), *cl = create("opencl", &r2);
+    const tern_backend *sc = create("scalar", NULL, &r1), *cl = create("opencl", NULL, &r2);
     unsigned long long rng = 0x0c1;
     int n_cases = 0;
     for (int o = 0; o <= conf_n_ops; o++) {
@@ -146,6 +149,41 @@ START_TEST(test_gpu_kernels)
         conf_list_free(&l);
     }
     printf("opencl gpu kernels: %d cases match scalar\n", n_cases);
+    tern_backend_free((tern_backend *)sc);
+    tern_backend_free((tern_backend *)cl);
+    tern_registry_free(r1);
+    tern_registry_free(r2);
+}
+END_TEST
+
+/* The q8 head (an F16 head quantized to Q8_0 at load, then the Q8_0
+ * matmul) gives scalar's q8 head's bits, one token and a batch; _i: 0 =
+ * the default kernels, 1 = the GPU kernels. */
+START_TEST(test_q8_head)
+{
+    if (!opencl_here()) return;
+    if (_i) setenv("TERN_OPENCL_VARIANT", "gpu", 1);
+    tern_registry *r1, *r2;
+    const tern_backend *sc = create("scalar", "q8", &r1), *cl = create("opencl", "q8", &r2);
+    unsigned long long rng = 0x0e8d;
+    for (int64_t T = 1; T <= 3; T += 2) {
+        conf_list l = {0};
+        conf_case *c = conf_float_matmul(&l, TERN_TYPE_F16, 1024, 67, T, "output.weight", &rng);
+        c->purpose = TERN_REPACK_HEAD; /* the head is a purpose, not a name */
+        uint8_t *want = calloc(1, c->dst_bytes), *got = calloc(1, c->dst_bytes);
+        char why[300];
+        ck_assert_msg(conf_run(sc, c, 1, want, why, sizeof why) == CONF_RUN_OK, "%s", why);
+        ck_assert_msg(conf_run(cl, c, 1, got, why, sizeof why) == CONF_RUN_OK, "%s", why);
+        ck_assert_msg(!memcmp(want, got, c->dst_bytes), "%s kernels, q8 head, %lld tokens: not scalar's bits",
+                      _i ? "gpu" : "default", (long long)T);
+        free(want);
+        free(got);
+        conf_list_free(&l);
+    }
+    char desc[512];
+    cl->api->describe(cl->ctx, desc, sizeof desc);
+    ck_assert_msg(strstr(desc, "q8") != NULL, "describe: %s", desc);
+    printf("opencl %s kernels: q8 head equal to scalar's; %s\n", _i ? "gpu" : "default", desc);
     tern_backend_free((tern_backend *)sc);
     tern_backend_free((tern_backend *)cl);
     tern_registry_free(r1);
@@ -253,7 +291,7 @@ START_TEST(test_binary_cache)
     snprintf(dir, sizeof dir, "%s/tern", root);
     tern_registry *reg;
     char desc[512];
-    const tern_backend *be = create("opencl", &reg);
+    const tern_backend *be = create("opencl", NULL, &reg);
     be->api->describe(be->ctx, desc, sizeof desc);
     ck_assert_msg(strstr(desc, "built"), "first load builds: %s", desc);
     tern_backend_free((tern_backend *)be);
@@ -261,7 +299,7 @@ START_TEST(test_binary_cache)
     ck_assert_int_eq(cache_files(dir, file, sizeof file), 1);
     struct stat st;
     ck_assert_int_eq(stat(file, &st), 0);
-    be = create("opencl", &reg);
+    be = create("opencl", NULL, &reg);
     be->api->describe(be->ctx, desc, sizeof desc);
     ck_assert_msg(strstr(desc, "from cache"), "second load reads the cache: %s", desc);
     tern_backend_free((tern_backend *)be);
@@ -272,7 +310,7 @@ START_TEST(test_binary_cache)
     fseek(f, 64, SEEK_SET);
     for (int i = 0; i < 64; i++) fputc(0x5a, f);
     fclose(f);
-    be = create("opencl", &reg);
+    be = create("opencl", NULL, &reg);
     be->api->describe(be->ctx, desc, sizeof desc);
     ck_assert_msg(strstr(desc, "built"), "a corrupt entry is rebuilt: %s", desc);
     tern_backend_free((tern_backend *)be);
@@ -282,7 +320,7 @@ START_TEST(test_binary_cache)
     ck_assert_int_eq(st2.st_size, st.st_size);
     /* truncated to its header: ignored too */
     ck_assert_int_eq(truncate(file, 20), 0);
-    be = create("opencl", &reg);
+    be = create("opencl", NULL, &reg);
     tern_backend_free((tern_backend *)be);
     tern_registry_free(reg);
     ck_assert_int_eq(stat(file, &st2), 0);
@@ -378,6 +416,7 @@ Suite *opencl_suite(void)
     TCase *tc = tcase_create("opencl");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_gpu_kernels);
+    tcase_add_loop_test(tc, test_q8_head, 0, 2);
     tcase_add_loop_test(tc, test_fusion_exact, 0, 2);
     tcase_add_loop_test(tc, test_device_failure, 0, 2);
     tcase_add_test(tc, test_binary_cache);

@@ -14,8 +14,8 @@
  *     TERN_DEVSIM_FAIL=op:N             the N-th call of op fails with
  *                                       TERN_EDEVICE through node_error()
  *     TERN_DEVSIM_FAIL_SYNC=N           the N-th sync() returns TERN_EDEVICE
- * Weights: ternary ones as scalar's int8 codes, float ones as stored, both
- * uploaded at repack; lookup tables and parameters it declines, so the
+ * Weights: ternary ones as scalar's int8 codes, float ones as stored (a q8
+ * head as scalar quantizes it), all uploaded at repack; lookup tables and parameters it declines, so the
  * executor uploads their file bytes. Score 0: never picked by "auto". */
 #include <stdint.h>
 #include <stdlib.h>
@@ -112,6 +112,8 @@ static tern_status init(const tern_host_api *host, const tern_backend_options *o
     c->host = host;
     c->sc.host = host;
     c->sc.n_threads = 1;
+    /* the q8 head as scalar makes it (scalar_repack quantizes, devsim uploads) */
+    c->sc.head_q8 = opt && TERN_STRUCT_HAS(opt, tern_backend_options, head) && opt->head && !strcmp(opt->head, "q8");
     if (configure(c, err, errlen)) {
         host->free(c);
         return TERN_EINVAL;
@@ -332,7 +334,7 @@ static tern_status repack(void *ctx, const tern_tensor *src, int purpose, tern_t
         snprintf(err, errlen, "devsim: out of device memory for %zu bytes", n);
         return TERN_ENOMEM;
     }
-    int codes = host.owner == &scalar_api;
+    int codes = host.owner == &scalar_api && host.extra == &scalar_ternary_tag; /* else as stored, or the q8 head */
     scalar_release(&c->sc, &host);
     *dst = host;
     dst->buffer = b;

@@ -137,29 +137,6 @@ START_TEST(test_ternary_families)
 }
 END_TEST
 
-static conf_case *float_case(conf_list *l, int type, int64_t K, int64_t N, int64_t T, const char *name,
-                             unsigned long long *rng)
-{
-    conf_case *c = conf_new(l, TERN_OP_MATMUL, "%s K=%lld N=%lld tok=%lld", tern_type_name(type),
-                            (long long)K, (long long)N, (long long)T);
-    int64_t xne[2] = {K, T}, wne[2] = {K, N}, dne[2] = {N, T};
-    float *x = conf_src(c, 0, TERN_TYPE_F32, 2, xne);
-    for (int64_t i = 0; i < K * T; i++) x[i] = tu_randf(rng);
-    uint8_t *w = conf_src(c, 1, type, 2, wne);
-    float *v = xalloc((size_t)(K * N) * 4);
-    for (int64_t i = 0; i < K * N; i++) v[i] = 0.05f * tu_randf(rng) * (i % 31 == 0 ? 8.0f : 1.0f);
-    if (type == TERN_TYPE_F16) tern_quantize_f16(v, K * N, w);
-    if (type == TERN_TYPE_BF16) tern_quantize_bf16(v, K * N, w);
-    if (type == TERN_TYPE_Q8_0) tern_quantize_q8_0(v, K * N, w);
-    if (type == TERN_TYPE_F32) memcpy(w, v, (size_t)(K * N) * 4);
-    free(v);
-    c->src[1].name = name;
-    c->weight = 1;
-    c->purpose = TERN_REPACK_MATMUL;
-    conf_dst(c, TERN_TYPE_F32, 2, dne);
-    return c;
-}
-
 static const char *const attn_kernels[] = {"auto", "mad-avx2"};
 
 /* Token t of a batch gets the same bits as token t alone: the float
@@ -175,7 +152,7 @@ START_TEST(test_matmul_batch_invariant)
     for (int ti = 0; ti < 4; ti++) {
         conf_list l = {0};
         int64_t K = 2560 + 32 * (ti == 0), N = 37, T = 7;
-        conf_case *all = float_case(&l, types[ti], K, N, T, "blk.0.w", &rng);
+        conf_case *all = conf_float_matmul(&l, types[ti], K, N, T, "blk.0.w", &rng);
         uint8_t *out = xalloc(all->dst_bytes), *one = xalloc((size_t)N * 4);
         char why[300];
         ck_assert_msg(conf_run(be, all, 2, out, why, sizeof why) == CONF_RUN_OK, "%s", why);
@@ -210,7 +187,7 @@ END_TEST
 
 /* The q8 head: an F16 head quantized to Q8_0 at load (tern_quantize_q8_0),
  * then the Q8_0 matmul. Its outputs must equal the definition run on the
- * requantized rows bit for bit, and stay within the quantization bound of
+ * requantized rows bit for bit, and scalar's q8 head's, and stay within the quantization bound of
  * scalar's F16 result: per block b, each weight moves by at most
  * ew_b = amax_w,b (1/254 + 2^-11) (the code's rounding and the f16 scale's),
  * each activation by at most ex_b = amax_x,b / 254, so
@@ -219,7 +196,8 @@ START_TEST(test_q8_head)
 {
     be_pair p;
     if (!open_pair(&p)) return;
-    tern_backend *sc = create(p.scalar, NULL, NULL), *be = create(p.x86, attn_kernels[_i], "q8");
+    tern_backend *sc = create(p.scalar, NULL, "f16"), *sq = create(p.scalar, NULL, "q8");
+    tern_backend *be = create(p.x86, attn_kernels[_i], "q8");
     unsigned long long rng = 0x0e8d;
     const int64_t K = 2560, N = 257, nb = K / 32;
     float *wf = xalloc((size_t)K * 4), *xd = xalloc((size_t)nb * 4);
@@ -227,12 +205,16 @@ START_TEST(test_q8_head)
     int8_t *xq = xalloc((size_t)K);
     for (int64_t T = 1; T <= 3; T += 2) {
         conf_list l = {0};
-        conf_case *c = float_case(&l, TERN_TYPE_F16, K, N, T, "output.weight", &rng);
+        conf_case *c = conf_float_matmul(&l, TERN_TYPE_F16, K, N, T, "output.weight", &rng);
         c->purpose = TERN_REPACK_HEAD; /* the head is a purpose, not a name */
         uint8_t *ref = xalloc(c->dst_bytes), *out = xalloc(c->dst_bytes);
         char why[300];
         ck_assert(conf_run(sc, c, 1, ref, why, sizeof why) == CONF_RUN_OK);
         ck_assert_msg(conf_run(be, c, 2, out, why, sizeof why) == CONF_RUN_OK, "%s", why);
+        uint8_t *ref_q8 = xalloc(c->dst_bytes); /* scalar's q8 head: the oracle's bytes */
+        ck_assert_msg(conf_run(sq, c, 1, ref_q8, why, sizeof why) == CONF_RUN_OK, "%s", why);
+        ck_assert_msg(!memcmp(ref_q8, out, c->dst_bytes), "q8 head (T=%lld): x86 and scalar differ", (long long)T);
+        free(ref_q8);
         double worst = 0.0, maxd = 0.0;
         for (int64_t t = 0; t < T; t++) {
             const float *x = (const float *)c->src[0].data + t * K;
@@ -289,7 +271,7 @@ START_TEST(test_q8_head)
     ck_assert_msg(strstr(desc, "head q8") != NULL, "describe: %s", desc);
     /* a tensor that is not the head stays f16 as stored */
     conf_list l = {0};
-    conf_case *c = float_case(&l, TERN_TYPE_F16, 256, 7, 1, "blk.0.ffn_up.weight", &rng);
+    conf_case *c = conf_float_matmul(&l, TERN_TYPE_F16, 256, 7, 1, "blk.0.ffn_up.weight", &rng);
     tern_tensor dst;
     char msg[256];
     ck_assert(be->api->repack(be->ctx, &c->src[1], TERN_REPACK_MATMUL, &dst, msg, sizeof msg) == TERN_OK);
@@ -297,6 +279,7 @@ START_TEST(test_q8_head)
     ck_assert_ptr_eq(dst.data, c->src[1].data);
     conf_list_free(&l);
     tern_backend_free(sc);
+    tern_backend_free(sq);
     tern_backend_free(be);
     tern_registry_free(p.reg);
 }
