@@ -140,14 +140,22 @@ ROW_SS(row_ss_l, local)
         float inv = div_rn(127.0f, amax);                                                                \
         global char *q = (global char *)(row + 64);                                                      \
         int sum = 0;                                                                                     \
-        _Pragma("unroll 8") for (int k = lid; store && k < row_bytes - 64; k += n) {                      \
-            int v = 0;                                                                                   \
-            if (k < K) {                                                                                 \
-                float f = rint(x[k] * inv);                                                              \
-                v = isnan(f) ? 0 : f > 127.0f ? 127 : f < -128.0f ? -128 : (int)f;                       \
+        /* eight values loaded, then stored: x and q may alias for the compiler */                        \
+        for (int k0 = lid; store && k0 < row_bytes - 64; k0 += 8 * n) {                                  \
+            int v[8];                                                                                    \
+            _Pragma("unroll") for (int i = 0; i < 8; i++) {                                              \
+                int k = k0 + i * n;                                                                      \
+                v[i] = 0;                                                                                \
+                if (k < K) {                                                                             \
+                    float f = rint(x[k] * inv);                                                          \
+                    v[i] = isnan(f) ? 0 : f > 127.0f ? 127 : f < -128.0f ? -128 : (int)f;                \
+                }                                                                                        \
             }                                                                                            \
-            q[k] = (char)v;                                                                              \
-            sum += v;                                                                                    \
+            _Pragma("unroll") for (int i = 0; i < 8; i++) {                                              \
+                if (k0 + i * n >= row_bytes - 64) break;                                                 \
+                q[k0 + i * n] = (char)v[i];                                                              \
+                sum += v[i];                                                                             \
+            }                                                                                            \
         }                                                                                                \
         sum = wg_sumi(sum, redi); /* every item, store or not: barriers are never conditional */         \
         if (store && lid < 16) ((global int *)row)[lid] = lid == 0 ? as_int(inv) : lid == 1 ? sum : 0;  \
@@ -180,11 +188,12 @@ void norm_quant_row(global const float *x, global const float *w, int has_w, glo
         barrier(CLK_LOCAL_MEM_FENCE);
         acc_t ss = row_ss_l(buf, n, part);
         float s = rsqrt_rn((float)(ss / (acc_t)n) + eps);
+        /* y into buf first, then out to global memory: a load of w after
+         * a store to y (both global) would wait for the store */
 #pragma unroll 4
         for (int k = lid; k < n4; k += wg) {
             float4 v = vload4(k, buf) * s;
             if (has_w) v = v * vload4(k, w);
-            vstore4(v, k, y);
             vstore4(v, k, buf);
             float4 a = fabs(v);
             amax = a.x > amax ? a.x : amax;
@@ -195,11 +204,14 @@ void norm_quant_row(global const float *x, global const float *w, int has_w, glo
         for (int k = 4 * n4 + lid; k < n; k += wg) {
             float v = buf[k] * s;
             if (has_w) v = v * w[k];
-            y[k] = v;
             buf[k] = v;
             float a = fabs(v);
             amax = a > amax ? a : amax;
         }
+        /* each item stores what it wrote: no barrier needed before */
+#pragma unroll 4
+        for (int k = lid; k < n4; k += wg) vstore4(vload4(k, buf), k, y);
+        for (int k = 4 * n4 + lid; k < n; k += wg) y[k] = buf[k];
         barrier(CLK_LOCAL_MEM_FENCE);
         amax = wg_maxf(amax, redf);
         quantize_row_l(buf, n, amax, q, qrow, redi, quant);
@@ -208,13 +220,21 @@ void norm_quant_row(global const float *x, global const float *w, int has_w, glo
     acc_t ss = row_ss(x, n, part);
     float var = (float)(ss / (acc_t)n);
     float s = rsqrt_rn(var + eps);
-#pragma unroll 8
-    for (int k = lid; k < n; k += wg) {
-        float v = x[k] * s;
-        if (has_w) v = v * w[k];
-        y[k] = v;
-        float a = fabs(v);
-        amax = a > amax ? a : amax;
+    for (int k0 = lid; k0 < n; k0 += 8 * wg) { /* eight loads, then eight stores (as above) */
+        float v[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            int k = k0 + i * wg;
+            v[i] = k < n ? x[k] * s : 0.0f;
+            if (has_w && k < n) v[i] = v[i] * w[k];
+        }
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            if (k0 + i * wg >= n) break;
+            y[k0 + i * wg] = v[i];
+            float a = fabs(v[i]);
+            amax = a > amax ? a : amax;
+        }
     }
     barrier(CLK_GLOBAL_MEM_FENCE);
     amax = wg_maxf(amax, redf);

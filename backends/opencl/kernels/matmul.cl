@@ -156,9 +156,23 @@ kernel void tmv(global const uchar *xb, ulong xo, int xrow, int T, int ku, int m
     if (!last) return;
     if (lid == 0) ctrs[ctr] = 0;
     mem_fence(CLK_GLOBAL_MEM_FENCE);
-    global const float *yv = CAT(float, y0b, y0o);
-#pragma unroll 4
-    for (int k = lid; (tail & 1) && k < T * N; k += MV_WG) AT(float, zb, zo)[k] = CAT(float, ab, ao)[k] + yv[k];
+    global const float *yv = CAT(float, y0b, y0o), *av = CAT(float, ab, ao);
+    global float *zv = AT(float, zb, zo);
+    /* eight sums an item loaded before any is stored: z may share bytes
+     * with a or y for all the compiler knows, so a load after a store
+     * waits for it, one L2 round trip an element (6 us of a 2560-wide
+     * tail on an H100 when loads and stores alternated) */
+    for (int k0 = lid; (tail & 1) && k0 < T * N; k0 += 8 * MV_WG) {
+        float sum[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            int k = k0 + i * MV_WG;
+            sum[i] = k < T * N ? av[k] + yv[k] : 0.0f;
+        }
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            if (k0 + i * MV_WG < T * N) zv[k0 + i * MV_WG] = sum[i];
+    }
     barrier(CLK_GLOBAL_MEM_FENCE);
     for (int tt = 0; (tail & 2) && tt < T; tt++)
         norm_quant_row(CAT(float, zb, zo) + (ulong)tt * N, CAT(float, nwb, nwo), has_nw,
