@@ -90,7 +90,6 @@ static tern_status arm_init(const tern_host_api *host, const tern_backend_option
     }
     /* an older runtime's options may end before a member: read what is there */
     const char *kernel = opt && TERN_STRUCT_HAS(opt, tern_backend_options, kernel) ? opt->kernel : NULL;
-    const char *head = opt && TERN_STRUCT_HAS(opt, tern_backend_options, head) ? opt->head : NULL;
     int fam, isa;
     /* a kernel name that is no family may name a kernel plugin's variant */
     const char *variant = parse_kernel(kernel, &fam, &isa) ? kernel : NULL;
@@ -113,10 +112,9 @@ static tern_status arm_init(const tern_host_api *host, const tern_backend_option
         host->log(TERN_LOG_WARN, "arm: kernel 'mad' needs sdot (asimddp); using lut");
         fam = ARM_FAM_LUT;
     }
-    if (head && *head && strcmp(head, "f16") && strcmp(head, "q8")) {
-        snprintf(err, errlen, "arm: unknown head '%s' (f16, q8)", head);
-        return TERN_EINVAL;
-    }
+    int head_q8;
+    tern_status st = tern_head_option("arm", opt, &head_q8, err, errlen);
+    if (st) return st;
     arm_ctx *c = host->alloc(sizeof *c, 64);
     if (!c) {
         snprintf(err, errlen, "out of memory");
@@ -130,7 +128,7 @@ static tern_status arm_init(const tern_host_api *host, const tern_backend_option
     c->cpu_isa = cpu_isa;
     c->q8_sdot = q8_sdot(host->cpu_features, isa);
     c->kernel = fam;
-    c->head_q8 = head && !strcmp(head, "q8");
+    c->head_q8 = head_q8;
     c->ks = (tk_set){.host = host, .who = "arm", .n_threads = c->n_threads, .family_forced = fam != ARM_FAM_AUTO};
     /* no wisdom while forcing a family or a variant */
     tk_set_load(&c->ks, &arm_api, fam == ARM_FAM_AUTO && !variant);

@@ -167,9 +167,7 @@ static tern_status plan(arm_ctx *c, const tern_tensor *src, int purpose, pack_pl
     if ((purpose == TERN_REPACK_MATMUL || head) && tern_op_is_float_weight(t)) {
         p->kind = PLAN_FILE;
         int64_t K = src->ne[0], N = tern_tensor_nrows(src);
-        if (!c->head_q8 || !head || t == TERN_TYPE_Q8_0 || K <= 0 || K % 32 || src->ne[2] != 1 ||
-            src->ne[3] != 1)
-            return TERN_OK;
+        if (!c->head_q8 || !head || !tern_head_q8_eligible(src)) return TERN_OK;
         if (N <= 0 || tern_mul_overflows((size_t)K / 32 * 34, (size_t)N, &p->bytes) ||
             tern_add_overflows(p->bytes, 64, &p->bytes)) {
             snprintf(err, errlen, "tensor '%s': bad shape", src->name ? src->name : "?");

@@ -84,11 +84,7 @@ static int configure(ocl_ctx *c, const tern_backend_options *opt, char *err, siz
             return snprintf(err, errlen, "TERN_OPENCL_FAIL: expected op:N, got '%s'", fail), 1;
     }
     c->fail_sync_at = fsync ? atoi(fsync) : 0;
-    const char *head = opt ? opt->head : NULL;
-    if (head && *head && strcmp(head, "f16") && strcmp(head, "q8"))
-        return snprintf(err, errlen, "opencl: unknown head '%s' (f16, q8)", head), 1;
-    c->head_q8 = head && !strcmp(head, "q8");
-    return 0;
+    return tern_head_option("opencl", opt, &c->head_q8, err, errlen) != TERN_OK;
 }
 
 static void ocl_free(void *ctx)

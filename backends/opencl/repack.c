@@ -204,7 +204,7 @@ tern_status ocl_repack(void *ctx, const tern_tensor *src, int purpose, tern_tens
     }
     int head = purpose == TERN_REPACK_HEAD;
     if ((purpose == TERN_REPACK_MATMUL || head) && tern_op_is_float_weight(t)) {
-        int q8 = t == TERN_TYPE_Q8_0 || (head && c->head_q8 && K % 32 == 0);
+        int q8 = t == TERN_TYPE_Q8_0 || (head && c->head_q8 && tern_head_q8_eligible(src));
         if (!q8) {
             if (tern_mul_overflows((size_t)src->nb[1], (size_t)N, &bytes)) goto unsupported;
             tern_status st = place(c, src, W_FLOAT, t, 0, bytes, 0, dst, err, errlen);

@@ -29,13 +29,11 @@ static tern_status scalar_init(const tern_host_api *host, const tern_backend_opt
     /* an older runtime's options may end before a member: read what is there */
     c->n_threads = opt && TERN_STRUCT_HAS(opt, tern_backend_options, n_threads) && opt->n_threads > 0
                        ? opt->n_threads : 1;
-    const char *head = opt && TERN_STRUCT_HAS(opt, tern_backend_options, head) ? opt->head : NULL;
-    if (head && *head && strcmp(head, "f16") && strcmp(head, "q8")) {
+    tern_status st = tern_head_option("scalar", opt, &c->head_q8, err, errlen);
+    if (st) {
         host->free(c);
-        snprintf(err, errlen, "scalar: unknown head '%s' (f16, q8)", head);
-        return TERN_EINVAL;
+        return st;
     }
-    c->head_q8 = head && !strcmp(head, "q8");
     *ctx = c;
     return TERN_OK;
 }

@@ -111,8 +111,7 @@ tern_status scalar_repack(void *ctx, const tern_tensor *src, int purpose, tern_t
         (t == TERN_TYPE_TQ1_0 || t == TERN_TYPE_TQ2_0 || t == TERN_TYPE_I2_S))
         return repack_ternary(c, src, dst, err, errlen);
     if ((purpose == TERN_REPACK_MATMUL || purpose == TERN_REPACK_HEAD) && tern_op_is_float_weight(t)) {
-        if (purpose == TERN_REPACK_HEAD && c->head_q8 && t != TERN_TYPE_Q8_0 && src->ne[0] > 0 &&
-            src->ne[0] % 32 == 0 && src->ne[2] == 1 && src->ne[3] == 1)
+        if (purpose == TERN_REPACK_HEAD && c->head_q8 && tern_head_q8_eligible(src))
             return repack_head_q8(c, src, dst, err, errlen);
         *dst = *src;
         return TERN_OK;

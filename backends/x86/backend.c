@@ -54,15 +54,13 @@ static tern_status x86_init(const tern_host_api *host, const tern_backend_option
     }
     /* an older runtime's options may end before a member: read what is there */
     const char *kernel = opt && TERN_STRUCT_HAS(opt, tern_backend_options, kernel) ? opt->kernel : NULL;
-    const char *head = opt && TERN_STRUCT_HAS(opt, tern_backend_options, head) ? opt->head : NULL;
     /* "mad-avx2" runs the AVX2 kernels on an AVX-512 machine, so tests can
      * check that path where it does not run by itself. */
     int force_avx2 = kernel && !strcmp(kernel, "mad-avx2");
     int fam = force_avx2 ? X86_FAM_MAD : family_from_name(kernel);
-    if (head && *head && strcmp(head, "f16") && strcmp(head, "q8")) {
-        snprintf(err, errlen, "x86: unknown head '%s' (f16, q8)", head);
-        return TERN_EINVAL;
-    }
+    int head_q8;
+    tern_status st = tern_head_option("x86", opt, &head_q8, err, errlen);
+    if (st) return st;
     x86_ctx *c = host->alloc(sizeof *c, 64);
     if (!c) {
         snprintf(err, errlen, "out of memory");
@@ -88,7 +86,7 @@ static tern_status x86_init(const tern_host_api *host, const tern_backend_option
         }
     }
     c->isa = force_avx2 ? X86_ISA_AVX2 : isa;
-    c->head_q8 = head && !strcmp(head, "q8");
+    c->head_q8 = head_q8;
     if (isa != X86_ISA_AVX512 && fam > X86_FAM_MAD)
         host->log(TERN_LOG_WARN, "x86: kernel '%s' needs AVX-512; using mad", kernel);
     *ctx = c;

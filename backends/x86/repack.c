@@ -239,7 +239,7 @@ static tern_status plan(x86_ctx *c, const tern_tensor *src, int purpose, pack_pl
          * q8 head would, and batches better */
         if (t == TERN_TYPE_Q8_0 && c->isa == X86_ISA_AVX512)
             return plan_q8_tiles(PLAN_Q8_TILES, src, p, err, errlen);
-        if (c->head_q8 && head && src->ne[0] % 32 == 0 && src->ne[2] == 1 && src->ne[3] == 1) {
+        if (c->head_q8 && head && tern_head_q8_eligible(src)) {
             int64_t K = src->ne[0], N = tern_tensor_nrows(src);
             if (c->isa == X86_ISA_AVX512) return plan_q8_tiles(PLAN_HEAD_Q8_TILES, src, p, err, errlen);
             /* + 64: the AVX2 Q8_0 kernel's loads may run past the last row */

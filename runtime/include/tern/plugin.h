@@ -69,6 +69,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "op.h"
 #include "status.h"
@@ -155,6 +157,29 @@ typedef struct tern_backend_options {
     const char *head;    /* output head storage: "f16" (as stored), "q8" */
     int device;          /* device backends: device index, -1 = default */
 } tern_backend_options;
+
+/* options.head for a backend named `who`: *q8 = 1 when a float head is to
+ * become Q8_0 rows ("q8"), 0 when it stays as stored ("f16"; NULL or ""
+ * as well: the runtime resolves its default before it gets here). Any other
+ * value is TERN_EINVAL with a one-line reason in err. */
+static inline tern_status tern_head_option(const char *who, const tern_backend_options *opt, int *q8,
+                                           char *err, size_t errlen)
+{
+    /* an older runtime's options may end before head */
+    const char *head = opt && TERN_STRUCT_HAS(opt, tern_backend_options, head) ? opt->head : NULL;
+    *q8 = head && !strcmp(head, "q8");
+    if (!head || !*head || *q8 || !strcmp(head, "f16")) return TERN_OK;
+    snprintf(err, errlen, "%s: unknown head '%s' (f16, q8)", who, head);
+    return TERN_EINVAL;
+}
+
+/* Can head weight w become Q8_0 rows under the q8 head? A float type other
+ * than Q8_0 itself, one matrix, rows of whole 32-element blocks. */
+static inline int tern_head_q8_eligible(const tern_tensor *w)
+{
+    return tern_op_is_float_weight(w->type) && w->type != TERN_TYPE_Q8_0 && w->ne[0] > 0 && w->ne[0] % 32 == 0 &&
+           w->ne[2] == 1 && w->ne[3] == 1;
+}
 
 /* What a placed weight will be used by. */
 enum {
