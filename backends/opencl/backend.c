@@ -9,7 +9,9 @@
  *   TERN_OPENCL_FAIL=op:N   the launch of the N-th node of op fails (tests)
  *   TERN_OPENCL_FAIL_SYNC=N the N-th sync fails (tests)
  *   TERN_OPENCL_VARIANT=gpu|cpu  the matmul kernels (default: cpu on CPU devices)
- *   TERN_OPENCL_NO_FP64, TERN_OPENCL_NO_DP4A   turn off those device paths */
+ *   TERN_OPENCL_NO_FP64, TERN_OPENCL_NO_DP4A   turn off those device paths
+ *   TERN_OPENCL_NO_SLOTS    one kernel object per kernel, every argument set per launch (slots.c)
+ *   TERN_OPENCL_FLUSH_EVERY=K   clFlush after every K launches (diagnostics) */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -73,6 +75,9 @@ static int configure(ocl_ctx *c, const tern_backend_options *opt, char *err, siz
 {
     const char *fuse = getenv("TERN_OPENCL_FUSE"), *prof = getenv("TERN_OPENCL_PROFILE");
     const char *fail = getenv("TERN_OPENCL_FAIL"), *fsync = getenv("TERN_OPENCL_FAIL_SYNC");
+    const char *flush = getenv("TERN_OPENCL_FLUSH_EVERY");
+    c->flush_every = flush ? atoi(flush) : 0;
+    c->no_slots = getenv("TERN_OPENCL_NO_SLOTS") != NULL;
     c->fuse = fuse && *fuse ? (int)strtol(fuse, NULL, 0) : OCL_FUSE_ALL;
     c->profile = prof && strcmp(prof, "0") != 0;
     c->fail_op = -1;
@@ -177,23 +182,30 @@ static void ocl_report(void *ctx, uint64_t n_tokens, char *buf, size_t n)
         (unsigned long long)c->nodes_run, (unsigned long long)c->syncs);
     if (n_tokens) OUT("; per token: %.1f launches, %.1f syncs", (double)total / per, (double)c->syncs / per);
     if (c->profile && secs > 0) OUT("; device time %.3f ms per token", 1e3 * secs / per);
-    OUT("\n%-22s %10s %10s %10s %10s %7s\n", "kernel", "launches", "per token", "us each", "ms/token", "share");
+    OUT("; host: plan+enqueue %.3f ms (enqueue calls %.3f), wait %.3f ms, %.0f of %.0f kernel arguments set per %s",
+        1e3 * c->host_plan_s / per, 1e3 * c->host_enqueue_s / per, 1e3 * c->host_wait_s / per, (double)c->args_set / per,
+        (double)(c->args_set + c->args_kept) / per, n_tokens ? "token" : "report");
+    OUT("\n%-22s %10s %10s %10s %10s %7s %10s\n", "kernel", "launches", "per token", "us each", "ms/token", "share",
+        "host us");
     for (int k = 0; k < L_COUNT; k++) {
         if (!c->launches[k]) continue;
         const ocl_prof *p = &c->prof[k];
         if (c->profile && p->launches)
-            OUT("%-22s %10llu %10.1f %10.2f %10.3f %6.1f%%\n", ocl_launch_names[k], (unsigned long long)c->launches[k],
-                (double)c->launches[k] / per, 1e6 * p->seconds / (double)p->launches, 1e3 * p->seconds / per,
-                secs > 0 ? 100 * p->seconds / secs : 0);
+            OUT("%-22s %10llu %10.1f %10.2f %10.3f %6.1f%% %10.2f\n", ocl_launch_names[k],
+                (unsigned long long)c->launches[k], (double)c->launches[k] / per,
+                1e6 * p->seconds / (double)p->launches, 1e3 * p->seconds / per, secs > 0 ? 100 * p->seconds / secs : 0,
+                1e6 * p->host_seconds / (double)c->launches[k]);
         else
-            OUT("%-22s %10llu %10.1f %10s %10s %7s\n", ocl_launch_names[k], (unsigned long long)c->launches[k],
-                (double)c->launches[k] / per, "-", "-", "-");
+            OUT("%-22s %10llu %10.1f %10s %10s %7s %10.2f\n", ocl_launch_names[k], (unsigned long long)c->launches[k],
+                (double)c->launches[k] / per, "-", "-", "-", 1e6 * p->host_seconds / (double)c->launches[k]);
     }
     if (!c->profile) OUT("(TERN_OPENCL_PROFILE=1 adds device time per kernel)\n");
 #undef OUT
     memset(c->launches, 0, sizeof c->launches);
     memset(c->prof, 0, sizeof c->prof);
     c->syncs = c->nodes_run = 0;
+    c->host_plan_s = c->host_wait_s = c->host_enqueue_s = 0;
+    c->args_set = c->args_kept = 0;
     pthread_mutex_unlock(&c->mu);
 }
 

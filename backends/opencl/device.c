@@ -209,7 +209,7 @@ static void cache_write(const char *path, uint64_t key, const unsigned char *bin
 
 /* ---- building ---- */
 
-static double now_s(void)
+double ocl_now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -288,7 +288,7 @@ static tern_status build_program(ocl_ctx *c, char *err, size_t errlen)
     char dir[4096], path[4200];
     int have_dir = cache_dir(c->host, dir, sizeof dir);
     cl_int e;
-    double t0 = now_s();
+    double t0 = ocl_now_s();
     if (have_dir) {
         cache_path(dir, key, path, sizeof path);
         size_t size = 0;
@@ -300,7 +300,7 @@ static tern_status build_program(ocl_ctx *c, char *err, size_t errlen)
             c->host->free(bin);
             if (e == CL_SUCCESS && status == CL_SUCCESS &&
                 clBuildProgram(c->program, 1, &c->device, opts, NULL, NULL) == CL_SUCCESS) {
-                snprintf(c->build_note, sizeof c->build_note, "program from cache in %.2f s", now_s() - t0);
+                snprintf(c->build_note, sizeof c->build_note, "program from cache in %.2f s", ocl_now_s() - t0);
                 return TERN_OK;
             }
             c->host->log(TERN_LOG_WARN, "opencl: ignoring the cached program %s (the driver refused it); "
@@ -323,7 +323,7 @@ static tern_status build_program(ocl_ctx *c, char *err, size_t errlen)
                  ocl_error_name(e), log);
         return TERN_EDEVICE;
     }
-    snprintf(c->build_note, sizeof c->build_note, "program built in %.2f s", now_s() - t0);
+    snprintf(c->build_note, sizeof c->build_note, "program built in %.2f s", ocl_now_s() - t0);
     size_t size = 0;
     if (have_dir && clGetProgramInfo(c->program, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) == CL_SUCCESS &&
         size > 0) {
@@ -396,6 +396,7 @@ tern_status ocl_open_device(ocl_ctx *c, const ocl_devinfo *d, int index, char *e
 void ocl_close_device(ocl_ctx *c)
 {
     if (c->queue) clFinish(c->queue);
+    ocl_slots_free(c);
     for (int i = 0; i < c->n_ropes; i++) clReleaseMemObject(c->ropes[i].mem);
     if (c->err_mem) clReleaseMemObject(c->err_mem);
     if (c->ctrs) clReleaseMemObject(c->ctrs);

@@ -72,6 +72,7 @@ enum {
     L_ATTENTION_NQ,
     L_TMV,
     L_TMV_MULTI,
+    L_TMV_QKV_ROPE,
     L_TMV_ADD,
     L_TMV_GLU,
     L_TMV_ADD_NQ,
@@ -108,7 +109,8 @@ enum {
     OCL_FUSE_ADD = 8,
     OCL_FUSE_ROPE_KV = 16,
     OCL_FUSE_TAIL = 32, /* the next RMS_NORM + QUANTIZE_ACT as a GEMV's last-group tail */
-    OCL_FUSE_ALL = 63
+    OCL_FUSE_QKV_ROPE = 64, /* q/k/v rotations and cache stores in the q/k/v GEMV */
+    OCL_FUSE_ALL = 127
 };
 
 /* ---- device memory ---- */
@@ -162,7 +164,23 @@ typedef struct ocl_event {
 typedef struct ocl_prof {
     uint64_t launches;
     double seconds;
+    double host_seconds; /* in clEnqueueNDRangeKernel */
 } ocl_prof;
+
+/* A launch slot's kernel object and the arguments it holds (slots.c). */
+#define OCL_SLOTS 2048    /* launches a run that get a slot */
+#define OCL_SLOT_ARGS 96  /* arguments a slot remembers */
+typedef struct ocl_slot_way {
+    int kind;                      /* K_* */
+    cl_kernel k;
+    uint8_t size[OCL_SLOT_ARGS];   /* 0: not known */
+    uint64_t val[OCL_SLOT_ARGS];
+} ocl_slot_way;
+
+typedef struct ocl_slot {
+    ocl_slot_way way[2];
+    int recent; /* the way used last */
+} ocl_slot;
 
 typedef struct ocl_ctx {
     const tern_host_api *host;
@@ -209,11 +227,24 @@ typedef struct ocl_ctx {
     int n_ternary, n_float, n_q8, n_head_q8;
     uint64_t launches[L_COUNT], syncs, nodes_run;
     ocl_prof prof[L_COUNT];
+    double host_plan_s, host_wait_s; /* sync's planning and enqueueing, its wait */
+    double host_enqueue_s;           /* of host_plan_s, in clEnqueueNDRangeKernel */
+    uint64_t args_set, args_kept;    /* kernel arguments set, and left as the slot held them */
+    ocl_slot *slots;                 /* per launch of a run (slots.c) */
+    int n_slots, slot_next;
+    int no_slots;                    /* TERN_OPENCL_NO_SLOTS: the shared kernel objects only */
+    int flush_every, unflushed;      /* TERN_OPENCL_FLUSH_EVERY: clFlush after so many launches */
     /* failure injection (tests): TERN_OPENCL_FAIL=op:N, TERN_OPENCL_FAIL_SYNC=N */
     int fail_op, fail_at, fail_calls, fail_sync_at, fail_syncs;
 } ocl_ctx;
 
+/* ---- slots.c ---- */
+ocl_slot_way *ocl_slot_next(ocl_ctx *c, int kind);
+cl_int ocl_slot_arg(ocl_ctx *c, ocl_slot_way *way, cl_uint i, size_t n, const void *v);
+void ocl_slots_free(ocl_ctx *c);
+
 /* ---- device.c ---- */
+double ocl_now_s(void); /* a monotonic clock, seconds */
 typedef struct ocl_devinfo {
     cl_platform_id platform;
     cl_device_id device;

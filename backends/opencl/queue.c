@@ -7,10 +7,14 @@
  * Fusion (a decode step is bound by launches, not bytes): at each node the
  * planner tries the patterns below, else launches the node alone.
  *   norm_quant  RMS_NORM then the QUANTIZE_ACT reading it;
- *   tmv_multi   up to three ternary matmuls over one input (q, k, v);
+ *   tmv_multi   up to three ternary matmuls over one input (q, k, v), and
+ *               for a decode step the rotations of their outputs and the
+ *               cache stores (NEOX over whole heads: a lane-group makes
+ *               both rows of a rotation pair);
  *   tmv_glu     gate matmul, its relu_sq/silu, up matmul, mul;
  *   tmv_add     a ternary matmul and the ADD reading it (the residual);
- *   rope_kv     the q and k rotations and the K and V cache stores;
+ *   rope_kv     the q and k rotations and the K and V cache stores (where
+ *               tmv_multi did not take them);
  *   tails       the RMS_NORM + QUANTIZE_ACT after tmv_add, tmv_glu or an
  *               ATTENTION, run by the launch's last work-group.
  * (the matmul patterns and tails for at most OCL_MV_TOK tokens: prefill is
@@ -36,7 +40,7 @@ const char *const ocl_launch_names[L_COUNT] = {
     [L_QUANTIZE] = "quantize_act", [L_ELTWISE] = "elementwise", [L_SOFTMAX] = "softmax",
     [L_ROPE] = "rope",             [L_KV_STORE] = "kv_store",   [L_ROPE_KV] = "rope+kv_store",
     [L_ATTENTION] = "attention",   [L_ATTENTION_NQ] = "attention+norm+quant",
-    [L_TMV] = "tmv",               [L_TMV_MULTI] = "tmv qkv",
+    [L_TMV] = "tmv",               [L_TMV_MULTI] = "tmv qkv", [L_TMV_QKV_ROPE] = "tmv qkv+rope+kv_store",
     [L_TMV_ADD] = "tmv+add",       [L_TMV_GLU] = "tmv gate/up+act+mul", [L_TMM] = "tmm",
     [L_TMV_ADD_NQ] = "tmv+add+norm+quant", [L_TMV_GLU_NQ] = "tmv glu+norm+quant",
     [L_FMV] = "fmv",               [L_Q8ACT] = "q8_0 act",      [L_Q8MV] = "q8_0 mv",
@@ -120,7 +124,7 @@ static int reads(const ocl_qnode *n, span s)
 
 /* ---- groups ---- */
 
-#define GMAX 6
+#define GMAX 8
 #define WINDOW 24 /* how far ahead a dead-output proof may look */
 
 typedef struct group {
@@ -140,11 +144,18 @@ static int member(const group *g, int i)
     return 0;
 }
 
+/* Adds node i to g in the phase g->cur; members stay in queue order. */
 static void add_member(group *g, int i, int force)
 {
-    g->force[g->n] = force;
-    g->phase[g->n] = g->cur;
-    g->node[g->n++] = i;
+    int k = g->n++;
+    for (; k > 0 && g->node[k - 1] > i; k--) {
+        g->node[k] = g->node[k - 1];
+        g->force[k] = g->force[k - 1];
+        g->phase[k] = g->phase[k - 1];
+    }
+    g->node[k] = i;
+    g->force[k] = force;
+    g->phase[k] = g->cur;
 }
 
 static void add_read(group *g, int i, const tern_tensor *t)
@@ -218,13 +229,26 @@ typedef struct args {
     cl_kernel k;
     cl_uint i;
     cl_int e;
+    ocl_ctx *c;
+    ocl_slot_way *slot; /* NULL: the shared kernel object, every argument set */
 } args;
 
-static args args_of(const ocl_ctx *c, int k) { return (args){c->kernels[k], 0, CL_SUCCESS}; }
+/* The arguments of the run's next launch, of kernel k. */
+static args args_of(ocl_ctx *c, int k)
+{
+    ocl_slot_way *s = ocl_slot_next(c, k);
+    return (args){s ? s->k : c->kernels[k], 0, CL_SUCCESS, c, s};
+}
 
 static void a_raw(args *a, size_t n, const void *v)
 {
-    if (a->e == CL_SUCCESS) a->e = clSetKernelArg(a->k, a->i, n, v);
+    if (a->e != CL_SUCCESS) return;
+    if (a->slot) {
+        a->e = ocl_slot_arg(a->c, a->slot, a->i, n, v);
+    } else {
+        a->e = clSetKernelArg(a->k, a->i, n, v);
+        a->c->args_set++;
+    }
     if (a->e == CL_SUCCESS) a->i++;
 }
 static void a_mem(args *a, cl_mem m) { a_raw(a, sizeof m, &m); }
@@ -282,8 +306,12 @@ static int launch(ocl_ctx *c, args *a, int kind, cl_uint dims, const size_t *gws
         return -1;
     }
     cl_event ev = NULL;
+    double t0 = ocl_now_s();
     e = injected ? CL_OUT_OF_RESOURCES
                  : clEnqueueNDRangeKernel(c->queue, a->k, dims, NULL, gws, lws, 0, NULL, c->profile ? &ev : NULL);
+    double dt = ocl_now_s() - t0;
+    c->host_enqueue_s += dt;
+    c->prof[kind].host_seconds += dt;
     if (e != CL_SUCCESS) {
         c->host->node_error(first, TERN_EDEVICE, "opencl: launching %s for %s on %s failed: %s%s",
                             ocl_launch_names[kind], tern_op_name(first->op), c->device_name, ocl_error_name(e),
@@ -293,6 +321,10 @@ static int launch(ocl_ctx *c, args *a, int kind, cl_uint dims, const size_t *gws
     }
     if (ev) keep_event(c, kind, ev);
     c->launches[kind]++;
+    if (c->flush_every && ++c->unflushed >= c->flush_every) {
+        clFlush(c->queue);
+        c->unflushed = 0;
+    }
     if (last)
         for (int i = 0; i < n; i++) c->done[nodes[i]] = 1;
     return 0;
@@ -525,13 +557,55 @@ static void l_attention(ocl_ctx *c, int i, int norm)
     launch(c, &a, qn ? L_ATTENTION_NQ : L_ATTENTION, 1, &gws, &lws, nodes, qn ? 3 : 1, 1);
 }
 
-/* Ternary GEMV: mode 0 over the matmuls mt[0..n) (one input), mode 1 mt[0]
- * then ADD node `add`, mode 2 gate mt[0], activation `act`, up mt[1], MUL
- * `mul`; norm >= 0 (modes 1, 2): the RMS_NORM of the sum or product and
- * the QUANTIZE_ACT after it as the launch's tail. wmask as in
+/* The rotations and cache stores a mode-0 GEMV runs for its matrices
+ * (slot m: the ROPE of matrix m's output, the KV_STORE of that rotation
+ * or of the output itself; -1 absent; write: the rotation is stored;
+ * tab: the rotations' frequency table). */
+typedef struct tmv_rope {
+    int rope[3], store[3], write[3];
+    cl_mem tab;
+} tmv_rope;
+
+static void a_rope(args *a, ocl_ctx *c, const tmv_rope *rp)
+{
+    const ocl_qnode *r = NULL, *any = NULL;
+    int bits = 0;
+    for (int m = 0; rp && m < 3; m++) {
+        if (rp->rope[m] >= 0) r = &c->q[rp->rope[m]], bits |= 1 << m | rp->write[m] << (3 + m);
+        if (rp->store[m] >= 0) {
+            any = &c->q[rp->store[m]];
+            bits |= 1 << (6 + m) | (any->node.dst->type == TERN_TYPE_F16) << (9 + m);
+        }
+    }
+    if (r) any = r;
+    a_i32(a, bits);
+    a_i32(a, any ? (cl_int)any->node.src[0]->ne[0] : 2);
+    a_f32(a, r ? r->node.fparams[1] : 1.0f);
+    a_mem(a, r ? rp->tab : c->err_mem);
+    if (any) a_t(a, any->node.src[1]);
+    else a_none(a, c);
+    for (int m = 0; m < 3; m++) {
+        if (rp && rp->rope[m] >= 0) a_t(a, c->q[rp->rope[m]].node.dst);
+        else a_none(a, c);
+    }
+    int n_ctx = 0;
+    for (int m = 0; m < 3; m++) {
+        if (rp && rp->store[m] >= 0) a_t(a, c->q[rp->store[m]].node.dst), n_ctx = (int)c->q[rp->store[m]].node.dst->ne[2];
+        else a_none(a, c);
+    }
+    for (int m = 0; m < 3; m++) a_i32(a, rp ? rp->store[m] : -1);
+    a_i32(a, n_ctx);
+    a_mem(a, c->err_mem);
+}
+
+/* Ternary GEMV: mode 0 over the matmuls mt[0..n) (one input), with the
+ * rotations and cache stores rp (NULL: none), mode 1 mt[0] then ADD node
+ * `add`, mode 2 gate mt[0], activation `act`, up mt[1], MUL `mul`; norm
+ * >= 0 (modes 1, 2): the RMS_NORM of the sum or product and the
+ * QUANTIZE_ACT after it as the launch's tail. wmask as in
  * kernels/matmul.cl. */
-static void l_tmv(ocl_ctx *c, int mode, const int *mt, int n, int add, int act, int mul, int norm, int wmask,
-                  int kind)
+static void l_tmv(ocl_ctx *c, int mode, const int *mt, int n, const tmv_rope *rp, int add, int act, int mul, int norm,
+                  int wmask, int kind)
 {
     const ocl_qnode *q0 = &c->q[mt[0]];
     const tern_tensor *x = q0->node.src[0];
@@ -575,8 +649,13 @@ static void l_tmv(ocl_ctx *c, int mode, const int *mt, int n, int add, int act, 
     a_mem(&a, c->ctrs);
     a_i32(&a, c->ctr_next);
     if (qn || mode == 1) c->ctr_next = (c->ctr_next + 1) % OCL_CTRS;
-    int nodes[6], k = 0;
+    a_rope(&a, c, rp);
+    int nodes[12], k = 0;
     for (int m = 0; m < n; m++) nodes[k++] = mt[m];
+    for (int m = 0; rp && m < 3; m++) {
+        if (rp->rope[m] >= 0) nodes[k++] = rp->rope[m];
+        if (rp->store[m] >= 0) nodes[k++] = rp->store[m];
+    }
     if (mode == 1) nodes[k++] = add;
     if (mode == 2) nodes[k++] = act, nodes[k++] = mul;
     if (qn) nodes[k++] = norm, nodes[k++] = norm + 1;
@@ -757,14 +836,9 @@ static int try_glu(ocl_ctx *c, int i)
     if (mul < 0) return 0;
     group g = {0};
     add_member(&g, i, 0);
-    int rest[3] = {act, up, mul};
-    for (int a = 0; a < 3; a++) /* members in queue order */
-        for (int b = a + 1; b < 3; b++)
-            if (rest[b] < rest[a]) {
-                int t = rest[a];
-                rest[a] = rest[b], rest[b] = t;
-            }
-    for (int k = 0; k < 3; k++) add_member(&g, rest[k], 0);
+    add_member(&g, act, 0);
+    add_member(&g, up, 0);
+    add_member(&g, mul, 0);
     add_read(&g, i, c->q[i].node.src[0]);
     add_read(&g, up, c->q[up].node.src[0]);
     int ok, norm = mul == g.node[g.n - 1] ? with_tail(c, &g, mul, &ok) : (ok = group_ok(c, &g), -1);
@@ -776,8 +850,86 @@ static int try_glu(ocl_ctx *c, int i)
         if (g.phase[k] == 0) wmask |= n == i ? 1 : n == up ? 2 : n == mul ? 8 : 16;
     }
     int mt[2] = {i, up};
-    l_tmv(c, 2, mt, 2, -1, act, mul, norm, wmask, norm >= 0 ? L_TMV_GLU_NQ : L_TMV_GLU);
+    l_tmv(c, 2, mt, 2, NULL, -1, act, mul, norm, wmask, norm >= 0 ? L_TMV_GLU_NQ : L_TMV_GLU);
     return 1;
+}
+
+static int rope_like(const ocl_ctx *c, int j, int i)
+{
+    const tern_node *a = &c->q[i].node, *b = &c->q[j].node;
+    return is_op(c, j, TERN_OP_ROPE) && same(a->src[1], b->src[1]) && a->iparams[0] == b->iparams[0] &&
+           a->iparams[1] == b->iparams[1] && a->fparams[0] == b->fparams[0] && a->fparams[1] == b->fparams[1] &&
+           a->src[0]->ne[0] == b->src[0]->ne[0];
+}
+
+/* A KV_STORE of node i's output (i a ROPE). */
+static int store_of(const ocl_ctx *c, int j, int i)
+{
+    return is_op(c, j, TERN_OP_KV_STORE) && same(c->q[j].node.src[0], c->q[i].node.dst);
+}
+
+/* A ROPE of node i's output. */
+static int rope_of(const ocl_ctx *c, int j, int i)
+{
+    return is_op(c, j, TERN_OP_ROPE) && same(c->q[j].node.src[0], c->q[i].node.dst);
+}
+
+/* Can the GEMV of matrix node `mt` (N rows) make node k's rows (a ROPE or
+ * KV_STORE of its output, of head size hd and positions pos) a rotation
+ * pair a lane-group? */
+static int pairs_ok(const ocl_ctx *c, int k, int mt, int hd, const tern_tensor *pos)
+{
+    const tern_node *n = &c->q[k].node;
+    int64_t N = ocl_weight_of(c->q[mt].node.src[1])->N;
+    if (n->src[0]->ne[0] != hd || hd < 2 || hd % 2 || N % hd || n->src[0]->ne[0] * n->src[0]->ne[1] != N ||
+        !same(n->src[1], pos))
+        return 0;
+    if (n->op == TERN_OP_KV_STORE) return n->dst->type == TERN_TYPE_F16 || n->dst->type == TERN_TYPE_F32;
+    /* NEOX over whole heads only: how the models with ternary weights rotate */
+    return n->iparams[0] == TERN_ROPE_NEOX && n->iparams[1] == hd;
+}
+
+/* The q/k/v group g (matrices mt[0..n)) grows the rotations of its outputs
+ * and the cache stores of those rotations or of the outputs, all over one
+ * head size and one position tensor, when the checks allow: rp says
+ * which; g and rp as they were otherwise. */
+static void with_rope(ocl_ctx *c, group *g, const int *mt, int n, tmv_rope *rp)
+{
+    tmv_rope r;
+    group h = *g;
+    int first = -1, n_ctx = -1, hd = 0;
+    const tern_tensor *pos = NULL;
+    for (int m = 0; m < 3; m++) r.rope[m] = r.store[m] = -1, r.write[m] = 0;
+    for (int m = 0; m < n; m++) {
+        int ro = find(c, mt[m], rope_of, mt[m]), from = ro >= 0 ? ro : mt[m], st = find(c, from, store_of, from);
+        if (!pos) {
+            int k = ro >= 0 ? ro : st;
+            if (k < 0) continue;
+            pos = c->q[k].node.src[1];
+            hd = (int)c->q[k].node.src[0]->ne[0];
+        }
+        if (ro >= 0 && (!pairs_ok(c, ro, mt[m], hd, pos) || (first >= 0 && !rope_like(c, ro, first)))) return;
+        if (st >= 0 && (!pairs_ok(c, st, mt[m], hd, pos) || (n_ctx >= 0 && c->q[st].node.dst->ne[2] != n_ctx))) return;
+        if (ro >= 0) {
+            if (first < 0) first = ro;
+            r.rope[m] = ro;
+            add_member(&h, ro, 0);
+            add_read(&h, ro, pos);
+        }
+        if (st >= 0) {
+            n_ctx = (int)c->q[st].node.dst->ne[2];
+            r.store[m] = st;
+            add_member(&h, st, 1);
+            add_read(&h, st, pos);
+        }
+    }
+    r.tab = first >= 0 ? rope_table(c, c->q[first].node.fparams[0], c->q[first].node.iparams[1]) : NULL;
+    if (!pos || (first >= 0 && !r.tab) || !group_ok(c, &h)) return;
+    for (int k = 0; k < h.n; k++)
+        for (int m = 0; m < 3; m++)
+            if (h.node[k] == r.rope[m]) r.write[m] = h.write[k];
+    *g = h;
+    *rp = r;
 }
 
 static int try_multi(ocl_ctx *c, int i)
@@ -794,9 +946,16 @@ static int try_multi(ocl_ctx *c, int i)
         if (group_ok(c, &h)) g = h;
     }
     if (g.n < 2 || !group_ok(c, &g)) return 0;
-    int wmask = 0;
-    for (int k = 0; k < g.n; k++) wmask |= g.write[k] << k;
-    l_tmv(c, 0, g.node, g.n, -1, -1, -1, -1, wmask, L_TMV_MULTI);
+    int wmask = 0, mt[3], n = g.n;
+    for (int k = 0; k < n; k++) wmask |= g.write[k] << k, mt[k] = g.node[k];
+    tmv_rope rp = {{-1, -1, -1}, {-1, -1, -1}, {0}, NULL};
+    if (c->fuse & OCL_FUSE_QKV_ROPE) with_rope(c, &g, mt, n, &rp);
+    for (int k = 0; k < g.n; k++) /* the matrices' outputs may be dead now */
+        for (int m = 0; m < n; m++)
+            if (g.node[k] == mt[m]) wmask = (wmask & ~(1 << m)) | g.write[k] << m;
+    int fused = rp.rope[0] >= 0 || rp.rope[1] >= 0 || rp.rope[2] >= 0 || rp.store[0] >= 0 || rp.store[1] >= 0 ||
+                rp.store[2] >= 0;
+    l_tmv(c, 0, mt, n, &rp, -1, -1, -1, -1, wmask, fused ? L_TMV_QKV_ROPE : L_TMV_MULTI);
     return 1;
 }
 
@@ -817,22 +976,8 @@ static int try_add(ocl_ctx *c, int i)
     int ok, norm = with_tail(c, &g, j, &ok);
     if (!ok) return 0;
     int mt[1] = {i};
-    l_tmv(c, 1, mt, 1, j, -1, -1, norm, 1, norm >= 0 ? L_TMV_ADD_NQ : L_TMV_ADD);
+    l_tmv(c, 1, mt, 1, NULL, j, -1, -1, norm, 1, norm >= 0 ? L_TMV_ADD_NQ : L_TMV_ADD);
     return 1;
-}
-
-static int rope_like(const ocl_ctx *c, int j, int i)
-{
-    const tern_node *a = &c->q[i].node, *b = &c->q[j].node;
-    return is_op(c, j, TERN_OP_ROPE) && same(a->src[1], b->src[1]) && a->iparams[0] == b->iparams[0] &&
-           a->iparams[1] == b->iparams[1] && a->fparams[0] == b->fparams[0] && a->fparams[1] == b->fparams[1] &&
-           a->src[0]->ne[0] == b->src[0]->ne[0];
-}
-
-/* A KV_STORE of node i's output (i a ROPE). */
-static int store_of(const ocl_ctx *c, int j, int i)
-{
-    return is_op(c, j, TERN_OP_KV_STORE) && same(c->q[j].node.src[0], c->q[i].node.dst);
 }
 
 /* Another KV_STORE that can share rope i's launch (same positions, head
@@ -879,12 +1024,6 @@ static void plan_rope(ocl_ctx *c, int i)
             if (tail && (A < 0 || B < 0 || tern_tensor_nrows(c->q[B].node.src[0]) > 8 * OCL_MV_TOK)) break;
             group g = {0};
             int mem[4] = {A, B, sB, s3};
-            for (int a = 0; a < 4; a++) /* members in queue order */
-                for (int b = a + 1; b < 4; b++)
-                    if (mem[b] >= 0 && (mem[a] < 0 || mem[b] < mem[a])) {
-                        int t = mem[a];
-                        mem[a] = mem[b], mem[b] = t;
-                    }
             for (int q = 0; q < 4; q++) {
                 if (mem[q] < 0) continue;
                 g.cur = tail && (mem[q] == B || mem[q] == sB);
@@ -958,7 +1097,7 @@ static void plan_node(ocl_ctx *c, int i)
         if ((c->fuse & OCL_FUSE_GLU && try_glu(c, i)) || (c->fuse & OCL_FUSE_MULTI && try_multi(c, i)) ||
             (c->fuse & OCL_FUSE_ADD && try_add(c, i)))
             return;
-        l_tmv(c, 0, &i, 1, -1, -1, -1, -1, 1, L_TMV);
+        l_tmv(c, 0, &i, 1, NULL, -1, -1, -1, -1, 1, L_TMV);
         return;
     case TERN_OP_MATMUL: l_matmul(c, i); return;
     default:
@@ -1011,7 +1150,9 @@ tern_status ocl_sync(void *ctx, char *err, size_t errlen)
     ocl_ctx *c = ctx;
     if (!ocl_run_owned(c)) return TERN_OK; /* nothing of this thread's is queued */
     int n = c->n_q;
+    double t0 = ocl_now_s();
     ocl_flush(c);
+    double t1 = ocl_now_s();
     c->syncs++;
     tern_status st = TERN_OK;
     int e4[4] = {0, 0, 0, 0};
@@ -1035,8 +1176,11 @@ tern_status ocl_sync(void *ctx, char *err, size_t errlen)
         st = TERN_EDEVICE;
     }
     collect_profile(c);
+    c->host_plan_s += t1 - t0;
+    c->host_wait_s += ocl_now_s() - t1;
     for (int i = 0; i < n; i++) c->nodes_run += c->done[i];
     c->n_q = c->n_flushed = 0;
+    c->slot_next = 0;
     c->dead = 0;
     ocl_run_unlock(c);
     return st;

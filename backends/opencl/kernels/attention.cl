@@ -5,6 +5,16 @@
  * Caches are [head_dim, n_kv, n_ctx], F16 or F32: element (d, h, p) at
  * (p * n_kv + h) * head_dim + d. */
 
+/* The rotation of the pair (a, b) by the angle p * f (p: the position
+ * times freq_scale, f: inv_freq of the pair), as scalar forms it. */
+void rope_pair(float a, float b, float p, float f, float *y0, float *y1)
+{
+    acc_t theta = (acc_t)(p * f);
+    acc_t c = cos(theta), s = sin(theta);
+    *y0 = (float)((acc_t)a * c - (acc_t)b * s);
+    *y1 = (float)((acc_t)a * s + (acc_t)b * c);
+}
+
 /* One rotation pair (or copied element) of a row: the angle formed as
  * scalar forms it (f32 position * freq_scale, times the host's f32
  * inv_freq table = 1/powf(base, 2i/n_dims)), cos/sin and the rotation in
@@ -21,12 +31,9 @@ void rope_item(global const float *x, int j, int mode, int n_dims, float p,
         return;
     }
     int i0 = mode == 2 ? j : 2 * j, i1 = mode == 2 ? j + nh : 2 * j + 1;
-    acc_t theta = (acc_t)(p * inv_freq[j]);
-    acc_t c = cos(theta), s = sin(theta), a = (acc_t)x[i0], b = (acc_t)x[i1];
     *d0 = i0;
     *d1 = i1;
-    *y0 = (float)(a * c - b * s);
-    *y1 = (float)(a * s + b * c);
+    rope_pair(x[i0], x[i1], p, inv_freq[j], y0, y1);
 }
 
 /* Rope item j of row r of x into y (and, with store, into the cache at

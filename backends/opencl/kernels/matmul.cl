@@ -68,14 +68,26 @@ int dot16(uint w, uint4 a, int acc)
  * Plain loads are enough there, as in CUDA's last-block reductions: the
  * writers fenced before counting, and the last group never read those
  * bytes earlier in the launch, so its cache holds no stale copy of them
- * (volatile loads, which cannot be overlapped, made the tail 20-40 us). */
+ * (volatile loads, which cannot be overlapped, made the tail 20-40 us).
+ * Mode 0 also runs the q and k rotations and the K and V cache stores of a
+ * decode step (rope bits, for matrix m: m, rotated (NEOX over the whole
+ * head: pairs j and j + hd / 2); 3 + m, the rotated rows stored into r_m;
+ * 6 + m, the rows stored into cache c_m at the tokens' positions, F16 with
+ * bit 9 + m): a lane-group then makes the two rows of one rotation pair,
+ * so lane t has both values of token t in registers; the rotation is
+ * rope_pair's, as the rope kernel's. A position outside [0, n_ctx) is
+ * reported for node_m and that row is not stored. */
 kernel void tmv(global const uchar *xb, ulong xo, int xrow, int T, int ku, int mode, int act, int wmask,
                 global const uint *w0, int n0, float s0, global uchar *y0b, ulong y0o,
                 global const uint *w1, int n1, float s1, global uchar *y1b, ulong y1o,
                 global const uint *w2, int n2, float s2, global uchar *y2b, ulong y2o,
                 global const uchar *ab, ulong ao, global uchar *zb, ulong zo, global uchar *gb, ulong go,
                 int tail, global const uchar *nwb, ulong nwo, int has_nw, float eps, global uchar *ynb, ulong yno,
-                global uchar *qb, ulong qo, int qrow, global int *ctrs, int ctr)
+                global uchar *qb, ulong qo, int qrow, global int *ctrs, int ctr,
+                int rope, int hd, float fscale, global const float *inv_freq,
+                global const uchar *pb, ulong po, global uchar *r0b, ulong r0o, global uchar *r1b, ulong r1o,
+                global uchar *r2b, ulong r2o, global uchar *c0b, ulong c0o, global uchar *c1b, ulong c1o,
+                global uchar *c2b, ulong c2o, int node0, int node1, int node2, int n_ctx, global int *err)
 {
     local int part[MV_WARPS][2][MV_TOK][MV_LANES];
     local float res[MV_WARPS][2][MV_TOK];
@@ -97,6 +109,11 @@ kernel void tmv(global const uchar *xb, ulong xo, int xrow, int T, int ku, int m
         N = m == 0 ? n0 : m == 1 ? n1 : n2;
         row[0] = g * MV_ROWS + 2 * warp;
         row[1] = row[0] + 1;
+        if (rope >> m & 1) { /* the two rows of rotation pair row[0] / 2 */
+            int pair = row[0] / 2;
+            row[0] = pair / (hd / 2) * hd + pair % (hd / 2);
+            row[1] = row[0] + hd / 2;
+        }
     }
     global const uint *wm = m == 0 ? w0 : m == 1 ? w1 : w2;
     global const uint4 *wr0 = (global const uint4 *)((mode == 2 ? w0 : wm) + (ulong)(row[0] < N ? row[0] : 0) * ku);
@@ -145,6 +162,28 @@ kernel void tmv(global const uchar *xb, ulong xo, int xrow, int T, int ku, int m
         ulong at = (ulong)lane * N + n;
         if (wmask & 16) AT(float, gb, go)[at] = a;
         if (wmask & 8) AT(float, zb, zo)[at] = a * res[warp][1][lane];
+    }
+    if (mode == 0 && rope >> m & 0111 && lane < T && row[0] < N) {
+        float a = res[warp][0][lane], b = res[warp][1][lane];
+        int p = CAT(int, pb, po)[lane], d0 = row[0] % hd, d1 = row[1] % hd;
+        if (rope >> m & 1)
+            rope_pair(a, b, (float)p * fscale, inv_freq[d0], &a, &b);
+        if (rope >> (3 + m) & 1) {
+            global float *y = AT(float, m == 0 ? r0b : m == 1 ? r1b : r2b, m == 0 ? r0o : m == 1 ? r1o : r2o);
+            y[(ulong)lane * N + row[0]] = a;
+            y[(ulong)lane * N + row[1]] = b;
+        }
+        if (rope >> (6 + m) & 1) {
+            if (p < 0 || p >= n_ctx) {
+                report_error(err, ERR_POSITION, m == 0 ? node0 : m == 1 ? node1 : node2, p);
+            } else {
+                int f16 = rope >> (9 + m) & 1;
+                global uchar *c = (m == 0 ? c0b : m == 1 ? c1b : c2b) + (m == 0 ? c0o : m == 1 ? c1o : c2o);
+                c += (((ulong)p * (N / hd) + row[0] / hd) * hd) * (f16 ? 2 : 4);
+                cache_put(c, f16, d0, a);
+                cache_put(c, f16, d1, b);
+            }
+        }
     }
     /* the tail: the last group to count itself works, the others leave at
      * once (whole groups leave, so no barrier misses part of a group) */
