@@ -10,7 +10,6 @@
  *   TERN_OPENCL_FAIL_SYNC=N the N-th sync fails (tests)
  *   TERN_OPENCL_VARIANT=gpu|cpu  the matmul kernels (default: cpu on CPU devices)
  *   TERN_OPENCL_NO_FP64, TERN_OPENCL_NO_DP4A   turn off those device paths
- *   TERN_OPENCL_NO_SLOTS    one kernel object per kernel, every argument set per launch (slots.c)
  *   TERN_OPENCL_FLUSH_EVERY=K   clFlush after every K launches (diagnostics) */
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,7 +76,6 @@ static int configure(ocl_ctx *c, const tern_backend_options *opt, char *err, siz
     const char *fail = getenv("TERN_OPENCL_FAIL"), *fsync = getenv("TERN_OPENCL_FAIL_SYNC");
     const char *flush = getenv("TERN_OPENCL_FLUSH_EVERY");
     c->flush_every = flush ? atoi(flush) : 0;
-    c->no_slots = getenv("TERN_OPENCL_NO_SLOTS") != NULL;
     c->fuse = fuse && *fuse ? (int)strtol(fuse, NULL, 0) : OCL_FUSE_ALL;
     c->profile = prof && strcmp(prof, "0") != 0;
     c->fail_op = -1;
@@ -182,9 +180,8 @@ static void ocl_report(void *ctx, uint64_t n_tokens, char *buf, size_t n)
         (unsigned long long)c->nodes_run, (unsigned long long)c->syncs);
     if (n_tokens) OUT("; per token: %.1f launches, %.1f syncs", (double)total / per, (double)c->syncs / per);
     if (c->profile && secs > 0) OUT("; device time %.3f ms per token", 1e3 * secs / per);
-    OUT("; host: plan+enqueue %.3f ms (enqueue calls %.3f), wait %.3f ms, %.0f of %.0f kernel arguments set per %s",
-        1e3 * c->host_plan_s / per, 1e3 * c->host_enqueue_s / per, 1e3 * c->host_wait_s / per, (double)c->args_set / per,
-        (double)(c->args_set + c->args_kept) / per, n_tokens ? "token" : "report");
+    OUT("; host: plan+enqueue %.3f ms (enqueue calls %.3f), wait %.3f ms per %s", 1e3 * c->host_plan_s / per,
+        1e3 * c->host_enqueue_s / per, 1e3 * c->host_wait_s / per, n_tokens ? "token" : "report");
     OUT("\n%-22s %10s %10s %10s %10s %7s %10s\n", "kernel", "launches", "per token", "us each", "ms/token", "share",
         "host us");
     for (int k = 0; k < L_COUNT; k++) {
@@ -205,7 +202,6 @@ static void ocl_report(void *ctx, uint64_t n_tokens, char *buf, size_t n)
     memset(c->prof, 0, sizeof c->prof);
     c->syncs = c->nodes_run = 0;
     c->host_plan_s = c->host_wait_s = c->host_enqueue_s = 0;
-    c->args_set = c->args_kept = 0;
     pthread_mutex_unlock(&c->mu);
 }
 

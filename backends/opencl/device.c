@@ -20,7 +20,8 @@ extern const size_t ocl_source_len;
 const char *const ocl_kernel_names[K_COUNT] = {
     [K_GET_ROWS] = "get_rows",   [K_RMS_NORM_Q] = "rms_norm_q", [K_QUANTIZE_ACT] = "quantize_act",
     [K_ELTWISE] = "eltwise",     [K_SOFTMAX] = "softmax",       [K_ROPE_KV] = "rope_kv",
-    [K_ATTENTION] = "attention", [K_TMV] = "tmv",               [K_TMM] = "tmm",
+    [K_ATTENTION] = "attention", [K_TMM] = "tmm",
+    [K_TMV_QKV] = "tmv_qkv",     [K_TMV_ADD] = "tmv_add",       [K_TMV_GLU] = "tmv_glu",
     [K_FMV] = "fmv",             [K_FMV1] = "fmv1",             [K_FMV2] = "fmv2",             [K_FMV4] = "fmv4",             [K_Q8ACT] = "q8act",           [K_Q8MV] = "q8mv",
     [K_TMV_CPU] = "tmv_cpu",     [K_FMV_CPU] = "fmv_cpu",
 };
@@ -396,7 +397,6 @@ tern_status ocl_open_device(ocl_ctx *c, const ocl_devinfo *d, int index, char *e
 void ocl_close_device(ocl_ctx *c)
 {
     if (c->queue) clFinish(c->queue);
-    ocl_slots_free(c);
     for (int i = 0; i < c->n_ropes; i++) clReleaseMemObject(c->ropes[i].mem);
     if (c->err_mem) clReleaseMemObject(c->err_mem);
     if (c->ctrs) clReleaseMemObject(c->ctrs);

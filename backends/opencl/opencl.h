@@ -42,7 +42,9 @@ enum {
     K_SOFTMAX,
     K_ROPE_KV,
     K_ATTENTION,
-    K_TMV,
+    K_TMV_QKV,
+    K_TMV_ADD,
+    K_TMV_GLU,
     K_TMM,
     K_FMV,
     K_FMV1,
@@ -167,21 +169,6 @@ typedef struct ocl_prof {
     double host_seconds; /* in clEnqueueNDRangeKernel */
 } ocl_prof;
 
-/* A launch slot's kernel object and the arguments it holds (slots.c). */
-#define OCL_SLOTS 2048    /* launches a run that get a slot */
-#define OCL_SLOT_ARGS 96  /* arguments a slot remembers */
-typedef struct ocl_slot_way {
-    int kind;                      /* K_* */
-    cl_kernel k;
-    uint8_t size[OCL_SLOT_ARGS];   /* 0: not known */
-    uint64_t val[OCL_SLOT_ARGS];
-} ocl_slot_way;
-
-typedef struct ocl_slot {
-    ocl_slot_way way[2];
-    int recent; /* the way used last */
-} ocl_slot;
-
 typedef struct ocl_ctx {
     const tern_host_api *host;
     /* device */
@@ -229,19 +216,10 @@ typedef struct ocl_ctx {
     ocl_prof prof[L_COUNT];
     double host_plan_s, host_wait_s; /* sync's planning and enqueueing, its wait */
     double host_enqueue_s;           /* of host_plan_s, in clEnqueueNDRangeKernel */
-    uint64_t args_set, args_kept;    /* kernel arguments set, and left as the slot held them */
-    ocl_slot *slots;                 /* per launch of a run (slots.c) */
-    int n_slots, slot_next;
-    int no_slots;                    /* TERN_OPENCL_NO_SLOTS: the shared kernel objects only */
     int flush_every, unflushed;      /* TERN_OPENCL_FLUSH_EVERY: clFlush after so many launches */
     /* failure injection (tests): TERN_OPENCL_FAIL=op:N, TERN_OPENCL_FAIL_SYNC=N */
     int fail_op, fail_at, fail_calls, fail_sync_at, fail_syncs;
 } ocl_ctx;
-
-/* ---- slots.c ---- */
-ocl_slot_way *ocl_slot_next(ocl_ctx *c, int kind);
-cl_int ocl_slot_arg(ocl_ctx *c, ocl_slot_way *way, cl_uint i, size_t n, const void *v);
-void ocl_slots_free(ocl_ctx *c);
 
 /* ---- device.c ---- */
 double ocl_now_s(void); /* a monotonic clock, seconds */

@@ -229,26 +229,13 @@ typedef struct args {
     cl_kernel k;
     cl_uint i;
     cl_int e;
-    ocl_ctx *c;
-    ocl_slot_way *slot; /* NULL: the shared kernel object, every argument set */
 } args;
 
-/* The arguments of the run's next launch, of kernel k. */
-static args args_of(ocl_ctx *c, int k)
-{
-    ocl_slot_way *s = ocl_slot_next(c, k);
-    return (args){s ? s->k : c->kernels[k], 0, CL_SUCCESS, c, s};
-}
+static args args_of(const ocl_ctx *c, int k) { return (args){c->kernels[k], 0, CL_SUCCESS}; }
 
 static void a_raw(args *a, size_t n, const void *v)
 {
-    if (a->e != CL_SUCCESS) return;
-    if (a->slot) {
-        a->e = ocl_slot_arg(a->c, a->slot, a->i, n, v);
-    } else {
-        a->e = clSetKernelArg(a->k, a->i, n, v);
-        a->c->args_set++;
-    }
+    if (a->e == CL_SUCCESS) a->e = clSetKernelArg(a->k, a->i, n, v);
     if (a->e == CL_SUCCESS) a->i++;
 }
 static void a_mem(args *a, cl_mem m) { a_raw(a, sizeof m, &m); }
@@ -566,6 +553,8 @@ typedef struct tmv_rope {
     cl_mem tab;
 } tmv_rope;
 
+/* tmv_qkv's rotation and cache arguments: rotations of y0 and y1, stores
+ * of y1 and y2 (with_rope plans no others). */
 static void a_rope(args *a, ocl_ctx *c, const tmv_rope *rp)
 {
     const ocl_qnode *r = NULL, *any = NULL;
@@ -584,72 +573,93 @@ static void a_rope(args *a, ocl_ctx *c, const tmv_rope *rp)
     a_mem(a, r ? rp->tab : c->err_mem);
     if (any) a_t(a, any->node.src[1]);
     else a_none(a, c);
-    for (int m = 0; m < 3; m++) {
+    for (int m = 0; m < 2; m++) {
         if (rp && rp->rope[m] >= 0) a_t(a, c->q[rp->rope[m]].node.dst);
         else a_none(a, c);
     }
     int n_ctx = 0;
-    for (int m = 0; m < 3; m++) {
+    for (int m = 1; m < 3; m++) {
         if (rp && rp->store[m] >= 0) a_t(a, c->q[rp->store[m]].node.dst), n_ctx = (int)c->q[rp->store[m]].node.dst->ne[2];
         else a_none(a, c);
     }
-    for (int m = 0; m < 3; m++) a_i32(a, rp ? rp->store[m] : -1);
+    for (int m = 1; m < 3; m++) a_i32(a, rp ? rp->store[m] : -1);
     a_i32(a, n_ctx);
     a_mem(a, c->err_mem);
 }
 
-/* Ternary GEMV: mode 0 over the matmuls mt[0..n) (one input), with the
- * rotations and cache stores rp (NULL: none), mode 1 mt[0] then ADD node
- * `add`, mode 2 gate mt[0], activation `act`, up mt[1], MUL `mul`; norm
- * >= 0 (modes 1, 2): the RMS_NORM of the sum or product and the
- * QUANTIZE_ACT after it as the launch's tail. wmask as in
- * kernels/matmul.cl. */
+/* Matrix node qm's weights: buffer, (rows,) scale, output. */
+static void a_matrix(args *a, const ocl_qnode *qm, int rows)
+{
+    const ocl_weight *w = ocl_weight_of(qm->node.src[1]);
+    a_mem(a, w->buf->mem);
+    if (rows >= 0) a_i32(a, rows);
+    a_f32(a, qm->node.src[1]->scale);
+    a_t(a, qm->node.dst);
+}
+
+/* The tail's arguments: the RMS_NORM `norm` (-1: none) and the
+ * QUANTIZE_ACT after it, the arrival counter. */
+static void a_tail(args *a, ocl_ctx *c, int norm)
+{
+    const ocl_qnode *qn = norm >= 0 ? &c->q[norm] : NULL, *qq = norm >= 0 ? &c->q[norm + 1] : NULL;
+    a_i32(a, qn != NULL);
+    if (qn && qn->node.src[1]) a_t(a, qn->node.src[1]);
+    else a_none(a, c);
+    a_i32(a, qn && qn->node.src[1]);
+    a_f32(a, qn ? qn->node.fparams[0] : 0.0f);
+    if (qn) a_t(a, qn->node.dst), a_t(a, qq->node.dst);
+    else a_none(a, c), a_none(a, c);
+    a_i32(a, qq ? (cl_int)qq->node.dst->nb[1] : 0);
+    a_mem(a, c->ctrs);
+    a_i32(a, c->ctr_next);
+}
+
+/* Ternary GEMV (kernels/matmul.cl): mode 0 (tmv_qkv) over the matmuls
+ * mt[0..n) (one input), with the rotations and cache stores rp (NULL:
+ * none); mode 1 (tmv_add) mt[0] then ADD node `add`; mode 2 (tmv_glu) gate
+ * mt[0], activation `act`, up mt[1], MUL `mul`; norm >= 0 (modes 1, 2):
+ * the RMS_NORM of the sum or product and the QUANTIZE_ACT after it as the
+ * launch's tail. wmask as in kernels/matmul.cl. */
 static void l_tmv(ocl_ctx *c, int mode, const int *mt, int n, const tmv_rope *rp, int add, int act, int mul, int norm,
                   int wmask, int kind)
 {
+    static const int kernels[3] = {K_TMV_QKV, K_TMV_ADD, K_TMV_GLU};
     const ocl_qnode *q0 = &c->q[mt[0]];
     const tern_tensor *x = q0->node.src[0];
     const ocl_weight *w0 = ocl_weight_of(q0->node.src[1]);
-    args a = args_of(c, K_TMV);
+    args a = args_of(c, kernels[mode]);
     a_t(&a, x);
     a_i32(&a, (cl_int)x->nb[1]);
     a_i32(&a, n_tok(x));
     a_i32(&a, (cl_int)w0->ku);
-    a_i32(&a, mode);
-    a_i32(&a, mode == 2 && c->q[act].node.op == TERN_OP_SILU);
-    a_i32(&a, wmask);
     size_t groups = 0;
-    for (int m = 0; m < 3; m++) {
-        const ocl_qnode *qm = &c->q[mt[m < n ? m : 0]];
-        const ocl_weight *w = ocl_weight_of(qm->node.src[1]);
-        a_mem(&a, w->buf->mem);
-        a_i32(&a, m < n ? (cl_int)w->N : 0);
-        a_f32(&a, qm->node.src[1]->scale);
-        a_t(&a, qm->node.dst);
-        if (m < n && mode != 2) groups += (size_t)(w->N + OCL_MV_ROWS - 1) / OCL_MV_ROWS;
+    if (mode == 0) {
+        a_i32(&a, wmask);
+        for (int m = 0; m < 3; m++) {
+            const ocl_weight *w = ocl_weight_of(c->q[mt[m < n ? m : 0]].node.src[1]);
+            a_matrix(&a, &c->q[mt[m < n ? m : 0]], m < n ? (cl_int)w->N : 0);
+            if (m < n) groups += (size_t)(w->N + OCL_MV_ROWS - 1) / OCL_MV_ROWS;
+        }
+        a_rope(&a, c, rp);
+    } else if (mode == 1) {
+        const ocl_qnode *qa = &c->q[add];
+        a_matrix(&a, q0, (cl_int)w0->N);
+        a_t(&a, same(qa->node.src[0], q0->node.dst) ? qa->node.src[1] : qa->node.src[0]);
+        a_t(&a, qa->node.dst);
+        a_tail(&a, c, norm);
+        c->ctr_next = (c->ctr_next + 1) % OCL_CTRS;
+        groups = (size_t)(w0->N + OCL_MV_ROWS - 1) / OCL_MV_ROWS;
+    } else {
+        a_i32(&a, c->q[act].node.op == TERN_OP_SILU);
+        a_i32(&a, wmask);
+        a_matrix(&a, q0, (cl_int)w0->N);
+        a_matrix(&a, &c->q[mt[1]], -1);
+        a_t(&a, c->q[mul].node.dst);
+        a_t(&a, c->q[act].node.dst);
+        a_tail(&a, c, norm);
+        if (norm >= 0) c->ctr_next = (c->ctr_next + 1) % OCL_CTRS;
+        groups = (size_t)(w0->N + 3) / 4;
     }
-    if (mode == 2) groups = (size_t)(w0->N + 3) / 4;
-    const ocl_qnode *qa = mode == 1 ? &c->q[add] : NULL;
-    if (qa) a_t(&a, same(qa->node.src[0], q0->node.dst) ? qa->node.src[1] : qa->node.src[0]);
-    else a_none(&a, c);
-    if (mode == 1) a_t(&a, qa->node.dst);
-    else if (mode == 2) a_t(&a, c->q[mul].node.dst);
-    else a_none(&a, c);
-    if (mode == 2) a_t(&a, c->q[act].node.dst);
-    else a_none(&a, c);
-    const ocl_qnode *qn = norm >= 0 ? &c->q[norm] : NULL, *qq = norm >= 0 ? &c->q[norm + 1] : NULL;
-    a_i32(&a, (mode == 1) | (qn ? 2 : 0));
-    if (qn && qn->node.src[1]) a_t(&a, qn->node.src[1]);
-    else a_none(&a, c);
-    a_i32(&a, qn && qn->node.src[1]);
-    a_f32(&a, qn ? qn->node.fparams[0] : 0.0f);
-    if (qn) a_t(&a, qn->node.dst), a_t(&a, qq->node.dst);
-    else a_none(&a, c), a_none(&a, c);
-    a_i32(&a, qq ? (cl_int)qq->node.dst->nb[1] : 0);
-    a_mem(&a, c->ctrs);
-    a_i32(&a, c->ctr_next);
-    if (qn || mode == 1) c->ctr_next = (c->ctr_next + 1) % OCL_CTRS;
-    a_rope(&a, c, rp);
     int nodes[12], k = 0;
     for (int m = 0; m < n; m++) nodes[k++] = mt[m];
     for (int m = 0; rp && m < 3; m++) {
@@ -658,7 +668,7 @@ static void l_tmv(ocl_ctx *c, int mode, const int *mt, int n, const tmv_rope *rp
     }
     if (mode == 1) nodes[k++] = add;
     if (mode == 2) nodes[k++] = act, nodes[k++] = mul;
-    if (qn) nodes[k++] = norm, nodes[k++] = norm + 1;
+    if (norm >= 0) nodes[k++] = norm, nodes[k++] = norm + 1;
     size_t gws = groups * OCL_MV_WG, lws = OCL_MV_WG;
     launch(c, &a, kind, 1, &gws, &lws, nodes, k, 1);
 }
@@ -891,8 +901,9 @@ static int pairs_ok(const ocl_ctx *c, int k, int mt, int hd, const tern_tensor *
 
 /* The q/k/v group g (matrices mt[0..n)) grows the rotations of its outputs
  * and the cache stores of those rotations or of the outputs, all over one
- * head size and one position tensor, when the checks allow: rp says
- * which; g and rp as they were otherwise. */
+ * head size and one position tensor, when the checks allow (and in the
+ * places tmv_qkv has: rotations of the first two, stores of the last
+ * two): rp says which; g and rp as they were otherwise. */
 static void with_rope(ocl_ctx *c, group *g, const int *mt, int n, tmv_rope *rp)
 {
     tmv_rope r;
@@ -908,6 +919,7 @@ static void with_rope(ocl_ctx *c, group *g, const int *mt, int n, tmv_rope *rp)
             pos = c->q[k].node.src[1];
             hd = (int)c->q[k].node.src[0]->ne[0];
         }
+        if ((ro >= 0 && m > 1) || (st >= 0 && m < 1)) return; /* tmv_qkv: q, k rotate; k, v are stored */
         if (ro >= 0 && (!pairs_ok(c, ro, mt[m], hd, pos) || (first >= 0 && !rope_like(c, ro, first)))) return;
         if (st >= 0 && (!pairs_ok(c, st, mt[m], hd, pos) || (n_ctx >= 0 && c->q[st].node.dst->ne[2] != n_ctx))) return;
         if (ro >= 0) {
@@ -1180,7 +1192,6 @@ tern_status ocl_sync(void *ctx, char *err, size_t errlen)
     c->host_wait_s += ocl_now_s() - t1;
     for (int i = 0; i < n; i++) c->nodes_run += c->done[i];
     c->n_q = c->n_flushed = 0;
-    c->slot_next = 0;
     c->dead = 0;
     ocl_run_unlock(c);
     return st;

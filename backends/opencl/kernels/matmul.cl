@@ -77,25 +77,24 @@ int dot16(uint w, uint4 a, int acc)
  * so lane t has both values of token t in registers; the rotation is
  * rope_pair's, as the rope kernel's. A position outside [0, n_ctx) is
  * reported for node_m and that row is not stored. */
-kernel void tmv(global const uchar *xb, ulong xo, int xrow, int T, int ku, int mode, int act, int wmask,
-                global const uint *w0, int n0, float s0, global uchar *y0b, ulong y0o,
-                global const uint *w1, int n1, float s1, global uchar *y1b, ulong y1o,
-                global const uint *w2, int n2, float s2, global uchar *y2b, ulong y2o,
-                global const uchar *ab, ulong ao, global uchar *zb, ulong zo, global uchar *gb, ulong go,
-                int tail, global const uchar *nwb, ulong nwo, int has_nw, float eps, global uchar *ynb, ulong yno,
-                global uchar *qb, ulong qo, int qrow, global int *ctrs, int ctr,
-                int rope, int hd, float fscale, global const float *inv_freq,
-                global const uchar *pb, ulong po, global uchar *r0b, ulong r0o, global uchar *r1b, ulong r1o,
-                global uchar *r2b, ulong r2o, global uchar *c0b, ulong c0o, global uchar *c1b, ulong c1o,
-                global uchar *c2b, ulong c2o, int node0, int node1, int node2, int n_ctx, global int *err)
+/* part: the lanes' sums [warp][row][token][lane]; res: the rows' values
+ * [warp][row][token] */
+#define PART(w, r, t, i) part[(((w) * 2 + (r)) * MV_TOK + (t)) * MV_LANES + (i)]
+#define RES(w, r, t) res[((w) * 2 + (r)) * MV_TOK + (t)]
+void tmv_body(global const uchar *xb, ulong xo, int xrow, int T, int ku, const int mode, int act, int wmask,
+              global const uint *w0, int n0, float s0, global uchar *y0b, ulong y0o,
+              global const uint *w1, int n1, float s1, global uchar *y1b, ulong y1o,
+              global const uint *w2, int n2, float s2, global uchar *y2b, ulong y2o,
+              global const uchar *ab, ulong ao, global uchar *zb, ulong zo, global uchar *gb, ulong go,
+              const int tail, global const uchar *nwb, ulong nwo, int has_nw, float eps, global uchar *ynb, ulong yno,
+              global uchar *qb, ulong qo, int qrow, global int *ctrs, int ctr,
+              int rope, int hd, float fscale, global const float *inv_freq,
+              global const uchar *pb, ulong po, global uchar *r0b, ulong r0o, global uchar *r1b, ulong r1o,
+              global uchar *r2b, ulong r2o, global uchar *c0b, ulong c0o, global uchar *c1b, ulong c1o,
+              global uchar *c2b, ulong c2o, int node0, int node1, int node2, int n_ctx, global int *err,
+              local int *part, local float *res, local acc_t *tpart,
+              local float *redf, local int *redi, local float *nbuf, int nloc, local int *last)
 {
-    local int part[MV_WARPS][2][MV_TOK][MV_LANES];
-    local float res[MV_WARPS][2][MV_TOK];
-    local acc_t tpart[NORM_LANES];
-    local float redf[MV_WG];
-    local int redi[MV_WG];
-    local float nbuf[NORM_LOCAL + 4]; /* the tail's row (norm_quant_row; + 4: never empty) */
-    local int last;
     int lid = get_local_id(0), warp = lid / MV_LANES, lane = lid % MV_LANES;
     int g = get_group_id(0);
     int m = 0, row[2], N;
@@ -134,15 +133,15 @@ kernel void tmv(global const uchar *xb, ulong xo, int xrow, int T, int ku, int m
         }
     }
     for (int t = 0; t < MV_TOK; t++) {
-        part[warp][0][t][lane] = acc[0][t];
-        part[warp][1][t][lane] = acc[1][t];
+        PART(warp, 0, t, lane) = acc[0][t];
+        PART(warp, 1, t, lane) = acc[1][t];
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     int r = (lane / MV_TOK) & 1, t = lane % MV_TOK, n = row[r];
     float v = 0.0f;
     if (lane < 2 * MV_TOK && t < T && n < N) {
         int s = 0;
-        for (int i = 0; i < MV_LANES; i++) s += part[warp][r][t][i];
+        for (int i = 0; i < MV_LANES; i++) s += PART(warp, r, t, i);
         global const uchar *hdr = xb + xo + (ulong)t * xrow;
         float inv = ((global const float *)hdr)[0];
         s -= ((global const int *)hdr)[1];
@@ -154,17 +153,17 @@ kernel void tmv(global const uchar *xb, ulong xo, int xrow, int T, int ku, int m
         ulong at = (ulong)t * N + n;
         if (wmask & (1 << which)) AT(float, yb, yo)[at] = v;
     }
-    if (lane < 2 * MV_TOK) res[warp][r][t] = v;
+    if (lane < 2 * MV_TOK) RES(warp, r, t) = v;
     barrier(CLK_LOCAL_MEM_FENCE); /* every mode: no barrier under a condition */
     if (mode == 2 && lane < MV_TOK && lane < T && row[0] < N) {
         n = row[0];
-        float a = act ? silu(res[warp][0][lane]) : relu_sq(res[warp][0][lane]);
+        float a = act ? silu(RES(warp, 0, lane)) : relu_sq(RES(warp, 0, lane));
         ulong at = (ulong)lane * N + n;
         if (wmask & 16) AT(float, gb, go)[at] = a;
-        if (wmask & 8) AT(float, zb, zo)[at] = a * res[warp][1][lane];
+        if (wmask & 8) AT(float, zb, zo)[at] = a * RES(warp, 1, lane);
     }
     if (mode == 0 && rope >> m & 0111 && lane < T && row[0] < N) {
-        float a = res[warp][0][lane], b = res[warp][1][lane];
+        float a = RES(warp, 0, lane), b = RES(warp, 1, lane);
         int p = CAT(int, pb, po)[lane], d0 = row[0] % hd, d1 = row[1] % hd;
         if (rope >> m & 1)
             rope_pair(a, b, (float)p * fscale, inv_freq[d0], &a, &b);
@@ -190,9 +189,9 @@ kernel void tmv(global const uchar *xb, ulong xo, int xrow, int T, int ku, int m
     if (!tail) return;
     mem_fence(CLK_GLOBAL_MEM_FENCE);
     barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
-    if (lid == 0) last = atomic_inc(&ctrs[ctr]) == (int)get_num_groups(0) - 1;
+    if (lid == 0) *last = atomic_inc(&ctrs[ctr]) == (int)get_num_groups(0) - 1;
     barrier(CLK_LOCAL_MEM_FENCE);
-    if (!last) return;
+    if (!*last) return;
     if (lid == 0) ctrs[ctr] = 0;
     mem_fence(CLK_GLOBAL_MEM_FENCE);
     global const float *yv = CAT(float, y0b, y0o), *av = CAT(float, ab, ao);
@@ -216,7 +215,74 @@ kernel void tmv(global const uchar *xb, ulong xo, int xrow, int T, int ku, int m
     for (int tt = 0; (tail & 2) && tt < T; tt++)
         norm_quant_row(CAT(float, zb, zo) + (ulong)tt * N, CAT(float, nwb, nwo), has_nw,
                        AT(float, ynb, yno) + (ulong)tt * N, N, eps, 1, qb + qo + (ulong)tt * qrow, qrow, tpart,
-                       redf, redi, nbuf, NORM_LOCAL);
+                       redf, redi, nbuf, nloc);
+}
+
+/* The entry points: tmv_body for each mode with only the arguments the
+ * mode reads (the host's cost of a launch grows with its argument count:
+ * about 0.15 us an argument on NVIDIA) and local memory for what it runs
+ * (the tail's only where there is a tail: PoCL 5 aborts on a kernel's
+ * local array that no code left after inlining uses). */
+#define TMV_LOCALS                                    \
+    local int part[MV_WARPS * 2 * MV_TOK * MV_LANES]; \
+    local float res[MV_WARPS * 2 * MV_TOK]
+#define TMV_TAIL_LOCALS                                         \
+    local acc_t tpart[NORM_LANES];                              \
+    local float redf[MV_WG];                                    \
+    local int redi[MV_WG];                                      \
+    local float nbuf[NORM_LOCAL + 4]; /* + 4: never empty */    \
+    local int last
+#define TMV_TAIL_ARGS part, res, tpart, redf, redi, nbuf, NORM_LOCAL, &last
+#define TMV_NO_TAIL_ARGS part, res, (local acc_t *)0, (local float *)0, (local int *)0, (local float *)0, 0, (local int *)0
+#define NO_BUF ((global uchar *)0)
+
+/* Up to three matrices (y0, y1, y2), the rotations of y0 and y1 and the
+ * cache stores of y1 and y2 (rope bits as in tmv_body). */
+kernel void tmv_qkv(global const uchar *xb, ulong xo, int xrow, int T, int ku, int wmask,
+                    global const uint *w0, int n0, float s0, global uchar *y0b, ulong y0o,
+                    global const uint *w1, int n1, float s1, global uchar *y1b, ulong y1o,
+                    global const uint *w2, int n2, float s2, global uchar *y2b, ulong y2o,
+                    int rope, int hd, float fscale, global const float *inv_freq, global const uchar *pb, ulong po,
+                    global uchar *r0b, ulong r0o, global uchar *r1b, ulong r1o, global uchar *c1b, ulong c1o,
+                    global uchar *c2b, ulong c2o, int node1, int node2, int n_ctx, global int *err)
+{
+    TMV_LOCALS;
+    tmv_body(xb, xo, xrow, T, ku, 0, 0, wmask, w0, n0, s0, y0b, y0o, w1, n1, s1, y1b, y1o, w2, n2, s2, y2b, y2o,
+             NO_BUF, 0, NO_BUF, 0, NO_BUF, 0, 0, NO_BUF, 0, 0, 0.0f, NO_BUF, 0, NO_BUF, 0, 0, (global int *)0, 0,
+             rope, hd, fscale, inv_freq, pb, po, r0b, r0o, r1b, r1o, NO_BUF, 0, NO_BUF, 0, c1b, c1o, c2b, c2o, -1,
+             node1, node2, n_ctx, err, TMV_NO_TAIL_ARGS);
+}
+
+/* y0, then z = a + y0 in the tail, with norm the RMS norm and quantize. */
+kernel void tmv_add(global const uchar *xb, ulong xo, int xrow, int T, int ku,
+                    global const uint *w0, int n0, float s0, global uchar *y0b, ulong y0o,
+                    global const uchar *ab, ulong ao, global uchar *zb, ulong zo, int norm,
+                    global const uchar *nwb, ulong nwo, int has_nw, float eps, global uchar *ynb, ulong yno,
+                    global uchar *qb, ulong qo, int qrow, global int *ctrs, int ctr)
+{
+    TMV_LOCALS;
+    TMV_TAIL_LOCALS;
+    tmv_body(xb, xo, xrow, T, ku, 1, 0, 1, w0, n0, s0, y0b, y0o, w0, 0, s0, y0b, y0o, w0, 0, s0, y0b, y0o,
+             ab, ao, zb, zo, NO_BUF, 0, 1 | (norm ? 2 : 0), nwb, nwo, has_nw, eps, ynb, yno, qb, qo, qrow, ctrs, ctr,
+             0, 2, 1.0f, (global const float *)0, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0,
+             NO_BUF, 0, -1, -1, -1, 0, (global int *)0, TMV_TAIL_ARGS);
+}
+
+/* gate (w0) and up (w1) rows together, g = act(y0), z = g * y1, with norm
+ * the RMS norm of z and its quantize in the tail. */
+kernel void tmv_glu(global const uchar *xb, ulong xo, int xrow, int T, int ku, int act, int wmask,
+                    global const uint *w0, int n0, float s0, global uchar *y0b, ulong y0o,
+                    global const uint *w1, float s1, global uchar *y1b, ulong y1o,
+                    global uchar *zb, ulong zo, global uchar *gb, ulong go, int norm,
+                    global const uchar *nwb, ulong nwo, int has_nw, float eps, global uchar *ynb, ulong yno,
+                    global uchar *qb, ulong qo, int qrow, global int *ctrs, int ctr)
+{
+    TMV_LOCALS;
+    TMV_TAIL_LOCALS;
+    tmv_body(xb, xo, xrow, T, ku, 2, act, wmask, w0, n0, s0, y0b, y0o, w1, n0, s1, y1b, y1o, w0, 0, s0, y0b, y0o,
+             NO_BUF, 0, zb, zo, gb, go, norm ? 2 : 0, nwb, nwo, has_nw, eps, ynb, yno, qb, qo, qrow, ctrs, ctr,
+             0, 2, 1.0f, (global const float *)0, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0,
+             NO_BUF, 0, -1, -1, -1, 0, (global int *)0, TMV_TAIL_ARGS);
 }
 
 /* Ternary GEMM: a 64-row x 64-token tile per group of 8 x 8 items, each
