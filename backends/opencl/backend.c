@@ -10,7 +10,8 @@
  *   TERN_OPENCL_FAIL_SYNC=N the N-th sync fails (tests)
  *   TERN_OPENCL_VARIANT=gpu|cpu  the matmul kernels (default: cpu on CPU devices)
  *   TERN_OPENCL_NO_FP64, TERN_OPENCL_NO_DP4A   turn off those device paths
- *   TERN_OPENCL_FLUSH_EVERY=K   clFlush after every K launches (diagnostics) */
+ *   TERN_OPENCL_FLUSH_EVERY=K   clFlush after every K launches (diagnostics)
+ *   TERN_OPENCL_MV_WG=64|128|256|512   the GEMVs' work-group size (diagnostics) */
 #include <stdio.h>
 #include <stdlib.h>
 

@@ -273,7 +273,7 @@ static tern_status build_program(ocl_ctx *c, char *err, size_t errlen)
     }
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DROW_WG=%d -DATT_WG=%d -DATT_SLICES=%d -DMV_WG=%d -DMV_ROWS=%d "
              "-DMV_TOK=%d -DHD_MAX=%d -DNORM_LOCAL=%ld -DNORM_LOCAL_ATT=%ld%s%s%s", c->row_wg, c->att_wg,
-             c->att_wg >= 64 ? c->att_wg / 32 : 1, OCL_MV_WG, OCL_MV_ROWS, OCL_MV_TOK, OCL_HD_MAX, norm_local, norm_att,
+             c->att_wg >= 64 ? c->att_wg / 32 : 1, c->mv_wg, c->mv_wg / 16, OCL_MV_TOK, OCL_HD_MAX, norm_local, norm_att,
              c->fp64 ? " -DTERN_FP64" : "", cr_div ? " -cl-fp32-correctly-rounded-divide-sqrt -DTERN_CR_DIV" : "",
              c->nv_dp4a ? " -DTERN_NV_DP4A" : "");
     if (!c->fp64 && !cr_div)
@@ -345,6 +345,8 @@ tern_status ocl_open_device(ocl_ctx *c, const ocl_devinfo *d, int index, char *e
     const char *variant = getenv("TERN_OPENCL_VARIANT");
     c->cpu_kernels = variant && *variant ? !strcmp(variant, "cpu") : (d->type & CL_DEVICE_TYPE_CPU) != 0;
     c->row_wg = d->type & CL_DEVICE_TYPE_CPU ? OCL_ROW_WG_CPU : OCL_ROW_WG;
+    const char *mv = getenv("TERN_OPENCL_MV_WG");
+    c->mv_wg = mv && (atoi(mv) == 64 || atoi(mv) == 256 || atoi(mv) == 512) ? atoi(mv) : OCL_MV_WG;
     c->att_wg = d->type & CL_DEVICE_TYPE_CPU ? OCL_ATT_WG_CPU : OCL_ATT_WG;
     snprintf(c->device_name, sizeof c->device_name, "%s", d->name);
     snprintf(c->platform_name, sizeof c->platform_name, "%s", d->platform_name);

@@ -638,7 +638,7 @@ static void l_tmv(ocl_ctx *c, int mode, const int *mt, int n, const tmv_rope *rp
         for (int m = 0; m < 3; m++) {
             const ocl_weight *w = ocl_weight_of(c->q[mt[m < n ? m : 0]].node.src[1]);
             a_matrix(&a, &c->q[mt[m < n ? m : 0]], m < n ? (cl_int)w->N : 0);
-            if (m < n) groups += (size_t)(w->N + OCL_MV_ROWS - 1) / OCL_MV_ROWS;
+            if (m < n) groups += (size_t)(w->N + c->mv_wg / 16 - 1) / (c->mv_wg / 16);
         }
         a_rope(&a, c, rp);
     } else if (mode == 1) {
@@ -648,7 +648,7 @@ static void l_tmv(ocl_ctx *c, int mode, const int *mt, int n, const tmv_rope *rp
         a_t(&a, qa->node.dst);
         a_tail(&a, c, norm);
         c->ctr_next = (c->ctr_next + 1) % OCL_CTRS;
-        groups = (size_t)(w0->N + OCL_MV_ROWS - 1) / OCL_MV_ROWS;
+        groups = (size_t)(w0->N + c->mv_wg / 16 - 1) / (c->mv_wg / 16);
     } else {
         a_i32(&a, c->q[act].node.op == TERN_OP_SILU);
         a_i32(&a, wmask);
@@ -658,7 +658,7 @@ static void l_tmv(ocl_ctx *c, int mode, const int *mt, int n, const tmv_rope *rp
         a_t(&a, c->q[act].node.dst);
         a_tail(&a, c, norm);
         if (norm >= 0) c->ctr_next = (c->ctr_next + 1) % OCL_CTRS;
-        groups = (size_t)(w0->N + 3) / 4;
+        groups = (size_t)(w0->N + c->mv_wg / 32 - 1) / (c->mv_wg / 32);
     }
     int nodes[12], k = 0;
     for (int m = 0; m < n; m++) nodes[k++] = mt[m];
@@ -669,7 +669,7 @@ static void l_tmv(ocl_ctx *c, int mode, const int *mt, int n, const tmv_rope *rp
     if (mode == 1) nodes[k++] = add;
     if (mode == 2) nodes[k++] = act, nodes[k++] = mul;
     if (norm >= 0) nodes[k++] = norm, nodes[k++] = norm + 1;
-    size_t gws = groups * OCL_MV_WG, lws = OCL_MV_WG;
+    size_t gws = groups * c->mv_wg, lws = c->mv_wg;
     launch(c, &a, kind, 1, &gws, &lws, nodes, k, 1);
 }
 
@@ -722,9 +722,9 @@ static void l_matmul(ocl_ctx *c, int i)
         static const struct { int tokens, kernel; } fmvs[] = {{1, K_FMV1}, {2, K_FMV2}, {4, K_FMV4}, {OCL_MV_TOK, K_FMV}};
         int f = 0, last = (int)(sizeof fmvs / sizeof fmvs[0]) - 1;
         while (f < last && fmvs[f].tokens < T) f++;
-        size_t gf[2] = {(size_t)(w->N + OCL_MV_WG / 8 - 1) / (OCL_MV_WG / 8) * OCL_MV_WG,
+        size_t gf[2] = {(size_t)(w->N + c->mv_wg / 8 - 1) / (c->mv_wg / 8) * c->mv_wg,
                         (size_t)(T + fmvs[f].tokens - 1) / fmvs[f].tokens};
-        size_t lws[2] = {OCL_MV_WG, 1}, gcpu = round_up((size_t)w->N, 16), lcpu = 16;
+        size_t lws[2] = {c->mv_wg, 1}, gcpu = round_up((size_t)w->N, 16), lcpu = 16;
         args a = args_of(c, c->cpu_kernels ? K_FMV_CPU : fmvs[f].kernel);
         a_i32(&a, q->node.src[1]->type);
         a_t(&a, x);
