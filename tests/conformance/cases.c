@@ -571,13 +571,14 @@ static void oracle_quantize_act(conf_case *c)
 
 static const int64_t mm_shapes[][3] = { /* K, N, n_tok */
     {256, 1, 1}, {256, 7, 17}, {512, 64, 1}, {768, 257, 17},
-    {1280, 7, 1}, {2560, 64, 17}, {2560, 257, 1}, {512, 1, 17}};
+    {1280, 7, 1}, {2560, 64, 17}, {2560, 257, 1}, {512, 1, 17},
+    {6912, 9, 2}}; /* rows of 108 16-byte words: two steps of a GEMV's two words a lane */
 
 static void gen_matmul_ternary(conf_list *l, unsigned long long *rng)
 {
     static const int types[] = {TERN_TYPE_TQ1_0, TERN_TYPE_TQ2_0, TERN_TYPE_I2_S};
     for (int ti = 0; ti < 3; ti++)
-        for (int si = 0; si < 8; si++) {
+        for (size_t si = 0; si < sizeof mm_shapes / sizeof mm_shapes[0]; si++) {
             int64_t K = mm_shapes[si][0], N = mm_shapes[si][1], T = mm_shapes[si][2];
             conf_case *c = conf_new(l, TERN_OP_MATMUL_TERNARY, "%s K=%lld N=%lld tok=%lld",
                                     tern_type_name(types[ti]), (long long)K, (long long)N, (long long)T);
