@@ -320,6 +320,21 @@ static int space_of_tensor(const tern_graph *g, int id)
     return g->tensors[root_of(g, id)].space;
 }
 
+/* Copies of the graph's inputs go first, in their order: an input is
+ * there before anything runs, and a copy met mid-graph ends a device
+ * backend's run (a sync, and no fusion across it: the positions' copy
+ * landed between the first layer's q/k/v matmuls and its rotations). */
+static void hoist_input_copies(const tern_graph *g, plan_state *ps)
+{
+    int k = 0;
+    for (int i = 0; i < ps->n_out; i++) {
+        graph_node n = ps->out[i];
+        if (n.node.op != GRAPH_OP_COPY || g->tensors[root_of(g, n.src[0])].kind != GT_INPUT) continue;
+        memmove(&ps->out[k + 1], &ps->out[k], (size_t)(i - k) * sizeof n);
+        ps->out[k++] = n;
+    }
+}
+
 /* Steps 1 and 2: a backend per node, copies where spaces differ. */
 static tern_status place_nodes(tern_graph *g, tern_error *err)
 {
@@ -366,6 +381,7 @@ static tern_status place_nodes(tern_graph *g, tern_error *err)
         free(ps.out);
         return st;
     }
+    hoist_input_copies(g, &ps);
     free(g->nodes);
     g->nodes = ps.out;
     g->n_nodes = g->cap_nodes = ps.n_out;
