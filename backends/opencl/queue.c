@@ -498,6 +498,23 @@ static void l_rope_kv(ocl_ctx *c, int ra, int rb, int sb, int sc, int tail_b)
     launch(c, &a, kind, 1, &gws, &lws, nodes, n, 1);
 }
 
+/* A tail's arguments (tmv_add, tmv_glu, attention): the RMS_NORM `norm`
+ * (-1: none) and the QUANTIZE_ACT after it, the arrival counter. */
+static void a_tail(args *a, ocl_ctx *c, int norm)
+{
+    const ocl_qnode *qn = norm >= 0 ? &c->q[norm] : NULL, *qq = norm >= 0 ? &c->q[norm + 1] : NULL;
+    a_i32(a, qn != NULL);
+    if (qn && qn->node.src[1]) a_t(a, qn->node.src[1]);
+    else a_none(a, c);
+    a_i32(a, qn && qn->node.src[1]);
+    a_f32(a, qn ? qn->node.fparams[0] : 0.0f);
+    if (qn) a_t(a, qn->node.dst), a_t(a, qq->node.dst);
+    else a_none(a, c), a_none(a, c);
+    a_i32(a, qq ? (cl_int)qq->node.dst->nb[1] : 0);
+    a_mem(a, c->ctrs);
+    a_i32(a, c->ctr_next);
+}
+
 /* ATTENTION i; norm >= 0: the RMS_NORM of its output and the QUANTIZE_ACT
  * after it as the launch's tail. */
 static void l_attention(ocl_ctx *c, int i, int norm)
@@ -527,21 +544,11 @@ static void l_attention(ocl_ctx *c, int i, int norm)
     a_mem(&a, c->scores);
     a_i32(&a, i);
     a_mem(&a, c->err_mem);
-    const ocl_qnode *qn = norm >= 0 ? &c->q[norm] : NULL, *qq = norm >= 0 ? &c->q[norm + 1] : NULL;
-    a_i32(&a, qn != NULL);
-    if (qn && qn->node.src[1]) a_t(&a, qn->node.src[1]);
-    else a_none(&a, c);
-    a_i32(&a, qn && qn->node.src[1]);
-    a_f32(&a, qn ? qn->node.fparams[0] : 0.0f);
-    if (qn) a_t(&a, qn->node.dst), a_t(&a, qq->node.dst);
-    else a_none(&a, c), a_none(&a, c);
-    a_i32(&a, qq ? (cl_int)qq->node.dst->nb[1] : 0);
-    a_mem(&a, c->ctrs);
-    a_i32(&a, c->ctr_next);
-    if (qn) c->ctr_next = (c->ctr_next + 1) % OCL_CTRS;
+    a_tail(&a, c, norm);
+    if (norm >= 0) c->ctr_next = (c->ctr_next + 1) % OCL_CTRS;
     size_t gws = rows * (size_t)c->att_wg, lws = (size_t)c->att_wg;
     int nodes[3] = {i, norm, norm + 1};
-    launch(c, &a, qn ? L_ATTENTION_NQ : L_ATTENTION, 1, &gws, &lws, nodes, qn ? 3 : 1, 1);
+    launch(c, &a, norm >= 0 ? L_ATTENTION_NQ : L_ATTENTION, 1, &gws, &lws, nodes, norm >= 0 ? 3 : 1, 1);
 }
 
 /* The rotations and cache stores a mode-0 GEMV runs for its matrices
@@ -595,23 +602,6 @@ static void a_matrix(args *a, const ocl_qnode *qm, int rows)
     if (rows >= 0) a_i32(a, rows);
     a_f32(a, qm->node.src[1]->scale);
     a_t(a, qm->node.dst);
-}
-
-/* The tail's arguments: the RMS_NORM `norm` (-1: none) and the
- * QUANTIZE_ACT after it, the arrival counter. */
-static void a_tail(args *a, ocl_ctx *c, int norm)
-{
-    const ocl_qnode *qn = norm >= 0 ? &c->q[norm] : NULL, *qq = norm >= 0 ? &c->q[norm + 1] : NULL;
-    a_i32(a, qn != NULL);
-    if (qn && qn->node.src[1]) a_t(a, qn->node.src[1]);
-    else a_none(a, c);
-    a_i32(a, qn && qn->node.src[1]);
-    a_f32(a, qn ? qn->node.fparams[0] : 0.0f);
-    if (qn) a_t(a, qn->node.dst), a_t(a, qq->node.dst);
-    else a_none(a, c), a_none(a, c);
-    a_i32(a, qq ? (cl_int)qq->node.dst->nb[1] : 0);
-    a_mem(a, c->ctrs);
-    a_i32(a, c->ctr_next);
 }
 
 /* Ternary GEMV (kernels/matmul.cl): mode 0 (tmv_qkv) over the matmuls
