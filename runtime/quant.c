@@ -284,6 +284,18 @@ void tern_quantize_q8_0(const float *src, int64_t n, void *dst)
     }
 }
 
+tern_status tern_requantize_rows_q8_0(const tern_tensor *t, int64_t row, int64_t nrows, float *tmp, void *dst,
+                                      tern_error *err)
+{
+    size_t row_bytes = (size_t)(t->ne[0] / TERN_QK8_0) * 34;
+    for (int64_t r = 0; r < nrows; r++) {
+        tern_status st = tern_dequantize_rows(t, row + r, 1, tmp, err);
+        if (st) return st;
+        tern_quantize_q8_0(tmp, t->ne[0], (uint8_t *)dst + (size_t)r * row_bytes);
+    }
+    return TERN_OK;
+}
+
 void tern_quantize_act_q8_0(const float *x, int64_t n, int8_t *q, float *d)
 {
     for (int64_t b = 0; b < n / TERN_QK8_0; b++, x += TERN_QK8_0, q += TERN_QK8_0) {

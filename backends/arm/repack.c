@@ -237,14 +237,10 @@ static void quantize_head_rows(void *arg, int task, int n_tasks)
     int64_t r0 = N * task / n_tasks, r1 = N * (task + 1) / n_tasks;
     float *row = j->host->alloc((size_t)K * sizeof(float), 64);
     if (!row) job_fail(j, task, TERN_ENOMEM, "out of memory quantizing the head");
-    for (int64_t r = r0; row && r < r1 && !atomic_load(&j->failed); r++) {
-        tern_error e;
-        if (tern_dequantize_rows(j->src, r, 1, row, &e) != TERN_OK) {
-            job_fail(j, task, e.status, e.msg);
-            break;
-        }
-        tern_quantize_q8_0(row, K, j->data + (size_t)r * ((size_t)K / 32 * 34));
-    }
+    tern_error e;
+    if (row && !atomic_load(&j->failed) &&
+        tern_requantize_rows_q8_0(j->src, r0, r1 - r0, row, j->data + (size_t)r0 * ((size_t)K / 32 * 34), &e))
+        job_fail(j, task, e.status, e.msg);
     j->host->free(row);
 }
 

@@ -72,12 +72,11 @@ static void split_q8_rows(conv_job *j, int64_t r0, int64_t r1, float *tmp, uint8
         const uint8_t *src = (const uint8_t *)j->src->data + (size_t)r * j->src->nb[1];
         if (j->src->type != TERN_TYPE_Q8_0) { /* the q8 head */
             tern_error e;
-            if (tern_dequantize_rows(j->src, r, 1, tmp, &e) != TERN_OK) {
+            if (tern_requantize_rows_q8_0(j->src, r, 1, tmp, blk, &e) != TERN_OK) {
                 j->st = e.status;
                 snprintf(j->msg, sizeof j->msg, "%s", e.msg);
                 return;
             }
-            tern_quantize_q8_0(tmp, j->K, blk);
             src = blk;
         }
         for (int64_t b = 0; b < nb; b++) {

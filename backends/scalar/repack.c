@@ -77,17 +77,14 @@ static tern_status repack_head_q8(scalar_ctx *c, const tern_tensor *src, tern_te
         snprintf(err, errlen, "tensor '%s': out of memory quantizing the head (%zu bytes)", name, bytes);
         return TERN_ENOMEM;
     }
-    for (int64_t n = 0; n < N; n++) {
-        tern_error e;
-        if (tern_dequantize_rows(src, n, 1, row, &e) != TERN_OK) {
-            c->host->free(rows);
-            c->host->free(row);
-            snprintf(err, errlen, "%s", e.msg);
-            return e.status;
-        }
-        tern_quantize_q8_0(row, K, rows + (size_t)n * row_bytes);
-    }
+    tern_error e;
+    tern_status st = tern_requantize_rows_q8_0(src, 0, N, row, rows, &e);
     c->host->free(row);
+    if (st) {
+        c->host->free(rows);
+        snprintf(err, errlen, "%s", e.msg);
+        return st;
+    }
     tern_tensor_init(dst, TERN_TYPE_Q8_0, 2, (int64_t[]){K, N});
     dst->owner = &scalar_api;
     dst->data = rows;

@@ -334,13 +334,11 @@ static void q8_tasks(void *arg, int task, int n_tasks)
         }
         /* quantized rows: into the group's own Q8_0 rows, or a tile's temporary */
         uint8_t *out = p->kind == PLAN_HEAD_Q8_ROWS ? j->data + (size_t)(16 * g) * row_bytes : q;
-        for (int64_t r = 16 * g; r < N && r < 16 * g + 16; r++) {
-            tern_error e;
-            if (tern_dequantize_rows(j->src, r, 1, row, &e) != TERN_OK) {
-                if (!atomic_exchange(&j->failed, 1)) snprintf(j->err, sizeof j->err, "%s", e.msg);
-                break;
-            }
-            tern_quantize_q8_0(row, K, out + (size_t)(r - 16 * g) * row_bytes);
+        tern_error e;
+        int64_t rows = N - 16 * g < 16 ? N - 16 * g : 16;
+        if (tern_requantize_rows_q8_0(j->src, 16 * g, rows, row, out, &e)) {
+            if (!atomic_exchange(&j->failed, 1)) snprintf(j->err, sizeof j->err, "%s", e.msg);
+            break;
         }
         if (p->kind == PLAN_HEAD_Q8_TILES)
             pack_q8_tile(&p->q8, g, q, row_bytes, j->data + (size_t)g * p->q8.tile_bytes);

@@ -48,6 +48,12 @@ void tern_pack_i2_s(const int8_t *codes, int64_t n, float scale, void *dst);
 void tern_quantize_f16(const float *src, int64_t n, void *dst);
 void tern_quantize_bf16(const float *src, int64_t n, void *dst);
 void tern_quantize_q8_0(const float *src, int64_t n, void *dst);
+/* Rows [row, row + nrows) of a float tensor t in file layout, decoded
+ * (tern_dequantize_rows) and written as Q8_0 rows (tern_quantize_q8_0) at
+ * dst, t->ne[0] / 32 * 34 bytes a row: the q8 head every backend makes.
+ * tmp holds one decoded row (t->ne[0] floats, a multiple of 32). */
+tern_status tern_requantize_rows_q8_0(const tern_tensor *t, int64_t row, int64_t nrows, float *tmp, void *dst,
+                                      tern_error *err);
 
 /* Q8_0 matmul activations (see TERN_OP_MATMUL): n values (a multiple of
  * 32) become, per block of 32, d[b] = amax / 127 and q = round-half-even(x *
