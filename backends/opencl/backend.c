@@ -77,6 +77,7 @@ static int configure(ocl_ctx *c, const tern_backend_options *opt, char *err, siz
     const char *fail = getenv("TERN_OPENCL_FAIL"), *fsync = getenv("TERN_OPENCL_FAIL_SYNC");
     const char *flush = getenv("TERN_OPENCL_FLUSH_EVERY");
     c->flush_every = flush ? atoi(flush) : 0;
+    c->gate = getenv("TERN_OPENCL_GATE") != NULL;
     c->fuse = fuse && *fuse ? (int)strtol(fuse, NULL, 0) : OCL_FUSE_ALL;
     c->profile = prof && strcmp(prof, "0") != 0;
     c->fail_op = -1;

@@ -276,6 +276,8 @@ static tern_status build_program(ocl_ctx *c, char *err, size_t errlen)
              c->att_wg >= 64 ? c->att_wg / 32 : 1, c->mv_wg, c->mv_wg / 16, OCL_MV_TOK, OCL_HD_MAX, norm_local, norm_att,
              c->fp64 ? " -DTERN_FP64" : "", cr_div ? " -cl-fp32-correctly-rounded-divide-sqrt -DTERN_CR_DIV" : "",
              c->nv_dp4a ? " -DTERN_NV_DP4A" : "");
+    const char *more = getenv("TERN_OPENCL_BUILD_OPTS"); /* diagnostics: say -cl-nv-verbose (registers a kernel) */
+    if (more && *more && strlen(opts) + strlen(more) + 2 < sizeof opts) strcat(strcat(opts, " "), more);
     if (!c->fp64 && !cr_div)
         c->host->log(TERN_LOG_WARN, "opencl: %s has neither fp64 nor correctly rounded f32 division: "
                      "integer paths may differ from scalar in the last bit of their scale", c->device_name);
@@ -325,6 +327,10 @@ static tern_status build_program(ocl_ctx *c, char *err, size_t errlen)
         return TERN_EDEVICE;
     }
     snprintf(c->build_note, sizeof c->build_note, "program built in %.2f s", ocl_now_s() - t0);
+    if (getenv("TERN_OPENCL_BUILD_LOG")) {
+        char log[8];
+        build_log(c, c->program, log, sizeof log); /* prints the whole log */
+    }
     size_t size = 0;
     if (have_dir && clGetProgramInfo(c->program, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) == CL_SUCCESS &&
         size > 0) {

@@ -220,6 +220,7 @@ typedef struct ocl_ctx {
     double host_plan_s, host_wait_s; /* sync's planning and enqueueing, its wait */
     double host_enqueue_s;           /* of host_plan_s, in clEnqueueNDRangeKernel */
     int flush_every, unflushed;      /* TERN_OPENCL_FLUSH_EVERY: clFlush after so many launches */
+    int gate; /* TERN_OPENCL_GATE: a sync's launches wait until all are enqueued (its wait = device time) */
     /* failure injection (tests): TERN_OPENCL_FAIL=op:N, TERN_OPENCL_FAIL_SYNC=N */
     int fail_op, fail_at, fail_calls, fail_sync_at, fail_syncs;
 } ocl_ctx;

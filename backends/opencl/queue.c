@@ -1153,8 +1153,14 @@ tern_status ocl_sync(void *ctx, char *err, size_t errlen)
     if (!ocl_run_owned(c)) return TERN_OK; /* nothing of this thread's is queued */
     int n = c->n_q;
     double t0 = ocl_now_s();
+    /* TERN_OPENCL_GATE: the device starts only once the host has enqueued
+     * everything, so the wait is the device's time alone (not overlapped
+     * with the host's enqueueing, as it is otherwise) */
+    cl_event gate = c->gate ? clCreateUserEvent(c->context, NULL) : NULL;
+    if (gate) clEnqueueBarrierWithWaitList(c->queue, 1, &gate, NULL);
     ocl_flush(c);
     double t1 = ocl_now_s();
+    if (gate) clSetUserEventStatus(gate, CL_COMPLETE), clReleaseEvent(gate);
     c->syncs++;
     tern_status st = TERN_OK;
     int e4[4] = {0, 0, 0, 0};
