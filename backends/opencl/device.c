@@ -22,6 +22,7 @@ const char *const ocl_kernel_names[K_COUNT] = {
     [K_ELTWISE] = "eltwise",     [K_SOFTMAX] = "softmax",       [K_ROPE_KV] = "rope_kv",
     [K_ATTENTION] = "attention", [K_TMM] = "tmm",
     [K_TMV_QKV] = "tmv_qkv",     [K_TMV_ADD] = "tmv_add",       [K_TMV_GLU] = "tmv_glu",
+    [K_TMV_QKV1] = "tmv_qkv1",   [K_TMV_ADD1] = "tmv_add1",     [K_TMV_GLU1] = "tmv_glu1",
     [K_FMV] = "fmv",             [K_FMV1] = "fmv1",             [K_FMV2] = "fmv2",             [K_FMV4] = "fmv4",             [K_Q8ACT] = "q8act",           [K_Q8MV] = "q8mv",
     [K_TMV_CPU] = "tmv_cpu",     [K_FMV_CPU] = "fmv_cpu",
 };
@@ -257,12 +258,12 @@ static tern_status build_program(ocl_ctx *c, char *err, size_t errlen)
     cl_device_fp_config fp = 0;
     clGetDeviceInfo(c->device, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL);
     int cr_div = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
-    /* the rows norm_quant_row keeps in local memory: what tmv (about 12 KB
-     * of its own) and attention (about 16 KB) leave of the device's local
-     * memory (40 KB at least, ocl_list_devices), in floats */
+    /* the rows norm_quant_row keeps in local memory: what tmv (about 20 KB
+     * of its own with 256 items) and attention (about 24 KB) leave of the
+     * device's local memory (40 KB at least, ocl_list_devices), in floats */
     cl_ulong local = 0;
     clGetDeviceInfo(c->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local, &local, NULL);
-    long norm_local = (long)((local - 12 * 1024) / 4) / 256 * 256, norm_att = (long)((local - 16 * 1024) / 4) / 256 * 256;
+    long norm_local = (long)((local - 21 * 1024) / 4) / 256 * 256, norm_att = (long)((local - 24 * 1024) / 4) / 256 * 256;
     norm_local = norm_local > 8192 ? 8192 : norm_local;
     norm_att = norm_att > 4096 ? 4096 : norm_att;
     const char *cap = getenv("TERN_OPENCL_NORM_LOCAL"); /* diagnostics: a lower cap, 0 = the global path */
@@ -354,6 +355,8 @@ tern_status ocl_open_device(ocl_ctx *c, const ocl_devinfo *d, int index, char *e
     const char *mv = getenv("TERN_OPENCL_MV_WG");
     c->mv_wg = mv && (atoi(mv) == 64 || atoi(mv) == 256 || atoi(mv) == 512) ? atoi(mv) : OCL_MV_WG;
     c->att_wg = d->type & CL_DEVICE_TYPE_CPU ? OCL_ATT_WG_CPU : OCL_ATT_WG;
+    const char *att = getenv("TERN_OPENCL_ATT_WG"); /* diagnostics: 64, 128, 256 */
+    if (att && (atoi(att) == 64 || atoi(att) == 128 || atoi(att) == 256)) c->att_wg = atoi(att);
     snprintf(c->device_name, sizeof c->device_name, "%s", d->name);
     snprintf(c->platform_name, sizeof c->platform_name, "%s", d->platform_name);
     info_str(d->device, CL_DRIVER_VERSION, c->driver, sizeof c->driver);

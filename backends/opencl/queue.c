@@ -613,11 +613,11 @@ static void a_matrix(args *a, const ocl_qnode *qm, int rows)
 static void l_tmv(ocl_ctx *c, int mode, const int *mt, int n, const tmv_rope *rp, int add, int act, int mul, int norm,
                   int wmask, int kind)
 {
-    static const int kernels[3] = {K_TMV_QKV, K_TMV_ADD, K_TMV_GLU};
+    static const int kernels[2][3] = {{K_TMV_QKV, K_TMV_ADD, K_TMV_GLU}, {K_TMV_QKV1, K_TMV_ADD1, K_TMV_GLU1}};
     const ocl_qnode *q0 = &c->q[mt[0]];
     const tern_tensor *x = q0->node.src[0];
     const ocl_weight *w0 = ocl_weight_of(q0->node.src[1]);
-    args a = args_of(c, kernels[mode]);
+    args a = args_of(c, kernels[n_tok(x) == 1][mode]);
     a_t(&a, x);
     a_i32(&a, (cl_int)x->nb[1]);
     a_i32(&a, n_tok(x));

@@ -113,12 +113,32 @@ kernel void rope_kv(int mode, int n_dims, int hd, float fscale, global const flo
                       inv_freq, pos, store_b, cb + cbo, f16_b, node_b, n_ctx, err);
 }
 
-/* h . K_j over d, in acc_t, d in order: 16-byte loads when the row allows. */
+/* h . K_j over d, in acc_t, d in order: 16-byte loads when the row allows,
+ * four of them issued before their sums (one round trip to memory for 32
+ * halves, not four: the sums wait on each other, the loads need not). */
 acc_t key_dot(local const acc_t *ql, global const uchar *row, int f16, int hd)
 {
     acc_t dot = 0;
     if (f16 && hd % 8 == 0) {
-        for (int d = 0; d < hd; d += 8) {
+        int d = 0;
+        for (; d + 32 <= hd; d += 32) {
+            global const uint4 *p = (global const uint4 *)(row + 2 * d);
+            uint4 r[4] = {p[0], p[1], p[2], p[3]};
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                float8 v = h8f(r[i]);
+                local const acc_t *qd = ql + d + 8 * i;
+                dot += qd[0] * v.s0;
+                dot += qd[1] * v.s1;
+                dot += qd[2] * v.s2;
+                dot += qd[3] * v.s3;
+                dot += qd[4] * v.s4;
+                dot += qd[5] * v.s5;
+                dot += qd[6] * v.s6;
+                dot += qd[7] * v.s7;
+            }
+        }
+        for (; d < hd; d += 8) {
             float8 v = h8f(*(global const uint4 *)(row + 2 * d));
             dot += ql[d] * v.s0;
             dot += ql[d + 1] * v.s1;
@@ -130,7 +150,20 @@ acc_t key_dot(local const acc_t *ql, global const uchar *row, int f16, int hd)
             dot += ql[d + 7] * v.s7;
         }
     } else if (!f16 && hd % 4 == 0) {
-        for (int d = 0; d < hd; d += 4) {
+        int d = 0;
+        for (; d + 16 <= hd; d += 16) {
+            global const float4 *p = (global const float4 *)(row + 4 * d);
+            float4 r[4] = {p[0], p[1], p[2], p[3]};
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                local const acc_t *qd = ql + d + 4 * i;
+                dot += qd[0] * r[i].x;
+                dot += qd[1] * r[i].y;
+                dot += qd[2] * r[i].z;
+                dot += qd[3] * r[i].w;
+            }
+        }
+        for (; d < hd; d += 4) {
             float4 v = *(global const float4 *)(row + 4 * d);
             dot += ql[d] * v.x;
             dot += ql[d + 1] * v.y;
@@ -196,7 +229,26 @@ kernel void attention(global const uchar *qb, ulong qo, global const uchar *kb, 
     int dl = ATT_WG / ATT_SLICES, sl = lid / dl, l = lid % dl;
     for (int d0 = 4 * l; d0 < hd; d0 += 4 * dl) {
         acc_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        for (int j = sl; j <= last; j += ATT_SLICES) {
+        int j = sl;
+        /* four positions' weights and values loaded, then added in order
+         * (the same sums as the loop below, one memory round trip for four) */
+        for (; d0 + 3 < hd && j + 3 * ATT_SLICES <= last; j += 4 * ATT_SLICES) {
+            acc_t e[4];
+            float4 v[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int ji = j + i * ATT_SLICES;
+                global const uchar *row = vp + ((ulong)ji * stride + head) * es;
+                e[i] = sc[ji];
+                v[i] = f16 ? vload_half4(d0 / 4, (global const half *)row) : vload4(d0 / 4, (global const float *)row);
+            }
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                a0 += e[i] * v[i].x, a1 += e[i] * v[i].y;
+                a2 += e[i] * v[i].z, a3 += e[i] * v[i].w;
+            }
+        }
+        for (; j <= last; j += ATT_SLICES) {
             acc_t e = sc[j];
             global const uchar *row = vp + ((ulong)j * stride + head) * es;
             if (d0 + 3 < hd) {

@@ -116,12 +116,16 @@ int wg_sumi(int v, local int *red) { RED_LEVEL(int, ADD) }
             part[l] = s;                                                                           \
         }                                                                                          \
         barrier(CLK_LOCAL_MEM_FENCE);                                                              \
-        acc_t ss = 0; /* sixteen sums of eight partials, then those in order */                    \
-        for (int b = 0; b < 16; b++) {                                                             \
+        /* sixteen sums of eight partials side by side (each into its first \
+         * partial's place), then every item adds those in order */                               \
+        for (int b = lid; b < 16; b += wg) {                                                       \
             acc_t p = part[8 * b];                                                                 \
             for (int i = 1; i < 8; i++) p += part[8 * b + i];                                      \
-            ss += p;                                                                               \
+            part[8 * b] = p;                                                                       \
         }                                                                                          \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                              \
+        acc_t ss = 0;                                                                              \
+        for (int b = 0; b < 16; b++) ss += part[8 * b];                                            \
         barrier(CLK_LOCAL_MEM_FENCE);                                                              \
         return ss;                                                                                 \
     }

@@ -79,9 +79,10 @@ int dot16(uint w, uint4 a, int acc)
  * reported for node_m and that row is not stored. */
 /* part: the lanes' sums [warp][row][token][lane]; res: the rows' values
  * [warp][row][token] */
-#define PART(w, r, t, i) part[(((w) * 2 + (r)) * MV_TOK + (t)) * MV_LANES + (i)]
-#define RES(w, r, t) res[((w) * 2 + (r)) * MV_TOK + (t)]
-void tmv_body(global const uchar *xb, ulong xo, int xrow, int T, int ku, const int mode, int act, int wmask,
+#define PART(w, r, t, i) part[(((w) * 2 + (r)) * ntok + (t)) * MV_LANES + (i)]
+#define RES(w, r, t) res[((w) * 2 + (r)) * ntok + (t)]
+void tmv_body(const int ntok, global const uchar *xb, ulong xo, int xrow, int T, int ku, const int mode, int act,
+              int wmask,
               global const uint *w0, int n0, float s0, global uchar *y0b, ulong y0o,
               global const uint *w1, int n1, float s1, global uchar *y1b, ulong y1o,
               global const uint *w2, int n2, float s2, global uchar *y2b, ulong y2o,
@@ -118,12 +119,12 @@ void tmv_body(global const uchar *xb, ulong xo, int xrow, int T, int ku, const i
     global const uint4 *wr0 = (global const uint4 *)((mode == 2 ? w0 : wm) + (ulong)(row[0] < N ? row[0] : 0) * ku);
     global const uint4 *wr1 = (global const uint4 *)((mode == 2 ? w1 : wm) + (ulong)(row[1] < N ? row[1] : 0) * ku);
     int acc[2][MV_TOK];
-    for (int t = 0; t < MV_TOK; t++) acc[0][t] = acc[1][t] = 0;
+    for (int t = 0; t < ntok; t++) acc[0][t] = acc[1][t] = 0;
     global const uchar *x = xb + xo + 64;
     for (int u = lane; u < ku / 4; u += MV_LANES) {
         uint4 a0 = wr0[u], a1 = wr1[u];
 #pragma unroll
-        for (int t = 0; t < MV_TOK; t++) {
+        for (int t = 0; t < ntok; t++) {
             if (t < T) {
                 global const uint4 *v = (global const uint4 *)(x + (ulong)t * xrow + 64 * (ulong)u);
                 uint4 v0 = v[0], v1 = v[1], v2 = v[2], v3 = v[3];
@@ -132,14 +133,14 @@ void tmv_body(global const uchar *xb, ulong xo, int xrow, int T, int ku, const i
             }
         }
     }
-    for (int t = 0; t < MV_TOK; t++) {
+    for (int t = 0; t < ntok; t++) {
         PART(warp, 0, t, lane) = acc[0][t];
         PART(warp, 1, t, lane) = acc[1][t];
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-    int r = (lane / MV_TOK) & 1, t = lane % MV_TOK, n = row[r];
+    int r = (lane / ntok) & 1, t = lane % ntok, n = row[r];
     float v = 0.0f;
-    if (lane < 2 * MV_TOK && t < T && n < N) {
+    if (lane < 2 * ntok && t < T && n < N) {
         int s = 0;
         for (int i = 0; i < MV_LANES; i++) s += PART(warp, r, t, i);
         global const uchar *hdr = xb + xo + (ulong)t * xrow;
@@ -153,9 +154,9 @@ void tmv_body(global const uchar *xb, ulong xo, int xrow, int T, int ku, const i
         ulong at = (ulong)t * N + n;
         if (wmask & (1 << which)) AT(float, yb, yo)[at] = v;
     }
-    if (lane < 2 * MV_TOK) RES(warp, r, t) = v;
+    if (lane < 2 * ntok) RES(warp, r, t) = v;
     barrier(CLK_LOCAL_MEM_FENCE); /* every mode: no barrier under a condition */
-    if (mode == 2 && lane < MV_TOK && lane < T && row[0] < N) {
+    if (mode == 2 && lane < ntok && lane < T && row[0] < N) {
         n = row[0];
         float a = act ? silu(RES(warp, 0, lane)) : relu_sq(RES(warp, 0, lane));
         ulong at = (ulong)lane * N + n;
@@ -223,9 +224,9 @@ void tmv_body(global const uchar *xb, ulong xo, int xrow, int T, int ku, const i
  * about 0.15 us an argument on NVIDIA) and local memory for what it runs
  * (the tail's only where there is a tail: PoCL 5 aborts on a kernel's
  * local array that no code left after inlining uses). */
-#define TMV_LOCALS                                    \
-    local int part[MV_WARPS * 2 * MV_TOK * MV_LANES]; \
-    local float res[MV_WARPS * 2 * MV_TOK]
+#define TMV_LOCALS(NT)                              \
+    local int part[MV_WARPS * 2 * (NT) * MV_LANES]; \
+    local float res[MV_WARPS * 2 * (NT)]
 #define TMV_TAIL_LOCALS                                         \
     local acc_t tpart[NORM_LANES];                              \
     local float redf[MV_WG];                                    \
@@ -238,52 +239,69 @@ void tmv_body(global const uchar *xb, ulong xo, int xrow, int T, int ku, const i
 
 /* Up to three matrices (y0, y1, y2), the rotations of y0 and y1 and the
  * cache stores of y1 and y2 (rope bits as in tmv_body). */
-kernel void tmv_qkv(global const uchar *xb, ulong xo, int xrow, int T, int ku, int wmask,
-                    global const uint *w0, int n0, float s0, global uchar *y0b, ulong y0o,
-                    global const uint *w1, int n1, float s1, global uchar *y1b, ulong y1o,
-                    global const uint *w2, int n2, float s2, global uchar *y2b, ulong y2o,
-                    int rope, int hd, float fscale, global const float *inv_freq, global const uchar *pb, ulong po,
-                    global uchar *r0b, ulong r0o, global uchar *r1b, ulong r1o, global uchar *c1b, ulong c1o,
-                    global uchar *c2b, ulong c2o, int node1, int node2, int n_ctx, global int *err)
-{
-    TMV_LOCALS;
-    tmv_body(xb, xo, xrow, T, ku, 0, 0, wmask, w0, n0, s0, y0b, y0o, w1, n1, s1, y1b, y1o, w2, n2, s2, y2b, y2o,
-             NO_BUF, 0, NO_BUF, 0, NO_BUF, 0, 0, NO_BUF, 0, 0, 0.0f, NO_BUF, 0, NO_BUF, 0, 0, (global int *)0, 0,
-             rope, hd, fscale, inv_freq, pb, po, r0b, r0o, r1b, r1o, NO_BUF, 0, NO_BUF, 0, c1b, c1o, c2b, c2o, -1,
-             node1, node2, n_ctx, err, TMV_NO_TAIL_ARGS);
-}
+#define TMV_QKV_ARGS                                                                                              \
+    global const uchar *xb, ulong xo, int xrow, int T, int ku, int wmask, global const uint *w0, int n0, float s0, \
+        global uchar *y0b, ulong y0o, global const uint *w1, int n1, float s1, global uchar *y1b, ulong y1o,       \
+        global const uint *w2, int n2, float s2, global uchar *y2b, ulong y2o, int rope, int hd, float fscale,     \
+        global const float *inv_freq, global const uchar *pb, ulong po, global uchar *r0b, ulong r0o,              \
+        global uchar *r1b, ulong r1o, global uchar *c1b, ulong c1o, global uchar *c2b, ulong c2o, int node1,      \
+        int node2, int n_ctx, global int *err
+#define TMV_QKV_CALL(NT)                                                                                          \
+    tmv_body(NT, xb, xo, xrow, T, ku, 0, 0, wmask, w0, n0, s0, y0b, y0o, w1, n1, s1, y1b, y1o, w2, n2, s2, y2b,    \
+             y2o, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0, 0, NO_BUF, 0, 0, 0.0f, NO_BUF, 0, NO_BUF, 0, 0, (global int *)0, \
+             0, rope, hd, fscale, inv_freq, pb, po, r0b, r0o, r1b, r1o, NO_BUF, 0, NO_BUF, 0, c1b, c1o, c2b, c2o,  \
+             -1, node1, node2, n_ctx, err, TMV_NO_TAIL_ARGS)
 
 /* y0, then z = a + y0 in the tail, with norm the RMS norm and quantize. */
-kernel void tmv_add(global const uchar *xb, ulong xo, int xrow, int T, int ku,
-                    global const uint *w0, int n0, float s0, global uchar *y0b, ulong y0o,
-                    global const uchar *ab, ulong ao, global uchar *zb, ulong zo, int norm,
-                    global const uchar *nwb, ulong nwo, int has_nw, float eps, global uchar *ynb, ulong yno,
-                    global uchar *qb, ulong qo, int qrow, global int *ctrs, int ctr)
-{
-    TMV_LOCALS;
-    TMV_TAIL_LOCALS;
-    tmv_body(xb, xo, xrow, T, ku, 1, 0, 1, w0, n0, s0, y0b, y0o, w0, 0, s0, y0b, y0o, w0, 0, s0, y0b, y0o,
-             ab, ao, zb, zo, NO_BUF, 0, 1 | (norm ? 2 : 0), nwb, nwo, has_nw, eps, ynb, yno, qb, qo, qrow, ctrs, ctr,
-             0, 2, 1.0f, (global const float *)0, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0,
-             NO_BUF, 0, -1, -1, -1, 0, (global int *)0, TMV_TAIL_ARGS);
-}
+#define TMV_ADD_ARGS                                                                                             \
+    global const uchar *xb, ulong xo, int xrow, int T, int ku, global const uint *w0, int n0, float s0,           \
+        global uchar *y0b, ulong y0o, global const uchar *ab, ulong ao, global uchar *zb, ulong zo, int norm,     \
+        global const uchar *nwb, ulong nwo, int has_nw, float eps, global uchar *ynb, ulong yno, global uchar *qb, \
+        ulong qo, int qrow, global int *ctrs, int ctr
+#define TMV_ADD_CALL(NT)                                                                                         \
+    tmv_body(NT, xb, xo, xrow, T, ku, 1, 0, 1, w0, n0, s0, y0b, y0o, w0, 0, s0, y0b, y0o, w0, 0, s0, y0b, y0o,    \
+             ab, ao, zb, zo, NO_BUF, 0, 1 | (norm ? 2 : 0), nwb, nwo, has_nw, eps, ynb, yno, qb, qo, qrow, ctrs, \
+             ctr, 0, 2, 1.0f, (global const float *)0, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0,    \
+             NO_BUF, 0, NO_BUF, 0, -1, -1, -1, 0, (global int *)0, TMV_TAIL_ARGS)
 
 /* gate (w0) and up (w1) rows together, g = act(y0), z = g * y1, with norm
  * the RMS norm of z and its quantize in the tail. */
-kernel void tmv_glu(global const uchar *xb, ulong xo, int xrow, int T, int ku, int act, int wmask,
-                    global const uint *w0, int n0, float s0, global uchar *y0b, ulong y0o,
-                    global const uint *w1, float s1, global uchar *y1b, ulong y1o,
-                    global uchar *zb, ulong zo, global uchar *gb, ulong go, int norm,
-                    global const uchar *nwb, ulong nwo, int has_nw, float eps, global uchar *ynb, ulong yno,
-                    global uchar *qb, ulong qo, int qrow, global int *ctrs, int ctr)
-{
-    TMV_LOCALS;
-    TMV_TAIL_LOCALS;
-    tmv_body(xb, xo, xrow, T, ku, 2, act, wmask, w0, n0, s0, y0b, y0o, w1, n0, s1, y1b, y1o, w0, 0, s0, y0b, y0o,
-             NO_BUF, 0, zb, zo, gb, go, norm ? 2 : 0, nwb, nwo, has_nw, eps, ynb, yno, qb, qo, qrow, ctrs, ctr,
-             0, 2, 1.0f, (global const float *)0, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0,
-             NO_BUF, 0, -1, -1, -1, 0, (global int *)0, TMV_TAIL_ARGS);
-}
+#define TMV_GLU_ARGS                                                                                             \
+    global const uchar *xb, ulong xo, int xrow, int T, int ku, int act, int wmask, global const uint *w0, int n0, \
+        float s0, global uchar *y0b, ulong y0o, global const uint *w1, float s1, global uchar *y1b, ulong y1o,    \
+        global uchar *zb, ulong zo, global uchar *gb, ulong go, int norm, global const uchar *nwb, ulong nwo,      \
+        int has_nw, float eps, global uchar *ynb, ulong yno, global uchar *qb, ulong qo, int qrow,                \
+        global int *ctrs, int ctr
+#define TMV_GLU_CALL(NT)                                                                                           \
+    tmv_body(NT, xb, xo, xrow, T, ku, 2, act, wmask, w0, n0, s0, y0b, y0o, w1, n0, s1, y1b, y1o, w0, 0, s0, y0b, \
+             y0o, NO_BUF, 0, zb, zo, gb, go, norm ? 2 : 0, nwb, nwo, has_nw, eps, ynb, yno, qb, qo, qrow, ctrs,   \
+             ctr, 0, 2, 1.0f, (global const float *)0, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0, NO_BUF, 0,     \
+             NO_BUF, 0, NO_BUF, 0, -1, -1, -1, 0, (global int *)0, TMV_TAIL_ARGS)
+
+/* Each mode's kernel for up to NT tokens: tmv_qkv, tmv_add, tmv_glu for
+ * MV_TOK, and the same with suffix 1 for one token (a decode step): a
+ * lane then holds two sums, not 2 x MV_TOK, and the group's sums take an
+ * eighth of the local memory, so more groups fit a compute unit. */
+#define TMV_KERNELS(S, NT)                         \
+    kernel void tmv_qkv##S(TMV_QKV_ARGS)            \
+    {                                              \
+        TMV_LOCALS(NT);                            \
+        TMV_QKV_CALL(NT);                          \
+    }                                              \
+    kernel void tmv_add##S(TMV_ADD_ARGS)            \
+    {                                              \
+        TMV_LOCALS(NT);                            \
+        TMV_TAIL_LOCALS;                           \
+        TMV_ADD_CALL(NT);                          \
+    }                                              \
+    kernel void tmv_glu##S(TMV_GLU_ARGS)            \
+    {                                              \
+        TMV_LOCALS(NT);                            \
+        TMV_TAIL_LOCALS;                           \
+        TMV_GLU_CALL(NT);                          \
+    }
+TMV_KERNELS(, MV_TOK)
+TMV_KERNELS(1, 1)
 
 /* Ternary GEMM: a 64-row x 64-token tile per group of 8 x 8 items, each
  * item 8 rows x 8 tokens; k in chunks of 64 staged in local memory as
