@@ -113,6 +113,28 @@ kernel void rope_kv(int mode, int n_dims, int hd, float fscale, global const flo
                       inv_freq, pos, store_b, cb + cbo, f16_b, node_b, n_ctx, err);
 }
 
+/* dot + the products of q[0..7] and v (dot8) or q[0..3] and v (dot4), in
+ * order */
+acc_t dot8(local const acc_t *q, float8 v, acc_t dot)
+{
+    dot += q[0] * v.s0;
+    dot += q[1] * v.s1;
+    dot += q[2] * v.s2;
+    dot += q[3] * v.s3;
+    dot += q[4] * v.s4;
+    dot += q[5] * v.s5;
+    dot += q[6] * v.s6;
+    return dot + q[7] * v.s7;
+}
+
+acc_t dot4(local const acc_t *q, float4 v, acc_t dot)
+{
+    dot += q[0] * v.x;
+    dot += q[1] * v.y;
+    dot += q[2] * v.z;
+    return dot + q[3] * v.w;
+}
+
 /* h . K_j over d, in acc_t, d in order: 16-byte loads when the row allows,
  * four of them issued before their sums (one round trip to memory for 32
  * halves, not four: the sums wait on each other, the loads need not). */
@@ -125,51 +147,18 @@ acc_t key_dot(local const acc_t *ql, global const uchar *row, int f16, int hd)
             global const uint4 *p = (global const uint4 *)(row + 2 * d);
             uint4 r[4] = {p[0], p[1], p[2], p[3]};
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                float8 v = h8f(r[i]);
-                local const acc_t *qd = ql + d + 8 * i;
-                dot += qd[0] * v.s0;
-                dot += qd[1] * v.s1;
-                dot += qd[2] * v.s2;
-                dot += qd[3] * v.s3;
-                dot += qd[4] * v.s4;
-                dot += qd[5] * v.s5;
-                dot += qd[6] * v.s6;
-                dot += qd[7] * v.s7;
-            }
+            for (int i = 0; i < 4; i++) dot = dot8(ql + d + 8 * i, h8f(r[i]), dot);
         }
-        for (; d < hd; d += 8) {
-            float8 v = h8f(*(global const uint4 *)(row + 2 * d));
-            dot += ql[d] * v.s0;
-            dot += ql[d + 1] * v.s1;
-            dot += ql[d + 2] * v.s2;
-            dot += ql[d + 3] * v.s3;
-            dot += ql[d + 4] * v.s4;
-            dot += ql[d + 5] * v.s5;
-            dot += ql[d + 6] * v.s6;
-            dot += ql[d + 7] * v.s7;
-        }
+        for (; d < hd; d += 8) dot = dot8(ql + d, h8f(*(global const uint4 *)(row + 2 * d)), dot);
     } else if (!f16 && hd % 4 == 0) {
         int d = 0;
         for (; d + 16 <= hd; d += 16) {
             global const float4 *p = (global const float4 *)(row + 4 * d);
             float4 r[4] = {p[0], p[1], p[2], p[3]};
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                local const acc_t *qd = ql + d + 4 * i;
-                dot += qd[0] * r[i].x;
-                dot += qd[1] * r[i].y;
-                dot += qd[2] * r[i].z;
-                dot += qd[3] * r[i].w;
-            }
+            for (int i = 0; i < 4; i++) dot = dot4(ql + d + 4 * i, r[i], dot);
         }
-        for (; d < hd; d += 4) {
-            float4 v = *(global const float4 *)(row + 4 * d);
-            dot += ql[d] * v.x;
-            dot += ql[d + 1] * v.y;
-            dot += ql[d + 2] * v.z;
-            dot += ql[d + 3] * v.w;
-        }
+        for (; d < hd; d += 4) dot = dot4(ql + d, *(global const float4 *)(row + 4 * d), dot);
     } else {
         for (int d = 0; d < hd; d++) dot += ql[d] * cache_at(row, f16, d);
     }

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "device_at.h"
+
 static const char *src =
     "kernel void rd(global const uint4 *p, ulong n, global uint *out) {\n"
     "  uint4 s = 0; for (ulong i = get_global_id(0); i < n; i += get_global_size(0)) s ^= p[i];\n"
@@ -29,18 +31,7 @@ int main(int argc, char **argv)
 {
     int want = argc > 1 ? atoi(argv[1]) : 0;
     size_t mib = argc > 2 ? (size_t)atol(argv[2]) : 1024, bytes = mib << 20;
-    cl_platform_id plats[16];
-    cl_uint np = 0;
-    clGetPlatformIDs(16, plats, &np);
-    cl_device_id dev = NULL;
-    int idx = 0;
-    for (cl_uint p = 0; p < np && !dev; p++) {
-        cl_device_id devs[16];
-        cl_uint nd = 0;
-        if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 16, devs, &nd) != CL_SUCCESS) continue;
-        for (cl_uint d = 0; d < nd && !dev; d++, idx++)
-            if (idx == want) dev = devs[d];
-    }
+    cl_device_id dev = device_at(want);
     if (!dev) {
         fprintf(stderr, "cl_bandwidth: no device %d\n", want);
         return 1;

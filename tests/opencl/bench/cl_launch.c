@@ -1,22 +1,24 @@
 /* cl_launch.c - what a kernel launch costs on an OpenCL device, the floor
  * under a decode step's ~150 launches (run by hand, never by scons test):
  *   cl_launch [device index] [launches]
- * Enqueues `launches` (default 2000) launches of a near-empty kernel (one
- * store per group) back to back on one in-order queue, then:
- *  - host: wall time of the enqueue calls alone, per launch, for 2 and for
- *    34 arguments (the host's share of a launch grows with its arguments);
- *  - device: wall time from the first enqueue to clFinish, per launch, with
- *    1 and with 264 groups of 256 items, without profiling (what decode
- *    sees) and with profiling events (what TERN_OPENCL_PROFILE sees: the
- *    mean END - START of one launch, and the mean gap START(i+1) - END(i));
- * and whether the device offers cl_khr_command_buffer (launches recorded
- * once and replayed). Devices are numbered as tern info numbers them. */
+ * Enqueues `launches` (default 2000) launches of near-empty kernels (one
+ * store a group; 2 arguments, 34 ints, or 12 buffers and 21 ints) back to
+ * back on one in-order queue, with 1 and 264 groups of 256 items, and
+ * prints per launch: the host's time inside the enqueue calls, the wall
+ * time from the first enqueue to clFinish, the device's rate with the
+ * host out of the way (launches enqueued behind a user event, then
+ * released), and with profiling events their mean END - START and gap.
+ * Then, on GPUs, what a barrier across all groups of one launch costs
+ * (one and two groups a compute unit), and whether the device offers
+ * cl_khr_command_buffer. Devices are numbered as tern info numbers them. */
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "device_at.h"
 
 #define MAX_ARGS 34
 
@@ -139,18 +141,7 @@ int main(int argc, char **argv)
 {
     int want = argc > 1 ? atoi(argv[1]) : 0, launches = argc > 2 ? atoi(argv[2]) : 2000;
     if (launches < 2) launches = 2;
-    cl_platform_id plats[16];
-    cl_uint np = 0;
-    clGetPlatformIDs(16, plats, &np);
-    cl_device_id dev = NULL;
-    int idx = 0;
-    for (cl_uint p = 0; p < np && !dev; p++) {
-        cl_device_id devs[16];
-        cl_uint nd = 0;
-        if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 16, devs, &nd) != CL_SUCCESS) continue;
-        for (cl_uint d = 0; d < nd && !dev; d++, idx++)
-            if (idx == want) dev = devs[d];
-    }
+    cl_device_id dev = device_at(want);
     if (!dev) {
         fprintf(stderr, "cl_launch: no device %d\n", want);
         return 1;
