@@ -263,7 +263,8 @@ static tern_status build_program(ocl_ctx *c, char *err, size_t errlen)
      * device's local memory (40 KB at least, ocl_list_devices), in floats */
     cl_ulong local = 0;
     clGetDeviceInfo(c->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local, &local, NULL);
-    long norm_local = (long)((local - 21 * 1024) / 4) / 256 * 256, norm_att = (long)((local - 24 * 1024) / 4) / 256 * 256;
+    long norm_local = (long)((local - 21 * 1024) / 4) / 256 * 256;
+    long norm_att = (long)((local - 24 * 1024) / 4) / 256 * 256;
     norm_local = norm_local > 8192 ? 8192 : norm_local;
     norm_att = norm_att > 4096 ? 4096 : norm_att;
     const char *cap = getenv("TERN_OPENCL_NORM_LOCAL"); /* diagnostics: a lower cap, 0 = the global path */
@@ -353,7 +354,7 @@ tern_status ocl_open_device(ocl_ctx *c, const ocl_devinfo *d, int index, char *e
     c->cpu_kernels = variant && *variant ? !strcmp(variant, "cpu") : (d->type & CL_DEVICE_TYPE_CPU) != 0;
     c->row_wg = d->type & CL_DEVICE_TYPE_CPU ? OCL_ROW_WG_CPU : OCL_ROW_WG;
     const char *mv = getenv("TERN_OPENCL_MV_WG");
-    c->mv_wg = mv && (atoi(mv) == 64 || atoi(mv) == 256 || atoi(mv) == 512) ? atoi(mv) : OCL_MV_WG;
+    c->mv_wg = mv && (atoi(mv) == 64 || atoi(mv) == 128 || atoi(mv) == 256 || atoi(mv) == 512) ? atoi(mv) : OCL_MV_WG;
     c->att_wg = d->type & CL_DEVICE_TYPE_CPU ? OCL_ATT_WG_CPU : OCL_ATT_WG;
     const char *att = getenv("TERN_OPENCL_ATT_WG"); /* diagnostics: 64, 128, 256 */
     if (att && (atoi(att) == 64 || atoi(att) == 128 || atoi(att) == 256)) c->att_wg = atoi(att);
