@@ -345,6 +345,15 @@ static tern_status build_program(ocl_ctx *c, char *err, size_t errlen)
     return TERN_OK;
 }
 
+/* A work-group size from the diagnostics variable `name`: a power of two
+ * from 64 to max, else (unset or anything else) dflt. */
+static int wg_option(const char *name, int max, int dflt)
+{
+    const char *v = getenv(name);
+    int n = v ? atoi(v) : 0;
+    return n >= 64 && n <= max && (n & (n - 1)) == 0 ? n : dflt;
+}
+
 tern_status ocl_open_device(ocl_ctx *c, const ocl_devinfo *d, int index, char *err, size_t errlen)
 {
     c->platform = d->platform;
@@ -353,11 +362,8 @@ tern_status ocl_open_device(ocl_ctx *c, const ocl_devinfo *d, int index, char *e
     const char *variant = getenv("TERN_OPENCL_VARIANT");
     c->cpu_kernels = variant && *variant ? !strcmp(variant, "cpu") : (d->type & CL_DEVICE_TYPE_CPU) != 0;
     c->row_wg = d->type & CL_DEVICE_TYPE_CPU ? OCL_ROW_WG_CPU : OCL_ROW_WG;
-    const char *mv = getenv("TERN_OPENCL_MV_WG");
-    c->mv_wg = mv && (atoi(mv) == 64 || atoi(mv) == 128 || atoi(mv) == 256 || atoi(mv) == 512) ? atoi(mv) : OCL_MV_WG;
-    c->att_wg = d->type & CL_DEVICE_TYPE_CPU ? OCL_ATT_WG_CPU : OCL_ATT_WG;
-    const char *att = getenv("TERN_OPENCL_ATT_WG"); /* diagnostics: 64, 128, 256 */
-    if (att && (atoi(att) == 64 || atoi(att) == 128 || atoi(att) == 256)) c->att_wg = atoi(att);
+    c->mv_wg = wg_option("TERN_OPENCL_MV_WG", 512, OCL_MV_WG);
+    c->att_wg = wg_option("TERN_OPENCL_ATT_WG", 256, d->type & CL_DEVICE_TYPE_CPU ? OCL_ATT_WG_CPU : OCL_ATT_WG);
     snprintf(c->device_name, sizeof c->device_name, "%s", d->name);
     snprintf(c->platform_name, sizeof c->platform_name, "%s", d->platform_name);
     info_str(d->device, CL_DRIVER_VERSION, c->driver, sizeof c->driver);

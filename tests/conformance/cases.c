@@ -572,7 +572,7 @@ static void oracle_quantize_act(conf_case *c)
 static const int64_t mm_shapes[][3] = { /* K, N, n_tok */
     {256, 1, 1}, {256, 7, 17}, {512, 64, 1}, {768, 257, 17},
     {1280, 7, 1}, {2560, 64, 17}, {2560, 257, 1}, {512, 1, 17},
-    {6912, 9, 2}}; /* rows of 108 16-byte words: two steps of a GEMV's two words a lane */
+    {6912, 9, 2}}; /* rows of 108 16-byte words: a GEMV lane's fourth step is partial (3 x 32 + 12) */
 
 static void gen_matmul_ternary(conf_list *l, unsigned long long *rng)
 {

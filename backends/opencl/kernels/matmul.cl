@@ -77,8 +77,9 @@ int dot16(uint w, uint4 a, int acc)
  * so lane t has both values of token t in registers; the rotation is
  * rope_pair's, as the rope kernel's. A position outside [0, n_ctx) is
  * reported for node_m and that row is not stored. */
-/* part: the lanes' sums [warp][row][token][lane]; res: the rows' values
- * [warp][row][token] */
+/* ntok: the tokens the entry point is built for (MV_TOK, or 1 for a decode
+ * step; a constant once inlined), T <= ntok; part: the lanes' sums
+ * [warp][row][token][lane]; res: the rows' values [warp][row][token] */
 #define PART(w, r, t, i) part[(((w) * 2 + (r)) * ntok + (t)) * MV_LANES + (i)]
 #define RES(w, r, t) res[((w) * 2 + (r)) * ntok + (t)]
 void tmv_body(const int ntok, global const uchar *xb, ulong xo, int xrow, int T, int ku, const int mode, int act,
@@ -220,8 +221,9 @@ void tmv_body(const int ntok, global const uchar *xb, ulong xo, int xrow, int T,
 }
 
 /* The entry points: tmv_body for each mode with only the arguments the
- * mode reads (the host's cost of a launch grows with its argument count:
- * about 0.15 us an argument on NVIDIA) and local memory for what it runs
+ * mode reads (a launch's cost grows with its argument count: on NVIDIA
+ * about 0.08 us an int and 0.35 us a buffer, tests/cl_launch) and local
+ * memory for what it runs
  * (the tail's only where there is a tail: PoCL 5 aborts on a kernel's
  * local array that no code left after inlining uses). */
 #define TMV_LOCALS(NT)                              \
