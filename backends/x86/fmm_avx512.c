@@ -10,7 +10,16 @@
  * Why tiles: a weight step is converted once (vcvtph2ps for F16) and feeds
  * T tokens, so a verifier batch of up to 4 tokens streams the matrix once,
  * as a decode does, and its cost stays close to a decode's while the FMAs
- * fit under the memory stream. Rows are prefetched one tile ahead. */
+ * fit under the memory stream. Rows are prefetched one tile ahead.
+ *
+ * A decode reads one row at a time (1 x 1 tiles): the matrix is then one
+ * sequential stream, which the hardware prefetchers follow at the memory's
+ * bandwidth. Eight rows side by side are eight streams 5 KB apart for the
+ * 2B4T head; on Zen 4 (2 threads) they read the F16 head at 31-32 GB/s
+ * against 35-37 for the single stream, in a probe over the same 657 MB
+ * (the ternary GEMVs, one stream each, reached 36.6). One row is one FMA
+ * chain of 4-cycle latency, 16 weights (32 bytes) a step: 8 bytes a cycle,
+ * still twice what a core's share of the bandwidth needs. */
 #include <immintrin.h>
 
 #include "x86.h"
@@ -86,19 +95,29 @@ AI void tile(int wt, int R, int T, const uint8_t *const *wr, const float *const 
         for (int t = 0; t < T; t++) out[r * T + t] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
-/* The tile shapes: 8 x 1 for decode, 4 x 2..4 for batches (groups of 4
+/* The tile shapes: 1 x 1 for decode (above), 4 x 2..4 for batches (groups of 4
  * tokens: 2 x 8 tiles measured 30-40% slower per token, their activation
  * loads outnumbering the FMAs' slots), 1 x T at the row edge. */
 AI void tile_any(int wt, int R, int T, const uint8_t *const *wr, const float *const *x, int64_t K, float *out,
                  size_t pf)
 {
 #define FMM_T(RR, TT) if (R == RR && T == TT) return tile(wt, RR, TT, wr, x, K, out, pf)
-    FMM_T(8, 1); FMM_T(4, 2); FMM_T(4, 3); FMM_T(4, 4);
+    FMM_T(4, 2); FMM_T(4, 3); FMM_T(4, 4);
     FMM_T(1, 1); FMM_T(1, 2); FMM_T(1, 3); FMM_T(1, 4);
 #undef FMM_T
 }
 
-static int rows_for(int T) { return T == 1 ? 8 : 4; }
+static int rows_for(int T) { return T == 1 ? 1 : 4; }
+
+/* Prefetch distance of a tile: a batch tile fetches the rows of the next
+ * chunk (first token group only; later groups find them in cache); a
+ * decode's single stream fetches four lines ahead in its own row (the probe
+ * above: 256 bytes ahead at least as fast as none, 1-8 KB slower). */
+static size_t prefetch_for(int T, int64_t t0, size_t row_bytes)
+{
+    if (T == 1) return 256;
+    return t0 == 0 ? 8 * row_bytes : 0;
+}
 
 /* Chunks of 8 rows; each token group of up to 8 runs over the chunk in
  * tiles of rows_for(T) rows, so a prefill's chunk is read from memory once
@@ -119,7 +138,7 @@ AI void rows(int wt, const tern_node *node, int64_t lo, int64_t hi)
             for (int t = 0; t < T; t++) x[t] = (const float *)x86_row(xt, t0 + t);
             for (int r0 = 0; r0 < nc; r0 += R) {
                 if (nc - r0 >= R)
-                    tile_any(wt, R, T, wr + r0, x, K, out + r0 * T, t0 == 0 ? (size_t)8 * w->nb[1] : 0);
+                    tile_any(wt, R, T, wr + r0, x, K, out + r0 * T, prefetch_for(T, t0, w->nb[1]));
                 else /* the row edge: one row at a time, the same chains */
                     for (int r = r0; r < nc; r++) tile_any(wt, 1, T, wr + r, x, K, out + r * T, 0);
             }
