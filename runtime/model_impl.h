@@ -13,6 +13,7 @@ enum {
     PLACED_REPACKED,  /* the backend's repack() made it: release() frees */
     PLACED_FILE,      /* the file's bytes as mapped (host backends) */
     PLACED_UPLOADED,  /* the file's bytes uploaded into a buffer we own */
+    PLACED_COPIED,    /* the file's bytes read into host memory we own (free) */
     PLACED_REFUSED    /* repack() said TERN_EUNSUPPORTED */
 };
 

@@ -76,6 +76,10 @@ uint64_t tern_gguf_alignment(const tern_gguf *g);
 uint64_t tern_gguf_data_offset(const tern_gguf *g);
 /* The mapping base (for madvise after repacking). */
 const void *tern_gguf_base(const tern_gguf *g);
+/* Copies n bytes of the file from mapped address at (inside the mapping)
+ * into dst without touching the mapping (pread; memcpy for a memory
+ * handle), so no page of it becomes resident in this process. */
+tern_status tern_gguf_read(const tern_gguf *g, const void *at, size_t n, void *dst, tern_error *err);
 
 /* ---- metadata ---- */
 int64_t tern_gguf_n_kv(const tern_gguf *g);
