@@ -2,7 +2,9 @@
  * the op table with its ISA dispatch, supports_op and scratch sizes.
  * Baseline x86-64 code: nothing here executes AVX instructions, so the
  * plugin loads and probes on any x86-64. */
+#include <cpuid.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "x86.h"
@@ -17,6 +19,30 @@ static int isa_of(uint64_t f)
     if ((f & AVX512_NEED) == AVX512_NEED) return X86_ISA_AVX512;
     if ((f & AVX2_NEED) == AVX2_NEED) return X86_ISA_AVX2;
     return 0;
+}
+
+/* Rows of the float GEMV's decode tile by CPU vendor, as measured (see
+ * fmm_avx512.c): one sequential stream on AMD's Zen 4, eight rows on
+ * Intel's Xeon (and where nothing was measured). TERN_X86_FMM_ROWS=1|8
+ * overrides it, to measure a new machine. */
+static const struct {
+    const char *vendor; /* cpuid leaf 0 */
+    int rows;
+} decode_rows_table[] = {{"AuthenticAMD", 1}, {"GenuineIntel", 8}};
+
+static int decode_rows_for_cpu(void)
+{
+    const char *env = getenv("TERN_X86_FMM_ROWS");
+    if (env && (strcmp(env, "1") == 0 || strcmp(env, "8") == 0)) return atoi(env);
+    unsigned a, regs[3];
+    char vendor[13] = "";
+    if (__get_cpuid(0, &a, &regs[0], &regs[2], &regs[1])) { /* ebx, edx, ecx spell it */
+        memcpy(vendor, regs, 12);
+        vendor[12] = 0;
+    }
+    for (size_t i = 0; i < sizeof decode_rows_table / sizeof decode_rows_table[0]; i++)
+        if (strcmp(vendor, decode_rows_table[i].vendor) == 0) return decode_rows_table[i].rows;
+    return 8;
 }
 
 static void x86_probe(const tern_host_api *host, tern_backend_probe *out)
@@ -87,6 +113,7 @@ static tern_status x86_init(const tern_host_api *host, const tern_backend_option
     }
     c->isa = force_avx2 ? X86_ISA_AVX2 : isa;
     c->head_q8 = head_q8;
+    c->fmm_decode_rows = decode_rows_for_cpu();
     if (isa != X86_ISA_AVX512 && fam > X86_FAM_MAD)
         host->log(TERN_LOG_WARN, "x86: kernel '%s' needs AVX-512; using mad", kernel);
     *ctx = c;
@@ -175,7 +202,7 @@ static void x86_matmul_any(void *ctx, const tern_node *node, int ith, int nth, v
     if (((x86_ctx *)ctx)->isa == X86_ISA_AVX512 && w->type != TERN_TYPE_Q8_0) {
         int64_t lo, hi;
         x86_split(node->dst->ne[0], ith, nth, &lo, &hi);
-        x86_fmm_avx512(node, lo, hi);
+        x86_fmm_avx512(node, lo, hi, ((x86_ctx *)ctx)->fmm_decode_rows);
         return;
     }
     x86_matmul(ctx, node, ith, nth, scratch);

@@ -46,6 +46,7 @@ typedef struct x86_ctx {
     int n_head_q8;     /* head tensors quantized to Q8_0 (options.head = "q8") */
     int n_head_f16;    /* head tensors kept as stored */
     int n_q8mat;       /* Q8_0 tensors repacked to vnni tiles */
+    int fmm_decode_rows; /* rows of the float GEMV's decode tile (fmm_avx512.c): 1 or 8 by CPU */
     tk_set ks;         /* kernel plugins (codegen/kplug.h): forced variant, wisdom, per-shape choices */
 } x86_ctx;
 
@@ -164,7 +165,8 @@ size_t x86_tmm_scratch(const tern_node *node);
 
 /* ---- F32/F16/BF16 matmul with 16-lane chains (fmm_avx512.c): output
  * rows [lo, hi) for every token. ---- */
-void x86_fmm_avx512(const tern_node *node, int64_t lo, int64_t hi);
+/* decode_rows: rows a decode's tile reads side by side (1 or 8; x86_ctx) */
+void x86_fmm_avx512(const tern_node *node, int64_t lo, int64_t hi, int decode_rows);
 
 /* ---- Q8_0 matmul activations in scratch (both Q8_0 paths): token t at
  * x86_q8act_token holds K int8 codes (padded to 64 bytes), then K/32 f32
