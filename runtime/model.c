@@ -79,23 +79,27 @@ static tern_status upload_file(tern_model_weight *w, tern_backend *be, tern_tens
 }
 
 /* A parameter (norm weights: kilobytes) read from the file into memory of
- * our own, never through the mapping. Through the mapping, one read of a
- * norm vector that shares a 2 MB page-cache folio with packed matrices
- * (Linux 6.x large folios) made the whole folio resident in this process:
- * 144 MB on the 2B4T file, over its 1123 MiB of weights. Returns 0 when
- * the read fails; the caller then uses the mapping, as before. */
+ * our own, never through the mapping, once for every host backend that
+ * reads it. Through the mapping, one read of a norm vector that shares a
+ * 2 MB page-cache folio with packed matrices (Linux 6.x large folios) made
+ * the whole folio resident in this process: 144 MB on the 2B4T file, over
+ * its 1123 MiB of weights. Returns 0 when the read fails; the caller then
+ * uses the mapping, as before. */
 static int copy_param(tern_model_weight *w, tern_tensor *dst)
 {
     size_t n = tern_tensor_nbytes(&w->file);
     void *buf = NULL;
     tern_error e;
-    if (!n || posix_memalign(&buf, 64, n) != 0) return 0;
-    if (tern_gguf_read(w->model->gguf, w->file.data, n, buf, &e)) {
-        free(buf);
-        return 0;
+    if (!w->copy) {
+        if (!n || posix_memalign(&buf, 64, n) != 0) return 0;
+        if (tern_gguf_read(w->model->gguf, w->file.data, n, buf, &e)) {
+            free(buf);
+            return 0;
+        }
+        w->copy = buf;
     }
     *dst = w->file;
-    dst->data = buf;
+    dst->data = w->copy;
     return 1;
 }
 
@@ -169,10 +173,10 @@ static void unplace(tern_model *m, tern_model_weight *w)
                 be->api->release(be->ctx, &w->placed[b][p]);
             else if (w->how[b][p] == PLACED_UPLOADED)
                 be->api->buffer_free(be->ctx, w->placed[b][p].buffer);
-            else if (w->how[b][p] == PLACED_COPIED)
-                free(w->placed[b][p].data);
             w->how[b][p] = PLACED_NOT_YET;
         }
+    free(w->copy);
+    w->copy = NULL;
 }
 
 /* The output head: output.weight, or token_embd when tied. */

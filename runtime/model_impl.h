@@ -13,7 +13,7 @@ enum {
     PLACED_REPACKED,  /* the backend's repack() made it: release() frees */
     PLACED_FILE,      /* the file's bytes as mapped (host backends) */
     PLACED_UPLOADED,  /* the file's bytes uploaded into a buffer we own */
-    PLACED_COPIED,    /* the file's bytes read into host memory we own (free) */
+    PLACED_COPIED,    /* the weight's own copy of the file's bytes (tern_model_weight.copy) */
     PLACED_REFUSED    /* repack() said TERN_EUNSUPPORTED */
 };
 
@@ -25,6 +25,7 @@ typedef struct tern_model_weight {
     const tern_gguf_tensor *gt;
     tern_tensor file;              /* file layout, points into the mapping */
     int is_head;                   /* the output head (output.weight, or token_embd when tied) */
+    void *copy;                    /* a parameter's bytes read once for every host backend (PLACED_COPIED) */
     tern_tensor placed[TERN_MAX_BACKENDS][TERN_REPACK_COUNT];
     uint8_t how[TERN_MAX_BACKENDS][TERN_REPACK_COUNT]; /* PLACED_* */
 } tern_model_weight;
