@@ -20,7 +20,7 @@
  * a probe read the same bytes at 35-37 GB/s against 31-32. The 16-core
  * Xeon of the GPU machine is the other way round: one stream a core leaves
  * it short of requests in flight; with one row its head took 49-63% of a
- * decode step against 46-51% with eight, at 2, 8 and 16 threads (5
+ * decode step against 43-52% with eight, at 2, 8 and 16 threads (5 and 3
  * alternating runs each). One row is one FMA chain of 4-cycle latency, 16
  * weights (32 bytes) a step: 8 bytes a cycle, twice what a core's share of
  * the bandwidth needs. */
@@ -99,9 +99,10 @@ AI void tile(int wt, int R, int T, const uint8_t *const *wr, const float *const 
         for (int t = 0; t < T; t++) out[r * T + t] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
-/* The tile shapes: 8 x 1 or 1 x 1 for decode (above), 4 x 2..4 for batches (groups of 4
- * tokens: 2 x 8 tiles measured 30-40% slower per token, their activation
- * loads outnumbering the FMAs' slots), 1 x T at the row edge. */
+/* The tile shapes: 8 x 1 or 1 x 1 for decode (above), 4 x 2..4 for
+ * batches (groups of 4 tokens: 2 x 8 tiles measured 30-40% slower per
+ * token, their activation loads outnumbering the FMAs' slots), 1 x T at the
+ * row edge. */
 AI void tile_any(int wt, int R, int T, const uint8_t *const *wr, const float *const *x, int64_t K, float *out,
                  size_t pf)
 {
