@@ -23,24 +23,28 @@ SHARED = os.path.join(os.path.dirname(ROOT), "shared", "models")
 PROMPT = "Once upon a time"
 
 
-def out(cmd):
+def run(cmd):
+    """The finished process; exits with its last words when it failed."""
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode:
         sys.exit(f"peer_bench: {cmd[0]} failed ({p.returncode}): {(p.stderr or p.stdout).strip()[-300:]}")
+    return p
+
+
+def out(cmd):
+    p = run(cmd)
     return p.stdout + p.stderr
 
 
 def bench_configs(a):
     def peer():
-        rows = json.loads(subprocess.run([os.path.join(a.peer, "llama-bench"), "-m", a.model, "-t", str(a.threads),
-                                          "-p", "128", "-n", "64", "-r", "1", "-o", "json"],
-                                         capture_output=True, text=True).stdout)
+        rows = json.loads(run([os.path.join(a.peer, "llama-bench"), "-m", a.model, "-t", str(a.threads),
+                               "-p", "128", "-n", "64", "-r", "1", "-o", "json"]).stdout)
         return {("pp128" if r["n_prompt"] else "tg64"): r["avg_ts"] for r in rows}
 
     def tern(head):
-        rows = json.loads(subprocess.run([TERN, "bench", "-m", a.model, "-t", str(a.threads), "--backend", "x86",
-                                          "--head", head, "-p", "128", "-n", "64", "-r", "1", "-o", "json"],
-                                         capture_output=True, text=True).stdout)
+        rows = json.loads(run([TERN, "bench", "-m", a.model, "-t", str(a.threads), "--backend", "x86",
+                               "--head", head, "-p", "128", "-n", "64", "-r", "1", "-o", "json"]).stdout)
         return {r["test"]: r["median_ts"] for r in rows}
 
     return [("bitnet.cpp", peer), ("tern F16 head", lambda: tern("f16")), ("tern q8 head", lambda: tern("q8"))]
@@ -73,6 +77,10 @@ def main():
     a = ap.parse_args()
     if a.what == "bench" and not a.model:
         ap.error("bench needs -m FILE")
+    for need in ([os.path.join(a.peer, "llama-bench" if a.what == "bench" else "llama-speculative"), TERN] +
+                 ([a.model] if a.model else [])):
+        if not os.path.isfile(need):
+            sys.exit(f"peer_bench: {need}: no such file")
     configs = bench_configs(a) if a.what == "bench" else spec_configs(a)
     data = {name: {} for name, _ in configs}
     for rep in range(a.reps):
